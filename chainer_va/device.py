@@ -1,0 +1,60 @@
+"""The ``--device`` option shared by every entry point: CPU (``-1``/``@numpy``) or a GPU (``N``/``@cupy:N``)."""
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+
+GPU_INSTALL_HINT = (
+    "install the GPU extra matching your CUDA driver: `pip install -e .[gpu]` (CuPy 14, CUDA 13) or "
+    "`pip install -e .[gpu-cudnn]` (CuPy 13 with cuDNN, CUDA 12)"
+)
+_cudnn_noted = False
+
+
+def parse_device_spec(spec: str | int) -> str:
+    """Normalise a device spec to Chainer's form: ``-1``/``@numpy``/``cpu`` -> ``@numpy``, ``N``/``@cupy:N`` -> ``@cupy:N``."""
+    text = str(spec).strip().lower()
+    if text in ("-1", "@numpy", "cpu", "numpy"):
+        return "@numpy"
+    if text.startswith("@cupy:"):
+        text = text[len("@cupy:"):]
+    elif text.startswith("gpu:") or text.startswith("cuda:"):
+        text = text.split(":", 1)[1]
+    if text.isdigit():
+        return "@cupy:{}".format(int(text))
+    raise ValueError(
+        "unknown device {!r}: use -1 or @numpy for the CPU, a GPU id such as 0, or @cupy:0".format(spec)
+    )
+
+
+def get_device(spec: str | int = -1) -> chainer.backend.Device:
+    """Return the Chainer device for ``spec``, selecting it; a GPU without CuPy is a clear error."""
+    name = parse_device_spec(spec)
+    if name != "@numpy":
+        from chainer.backends import cuda
+
+        if not cuda.available:
+            raise RuntimeError(
+                "device {!r} asks for a GPU but CuPy is not available ({}); {}; or use --device -1 "
+                "for the CPU".format(spec, getattr(cuda, "_resolution_error", "not installed"), GPU_INSTALL_HINT)
+            )
+        global _cudnn_noted
+        message = compat.cudnn_message()
+        if message and not _cudnn_noted:
+            warnings.warn(message, stacklevel=2)
+            _cudnn_noted = True
+    device = chainer.get_device(name)
+    device.use()
+    return device
+
+
+def add_device_argument(parser: argparse.ArgumentParser, default: str = "-1") -> None:
+    """Add the shared ``--device`` option to a command-line parser."""
+    parser.add_argument(
+        "--device", default=default,
+        help="-1 or @numpy for the CPU (default), a GPU id (0) or @cupy:0 for a GPU",
+    )
