@@ -1,0 +1,85 @@
+"""Atomic file writes and the configuration record every run writes next to its results."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+CONFIG_FILENAME = "config.json"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    A reader (or a killed writer) never sees a half-written file: either the old file or the new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """:func:`atomic_write_bytes` for a JSON document (indented, keys sorted)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions of Python and the numerical libraries that are imported (for reproducibility records)."""
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "git_commit": _git_commit()}
+    for name in ("numpy", "chainer", "cupy", "tensorflow", "tensorflow_probability", "gymnasium", "mujoco"):
+        module = sys.modules.get(name)
+        if module is not None:
+            info[name] = getattr(module, "__version__", "?")
+    return info
+
+
+def write_run_config(out: str | os.PathLike, config: Mapping[str, Any], seed: int | None = None,
+                     filename: str = CONFIG_FILENAME) -> Path:
+    """Record a run's full resolved configuration, its seed, the command line and library versions.
+
+    Written atomically to ``out/config.json``; returns the path.
+    """
+    record = {
+        "config": dict(config),
+        "seed": seed if seed is not None else config.get("seed"),
+        "command": [sys.executable] + sys.argv,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment(),
+    }
+    return atomic_write_json(Path(out) / filename, record)
+
+
+def read_run_config(out: str | os.PathLike, filename: str = CONFIG_FILENAME) -> dict:
+    """Read back what :func:`write_run_config` wrote."""
+    with open(Path(out) / filename) as f:
+        return json.load(f)
