@@ -34,10 +34,17 @@ Patches
    ``cudnn_enabled = False`` and warns that one should "reinstall CuPy after you install cudnn", which
    is not possible with CuPy 14. The warning is replaced by one accurate message, emitted once, the
    first time a GPU is selected through :func:`chainer_va.device.get_device`.
+7. ``chainer/testing/helper.py:6`` and ``chainer/testing/doctest_helper.py:3`` import
+   ``pkg_resources`` (imported by ``chainer.gradient_check``). Where setuptools no longer has it, those
+   two modules, and only they, execute with a small stand-in (``WorkingSet().require`` and its
+   errors, implemented with ``importlib.metadata`` and ``packaging``); nothing else can import it.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.metadata
+import importlib.util
 import sys
 import types
 import warnings
@@ -156,6 +163,71 @@ def _cuda_patch() -> None:
         cuda.check_cuda_available._already_warned = True
 
 
+def _pkg_resources_standin() -> types.ModuleType:
+    """Patch 7: the part of ``pkg_resources`` that ``chainer.testing`` uses."""
+    from packaging.requirements import Requirement
+
+    module = types.ModuleType("pkg_resources")
+
+    class ResolutionError(Exception):
+        pass
+
+    class DistributionNotFound(ResolutionError):
+        pass
+
+    class VersionConflict(ResolutionError):
+        pass
+
+    class WorkingSet:
+        def require(self, *requirements: str) -> None:
+            for text in requirements:
+                req = Requirement(text)
+                try:
+                    version = importlib.metadata.version(req.name)
+                except importlib.metadata.PackageNotFoundError:
+                    raise DistributionNotFound(text) from None
+                if req.specifier and not req.specifier.contains(version, prereleases=True):
+                    raise VersionConflict("{} is installed, {} required".format(version, text))
+
+    module.ResolutionError = ResolutionError
+    module.DistributionNotFound = DistributionNotFound
+    module.VersionConflict = VersionConflict
+    module.WorkingSet = WorkingSet
+    return module
+
+
+class _ChainerTestingFinder(importlib.abc.MetaPathFinder):
+    """Patch 7: run the two ``chainer.testing`` modules that import ``pkg_resources`` with a stand-in."""
+
+    TARGETS = ("chainer.testing.helper", "chainer.testing.doctest_helper")
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname not in self.TARGETS:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _StandInLoader(spec.loader)
+        return spec
+
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        if "pkg_resources" in sys.modules or importlib.util.find_spec("pkg_resources") is not None:
+            return self._loader.exec_module(module)
+        sys.modules["pkg_resources"] = _pkg_resources_standin()
+        try:
+            self._loader.exec_module(module)
+        finally:
+            del sys.modules["pkg_resources"]
+
+
 def cudnn_message() -> str | None:
     """The one-time note about cuDNN on this CuPy, or None when cuDNN is in use or CuPy is absent."""
     from chainer.backends import cuda
@@ -195,6 +267,8 @@ def install() -> None:
     _pad_sequence_patch()
     _categorical_patch()
     _cuda_patch()
+    if not any(isinstance(f, _ChainerTestingFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ChainerTestingFinder())
     _INSTALLED = True
 
 

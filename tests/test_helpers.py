@@ -1,0 +1,85 @@
+"""Device parsing, seeding, downloads and run records."""
+import json
+import random
+
+import numpy
+import pytest
+
+from chainer_va import device, download, runinfo, seeding
+
+
+@pytest.mark.parametrize("spec,expected", [
+    (-1, "@numpy"), ("-1", "@numpy"), ("@numpy", "@numpy"), ("cpu", "@numpy"),
+    (0, "@cupy:0"), ("1", "@cupy:1"), ("@cupy:2", "@cupy:2"),
+])
+def test_parse_device_spec(spec, expected):
+    assert device.parse_device_spec(spec) == expected
+
+
+def test_bad_device_spec():
+    with pytest.raises(ValueError, match="unknown device"):
+        device.parse_device_spec("tpu")
+
+
+def test_cpu_device_and_gpu_without_cupy():
+    assert device.get_device(-1).xp is numpy
+    from chainer.backends import cuda
+
+    if not cuda.available:
+        with pytest.raises(RuntimeError, match=r"pip install -e \.\[gpu\]"):
+            device.get_device(0)
+
+
+def test_seed_everything_reproduces_python_and_numpy():
+    seeding.seed_everything(123)
+    a = (random.random(), numpy.random.rand())
+    seeding.seed_everything(123)
+    assert (random.random(), numpy.random.rand()) == a
+    with pytest.raises(ValueError, match="non-negative"):
+        seeding.seed_everything(-1)
+
+
+def test_seed_everything_tensorflow():
+    import os
+
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    import tensorflow as tf
+
+    seeding.seed_everything(7, tensorflow=True)
+    a = tf.random.normal([3]).numpy()
+    seeding.seed_everything(7, tensorflow=True)
+    numpy.testing.assert_array_equal(tf.random.normal([3]).numpy(), a)
+
+
+def test_fetch_verifies_checksum_and_reports_offline(tmp_path):
+    payload = tmp_path / "src.bin"
+    payload.write_bytes(b"hello")
+    good = download.sha256_of(payload)
+    url = payload.as_uri()
+    got = download.fetch(url, "a.bin", good, directory=tmp_path / "cache")
+    assert got.read_bytes() == b"hello"
+    with pytest.raises(download.DownloadError, match="corrupted"):
+        download.fetch(url, "b.bin", "0" * 64, directory=tmp_path / "cache")
+    assert not (tmp_path / "cache" / "b.bin").exists()  # a bad download never lands
+    got.write_bytes(b"tampered")
+    with pytest.raises(download.DownloadError, match="Delete it and download it again"):
+        download.fetch(url, "a.bin", good, directory=tmp_path / "cache")
+    with pytest.raises(download.DownloadError, match="place it at"):
+        download.fetch("http://127.0.0.1:9/x.tgz", "x.tgz", None, directory=tmp_path / "cache")
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(download.DATA_ENV, str(tmp_path))
+    assert download.cache_dir() == tmp_path
+    assert download.cache_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_run_config_record_and_atomic_write(tmp_path):
+    path = runinfo.write_run_config(tmp_path, {"objective": "jsd", "seed": 5})
+    record = json.loads(path.read_text())
+    assert record["seed"] == 5 and record["config"]["objective"] == "jsd"
+    assert "numpy" in record["environment"]
+    runinfo.atomic_write_text(tmp_path / "f.txt", "one")
+    runinfo.atomic_write_text(tmp_path / "f.txt", "two")
+    assert (tmp_path / "f.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "f.txt"]  # no temp files left
