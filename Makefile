@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PIP := $(VENV)/bin/python -m pip
 
-.PHONY: install test quick clean-venv
+.PHONY: install test quick clean-venv compat-matrix
 
 install:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,19 @@ quick:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Not part of CI: re-check the Chainer compat layer on the other supported stacks
+# (numpy 1.26 on Python 3.11; numpy 2.4 on Python 3.12 with setuptools >= 82, no pkg_resources).
+# Needs python3.12 on PATH (or PY312=/path/to/python3.12).
+PY312 ?= python3.12
+compat-matrix:
+	rm -rf build/venv-np126 build/venv-py312
+	$(PYTHON) -m venv build/venv-np126
+	build/venv-np126/bin/python -m pip install -q setuptools==73.0.1 wheel numpy==1.26.4 pytest==9.2.0 packaging
+	build/venv-np126/bin/python -m pip install -q --no-build-isolation chainer==7.8.1
+	PYTHONPATH=$(CURDIR) build/venv-np126/bin/python -m pytest -p no:cacheprovider -q tests/test_compat.py tests/test_schedules.py
+	$(PY312) -m venv build/venv-py312
+	build/venv-py312/bin/python -m pip install -q setuptools==73.0.1 wheel numpy==2.4.6 pytest==9.2.0 packaging
+	build/venv-py312/bin/python -m pip install -q --no-build-isolation chainer==7.8.1
+	build/venv-py312/bin/python -m pip install -q "setuptools>=82"
+	PYTHONPATH=$(CURDIR) build/venv-py312/bin/python -m pytest -p no:cacheprovider -q tests/test_compat.py tests/test_schedules.py
