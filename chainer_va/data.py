@@ -168,7 +168,7 @@ def datasets_dir() -> Path:
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
     """8-bit pixels (0..255) to float32 in [-1, 1]: ``x / 127.5 - 1``."""
-    return (np.asarray(pixels, dtype=np.float32) * np.float32(2.0 / PIXEL_MAX) - np.float32(1.0))
+    return np.asarray(pixels, dtype=np.float32) / np.float32(PIXEL_MAX / 2) - np.float32(1.0)
 
 
 def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
@@ -178,7 +178,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
     mnist5k is checked in place."""
     name = _check_name(name)
     if name == "cifar10":
-        return [_cifar10_archive(data_dir)]
+        return [_cifar10_archive(data_dir, download=True)]
     if name == "mnist5k":
         return [_mnist5k_path(data_dir)]
     if name == "celeba":
@@ -186,7 +186,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
     paths = []
     for split in splits:
         for remote in IDX_FILES[name][_check_split(split)]:
-            path = _idx_path(name, remote, data_dir)
+            path = _idx_path(name, remote, data_dir, download=True)
             _read_idx_bytes(path, remote)
             paths.append(path)
     return paths
@@ -338,8 +338,14 @@ def _read_cifar_batch(stream, where: str, fix: str) -> tuple[np.ndarray, np.ndar
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _cifar10_archive(data_dir) -> Path:
-    """The verified archive: ``data_dir`` (file or folder) or the cache, downloading it there."""
+def _download_folder(name: str, data_dir) -> Path:
+    """Where downloads of ``name`` go: ``<data_dir>/<name>/`` or the cache's ``<name>/``."""
+    return (Path(data_dir).expanduser() if data_dir is not None else cache_dir()) / name
+
+
+def _cifar10_archive(data_dir, download: bool = False) -> Path:
+    """The verified archive: ``data_dir`` (file or folder) or the cache, downloading it to the cache
+    (or, with ``download``, to ``<data_dir>/cifar10/``) when absent."""
     remote = CIFAR10_ARCHIVE
     fix = ("Delete it and download it again ({} cifar10), or place the official {} from {} there."
            .format(FETCH_SCRIPT, remote.filename, remote.urls[0]))
@@ -350,13 +356,13 @@ def _cifar10_archive(data_dir) -> Path:
     for path in candidates:
         if path.is_file():
             return _verify_sha256(path, remote.sha256, "CIFAR-10 archive", fix)
-    if data_dir is not None:
+    if data_dir is not None and not download:
         raise DataError("CIFAR-10 not found: expected {} (or the extracted folder {}/{}). Download {} "
                         "and put it there, or run `{} cifar10 --data-dir {}`.".format(
                             candidates[-1], data_dir, CIFAR10_BATCH_FOLDER, remote.urls[0],
                             FETCH_SCRIPT, data_dir))
-    return fetch(remote.urls[0], remote.filename, remote.sha256, directory=cache_dir() / "cifar10",
-                 what="CIFAR-10 archive")
+    return fetch(remote.urls[0], remote.filename, remote.sha256,
+                 directory=_download_folder("cifar10", data_dir), what="CIFAR-10 archive")
 
 
 def _load_cifar10(data_dir, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -440,14 +446,15 @@ def parse_idx(raw: bytes, where: str = "idx data") -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _idx_path(name: str, remote: RemoteFile, data_dir) -> Path:
-    """The local file (``.gz`` or decompressed) of ``remote``, downloading it to the cache if needed."""
+def _idx_path(name: str, remote: RemoteFile, data_dir, download: bool = False) -> Path:
+    """The local file (``.gz`` or decompressed) of ``remote``, downloading it to the cache if needed
+    (with ``download``, to ``<data_dir>/<name>/`` when ``data_dir`` is given)."""
     plain = remote.filename[:-len(".gz")]
     for filename in (remote.filename, plain):
         for path in _candidates(name, filename, data_dir):
             if path.is_file():
                 return path
-    if data_dir is not None:
+    if data_dir is not None and not download:
         raise DataError("{} file {} not found in {} (nor in {}/{}/). Download it from {} and put it there, "
                         "or run `{} {} --data-dir {}`.".format(
                             name, remote.filename, data_dir, data_dir, name, remote.urls[0],
@@ -455,7 +462,7 @@ def _idx_path(name: str, remote: RemoteFile, data_dir) -> Path:
     errors = []
     for url in remote.urls:
         try:
-            return fetch(url, remote.filename, remote.sha256, directory=cache_dir() / name,
+            return fetch(url, remote.filename, remote.sha256, directory=_download_folder(name, data_dir),
                          what="{} {}".format(name, remote.filename))
         except DownloadError as exc:
             errors.append(exc)
@@ -552,8 +559,9 @@ def _celeba_folder(data_dir) -> Path:
     raise DataError(
         "CelebA images not found in {}. CelebA cannot be downloaded automatically (it is served from "
         "Google Drive): get img_align_celeba.zip ('Align&Cropped Images') from {}, unzip it so that the "
-        "178x218 JPEGs are in {}/{}/ (000001.jpg ...), and pass data_dir={} (or use the default "
-        "folder {}).".format(root, CELEBA_PAGE, root, CELEBA_FOLDER, root, cache_dir() / "celeba"))
+        "178x218 JPEGs (000001.jpg ...) are in {}/{}/, then call load_images('celeba'{}).".format(
+            root, CELEBA_PAGE, root, CELEBA_FOLDER,
+            ", data_dir={!r}".format(str(data_dir)) if data_dir is not None else ""))
 
 
 def _load_celeba(data_dir, size: int, crop: int, limit: int | None) -> np.ndarray:
