@@ -1,0 +1,222 @@
+"""Variational-annealing terms added to the generator loss (SPEC section 2; Corollary 2.2 + DAE-score).
+
+With f = D's feature of a fake batch, sg = stop-gradient, mean = mean over all elements, and lambda_t
+from a schedule (:mod:`chainer_va.schedules`):
+
+* ``none``: no term (lambda_t is still reported).
+* ``lik``:  + c lambda_t mean (f - sg r_data(f))^2   likelihood annealing, targets p^(1 + lambda_t).
+  Its gradient w.r.t. f is 2 c lambda_t (f - r_data(f)) / N = -2 c lambda_t sigma^2 score_data(f) / N:
+  it pulls fakes up log p_data.
+* ``ent``:  - c lambda_t mean (f - sg r_fake(f))^2   entropy annealing, targets p^(1 / (1 + lambda_t));
+  r_fake is a second denoiser trained on noisy FAKE features [inferred]; the term pushes fakes down
+  log q (more entropy).
+* ``lgan``: + lambda_t mean((sg r_data(f) - f) * f)   the form of the authors' LGAN release; it
+  replaces DFM's 0.03 term (``keeps_dfm_term = False``).
+
+The DAE-score estimate: a denoiser r trained on x + sigma eps gives score(x) ~ (r(x) - x) / sigma^2
+(:meth:`FeatureDenoiser.score`), used with r detached (the "DAE-score" form; differentiating through
+r is the wrong, "DAE-residual" estimator).
+
+Denoisers live in a :class:`DenoiserPool` (one per feature source, ``data`` or ``fake``) so that the
+DFM term of the JSD objective and the ``lik``/``lgan`` terms share one r_data, trained once per step.
+A term holds the denoisers it asked the pool for, with their optimizers.
+
+Adding a term: subclass :class:`AnnealingTerm`, set ``sources``, write ``generator_loss`` and
+decorate it with ``@register("name")`` (see docs/extending.md).
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable, Dict, Optional
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+import chainer.functions as F
+
+from chainer_va import schedules
+from chainer_va.latent import NoiseSource
+
+__all__ = ["DENOISER_SIGMA", "ANNEAL_WEIGHT", "FeatureDenoiser", "DenoiserPool", "residual_energy",
+           "AnnealingTerm", "register", "names", "get", "NoAnnealing", "LikelihoodAnnealing",
+           "EntropyAnnealing", "LGANAnnealing"]
+
+DENOISER_SIGMA = 1.0  # std of the Gaussian corruption of the features (DFM; SPEC section 2)
+ANNEAL_WEIGHT = 0.03  # c: with lambda = 1 the lik term equals DFM's own 0.03 term [inferred]
+SOURCES = ("data", "fake")
+
+
+class FeatureDenoiser:
+    """A denoising auto-encoder r on discriminator features and its optimizer (DFM's denoiser).
+
+    Trained with L_r = mean (r(sg f + sigma eps) - sg f)^2, eps ~ N(0, I) (SPEC section 2). Its
+    optimizer is registered with the updater under ``name`` (``denoiser_data``/``denoiser_fake``).
+    """
+
+    def __init__(self, name: str, link: chainer.Link, optimizer: chainer.Optimizer, noise: NoiseSource,
+                 sigma: float = DENOISER_SIGMA):
+        if not sigma > 0:
+            raise ValueError("the denoiser's noise level sigma must be positive, got {}".format(sigma))
+        self.name = name
+        self.link = link
+        self.optimizer = optimizer
+        self.noise = noise
+        self.sigma = float(sigma)
+
+    def loss(self, features) -> chainer.Variable:
+        """L_r on a batch of (detached) features: mean (r(f + sigma eps) - f)^2."""
+        f = features.array if isinstance(features, chainer.Variable) else features
+        xp = chainer.backend.get_array_module(f)
+        eps = xp.asarray(self.noise.normal(f.shape))
+        return F.mean_squared_error(self.link(f + self.sigma * eps), f)
+
+    def update(self, loss: chainer.Variable) -> None:
+        """One optimizer step on ``loss``."""
+        self.link.cleargrads()
+        loss.backward()
+        self.optimizer.update()
+
+    def reconstruct(self, features):
+        """sg r(f): the denoiser in inference mode (BN running statistics, no noise), detached array."""
+        f = features.array if isinstance(features, chainer.Variable) else features
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            return self.link(f).array
+
+    def score(self, x):
+        """DAE-score estimate of grad log p_sigma at x: (r(x) - x) / sigma^2 (SPEC section 1)."""
+        return (self.reconstruct(x) - x) / self.sigma ** 2
+
+
+class DenoiserPool:
+    """The denoisers of one run, created on first request, at most one per source (``data``, ``fake``)."""
+
+    def __init__(self, make_link: Callable[[], chainer.Link],
+                 make_optimizer: Callable[[chainer.Link], chainer.Optimizer], noise: NoiseSource,
+                 sigma: float = DENOISER_SIGMA, device=None):
+        self._make_link = make_link
+        self._make_optimizer = make_optimizer
+        self.noise = noise
+        self.sigma = sigma
+        self.device = device
+        self._denoisers: Dict[str, FeatureDenoiser] = {}
+
+    def get(self, source: str) -> FeatureDenoiser:
+        """The denoiser trained on noisy ``source`` features (``data`` = real, ``fake`` = generated)."""
+        if source not in SOURCES:
+            raise ValueError("unknown feature source {!r}; use one of {}".format(source, SOURCES))
+        if source not in self._denoisers:
+            link = self._make_link()
+            if self.device is not None:
+                link.to_device(self.device)
+            self._denoisers[source] = FeatureDenoiser(
+                "denoiser_" + source, link, self._make_optimizer(link), self.noise, self.sigma)
+        return self._denoisers[source]
+
+    def items(self):
+        """(source, denoiser) pairs in a fixed order."""
+        return [(s, self._denoisers[s]) for s in SOURCES if s in self._denoisers]
+
+
+def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser) -> chainer.Variable:
+    """mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 (f - r(f)) / N."""
+    return F.mean(F.square(f - denoiser.reconstruct(f)))
+
+
+class AnnealingTerm:
+    """Base class of an annealing term: ``generator_loss(f_fake, lam)`` is added to L_G.
+
+    ``sources`` names the denoisers the term needs; ``keeps_dfm_term`` says whether the JSD (DFM)
+    objective keeps its own 0.03 feature term next to this one.
+    """
+
+    name = "base"
+    sources: tuple = ()
+    keeps_dfm_term = True
+
+    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT):
+        self.weight = float(weight)
+        self.denoisers = {source: denoisers.get(source) for source in self.sources}
+
+    def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
+        raise NotImplementedError
+
+    def implied_beta(self, lam: float) -> float:
+        """Inverse temperature targeted at weight ``lam`` (Corollary 2.2; :func:`schedules.implied_beta`)."""
+        return schedules.implied_beta(self.name, lam)
+
+
+_TERMS: Dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: register an :class:`AnnealingTerm` subclass under ``name`` (for ``--anneal``)."""
+    def decorator(cls):
+        if name in _TERMS and _TERMS[name] is not cls:
+            raise ValueError("annealing term {!r} is already registered ({})".format(name, _TERMS[name]))
+        if not (isinstance(cls, type) and issubclass(cls, AnnealingTerm)):
+            raise TypeError("@register({!r}) expects an AnnealingTerm subclass, got {!r}".format(name, cls))
+        cls.name = name
+        _TERMS[name] = cls
+        return cls
+    return decorator
+
+
+def names() -> list:
+    """Names accepted by ``--anneal``."""
+    return sorted(_TERMS)
+
+
+def get(name: str) -> type:
+    """The annealing-term class registered under ``name``; a clear error for an unknown name."""
+    if name not in _TERMS:
+        raise ValueError("unknown annealing term {!r}; choose one of: {} (add your own with --plugin, see "
+                         "docs/extending.md)".format(name, ", ".join(names())))
+    return _TERMS[name]
+
+
+def options(name: str) -> list:
+    """Keyword options (named constants) the term ``name`` accepts besides the denoiser pool."""
+    return [p for p in inspect.signature(get(name).__init__).parameters if p not in ("self", "denoisers")]
+
+
+@register("none")
+class NoAnnealing(AnnealingTerm):
+    """No annealing term: the baseline "without VA"."""
+
+    def generator_loss(self, f_fake, lam):
+        return None
+
+
+@register("lik")
+class LikelihoodAnnealing(AnnealingTerm):
+    """+ c lambda_t mean (f - sg r_data(f))^2: targets p^(1 + lambda_t) (likelihood form, Corollary 2.2)."""
+
+    sources = ("data",)
+
+    def generator_loss(self, f_fake, lam):
+        return self.weight * lam * residual_energy(f_fake, self.denoisers["data"])
+
+
+@register("ent")
+class EntropyAnnealing(AnnealingTerm):
+    """- c lambda_t mean (f - sg r_fake(f))^2: targets p^(1 / (1 + lambda_t)) (entropy form, Corollary 2.2)."""
+
+    sources = ("fake",)
+
+    def generator_loss(self, f_fake, lam):
+        return -self.weight * lam * residual_energy(f_fake, self.denoisers["fake"])
+
+
+@register("lgan")
+class LGANAnnealing(AnnealingTerm):
+    """+ lambda_t mean((sg r_data(f) - f) * f), the LGAN release's form; replaces DFM's 0.03 term.
+
+    ``weight`` is unused (the release has none); it is accepted so every term takes the same options.
+    """
+
+    sources = ("data",)
+    keeps_dfm_term = False
+
+    def generator_loss(self, f_fake, lam):
+        r = self.denoisers["data"].reconstruct(f_fake)
+        return lam * F.mean((r - f_fake) * f_fake)

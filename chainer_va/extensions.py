@@ -1,0 +1,70 @@
+"""Trainer extensions of the GAN runs: a grid of samples from fixed latents, written atomically as PNG."""
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+from chainer.training import extension
+
+from chainer_va.runinfo import atomic_write_bytes
+
+__all__ = ["tile_images", "save_image_grid", "SampleGrid"]
+
+
+def tile_images(images: numpy.ndarray, rows: int, cols: int) -> numpy.ndarray:
+    """(N, C, H, W) floats in [-1, 1] -> one uint8 (rows*H, cols*W[, C]) image (N <= rows * cols)."""
+    n, c, h, w = images.shape
+    if n > rows * cols:
+        raise ValueError("{} images do not fit a {}x{} grid".format(n, rows, cols))
+    pixels = numpy.clip((numpy.asarray(images, numpy.float32) + 1.0) * 127.5 + 0.5, 0, 255).astype(numpy.uint8)
+    grid = numpy.zeros((rows * h, cols * w, c), numpy.uint8)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        grid[r * h:(r + 1) * h, k * w:(k + 1) * w] = pixels[i].transpose(1, 2, 0)
+    return grid[:, :, 0] if c == 1 else grid
+
+
+def save_image_grid(path: str | os.PathLike, images: numpy.ndarray, rows: int, cols: int) -> Path:
+    """Tile ``images`` (in [-1, 1]) and write them as a PNG, atomically."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(tile_images(images, rows, cols)).save(buffer, format="PNG")
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+class SampleGrid(extension.Extension):
+    """Every trigger, G (inference mode) on fixed latents -> ``out/samples/iter_<N>.png`` and ``out/samples.png``.
+
+    The latents come from their own RandomState (``seed``), so writing samples never changes the
+    training run's random numbers.
+    """
+
+    priority = extension.PRIORITY_READER
+
+    def __init__(self, generator: chainer.Link, latent_dim: int, out: str | os.PathLike, seed: int,
+                 rows: int = 8, cols: int = 8, low: float = -1.0, high: float = 1.0):
+        self.generator = generator
+        self.out = Path(out)
+        self.rows = rows
+        self.cols = cols
+        self.z = numpy.random.RandomState(seed).uniform(low, high, (rows * cols, latent_dim)).astype(numpy.float32)
+
+    def __call__(self, trainer):
+        images = self.sample()
+        iteration = trainer.updater.iteration
+        save_image_grid(self.out / "samples" / "iter_{:08d}.png".format(iteration), images, self.rows, self.cols)
+        save_image_grid(self.out / "samples.png", images, self.rows, self.cols)
+
+    def sample(self) -> numpy.ndarray:
+        """G(z_fixed) as a numpy array (inference mode: BN running statistics)."""
+        device = self.generator.device
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            x = self.generator(device.send(self.z))
+        return chainer.backend.CpuDevice().send(x.array)

@@ -1,0 +1,214 @@
+"""Networks of the annealed GANs (supplement Tables S1 and S2; SPEC section 4).
+
+* :class:`Generator`: the DCGAN generator of chainer-gan-lib, z in R^128 ~ U(-1, 1).
+  32x32 (Table S1): Linear 128 -> 4*4*512, BN, ReLU; deconv 4x4/s2 512->256->128->64 (BN, ReLU);
+  deconv 3x3/s1 64->C; tanh. 128x128 (Table S2): the same trunk with one more 4x4/s2 deconv stage per
+  doubling of the resolution (512->256->128->64->32, BN, ReLU) and a last 4x4/s2 deconv 32->C; tanh.
+* :class:`DFMDiscriminator`: returns ``(feature, logit)``; the feature f is the pre-activation of the
+  last conv after a gamma-free BN, shape (B, 512, 2, 2); logit = Linear(lReLU(f)).
+  32x32: conv3x3/s1 C->32 lReLU; conv4x4/s2 32->64->128->256 (BN, lReLU); conv4x4/s2 256->512, BN.
+  128x128: conv4x4/s2 C->16 lReLU; conv4x4/s2 16->32->64->128->256 (BN, lReLU); conv4x4/s2 256->512, BN.
+  The tables print "BN" on the first conv too; the released DFM code has none there, and neither do we.
+* :class:`Denoiser`: the DFM denoiser, an MLP on the flattened feature: 9 x (Linear 2048, BN, lReLU),
+  then Linear back to the feature size, reshaped to the feature's shape.
+* :class:`WGANCritic`: chainer-gan-lib's WGAN-GP critic without normalisation (7 convs + Linear 8192->1).
+  Design choice (documented in docs/extending.md): it returns ``(feature, logit)`` like the DFM
+  discriminator so that annealing terms work unchanged; its feature is the pre-activation of its last
+  conv (B, 512, 4, 4) (8192 numbers; the denoiser maps 8192 -> 2048 hidden -> 8192). For 128x128 two
+  4x4/s2 convs (C->16->32) are put in front [inferred: the paper gives no 128x128 critic].
+
+Every constructor takes ``width`` (default 1.0) multiplying every channel count and hidden size
+(``scaled(n, width)``), and ``in_channels``/``out_channels`` (1 or 3). The defaults reproduce the
+paper's sizes exactly. Weights are initialised N(0, 0.02) (chainer-gan-lib); the denoiser keeps
+Chainer's default (LeCun normal) initialisation as the released DFM code does.
+"""
+from __future__ import annotations
+
+import math
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+
+__all__ = ["scaled", "count_parameters", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
+           "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE"]
+
+LATENT_DIM = 128  # z in R^128 (DCGAN generator of chainer-gan-lib)
+WEIGHT_SCALE = 0.02  # N(0, 0.02) initialisation of G and D (chainer-gan-lib)
+LEAKY_SLOPE = 0.2  # lReLU slope
+BOTTOM_WIDTH = 4  # the generator starts from 4x4
+BASE_CHANNELS = 512  # deepest channel count of G and D
+DENOISER_HIDDEN = 2048  # DFM denoiser hidden units
+DENOISER_LAYERS = 9  # DFM denoiser hidden layers
+SUPPORTED_SIZES = (32, 128)  # Table S1 (CIFAR-10, 32x32) and Table S2 (CelebA, 128x128)
+
+
+def scaled(n: int, width: float) -> int:
+    """``n`` channels times the width multiplier, rounded, at least 1."""
+    if not (width > 0 and math.isfinite(width)):
+        raise ValueError("width must be a positive number, got {!r}".format(width))
+    return max(1, int(round(n * width)))
+
+
+def _check_size(size: int) -> int:
+    if size not in SUPPORTED_SIZES:
+        raise ValueError("image size {!r} is not supported: the networks exist for {} (Tables S1, S2); "
+                         "resize the data to one of them".format(size, SUPPORTED_SIZES))
+    return size
+
+
+def _check_channels(channels: int, what: str) -> int:
+    if channels not in (1, 3):
+        raise ValueError("{} must be 1 (grey) or 3 (RGB), got {!r}".format(what, channels))
+    return channels
+
+
+class Generator(chainer.Chain):
+    """DCGAN generator (Table S1 for 32x32, Table S2 for 128x128): z (B, latent_dim) -> x (B, C, size, size) in [-1, 1]."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 3, width: float = 1.0,
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE):
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.out_channels = _check_channels(out_channels, "out_channels")
+        self.size = _check_size(size)
+        self.width = float(width)
+        ch = scaled(BASE_CHANNELS, width)
+        self.bottom_channels = ch
+        n_up = int(math.log2(size // BOTTOM_WIDTH))  # 3 stages for 32, 5 for 128
+        # hidden deconv stages halve the channels; the 32x32 net has a 3x3/s1 output conv, the 128x128
+        # net a 4x4/s2 output deconv (its last doubling).
+        hidden = n_up if size == 32 else n_up - 1
+        w = chainer.initializers.Normal(weight_scale)
+        self._hidden = []
+        with self.init_scope():
+            self.l0 = L.Linear(self.latent_dim, BOTTOM_WIDTH * BOTTOM_WIDTH * ch, initialW=w)
+            self.bn0 = L.BatchNormalization(BOTTOM_WIDTH * BOTTOM_WIDTH * ch)
+            c_in = ch
+            for i in range(1, hidden + 1):
+                c_out = scaled(BASE_CHANNELS // 2 ** i, width)
+                setattr(self, "dc{}".format(i), L.Deconvolution2D(c_in, c_out, 4, 2, 1, initialW=w))
+                setattr(self, "bn{}".format(i), L.BatchNormalization(c_out))
+                self._hidden.append(("dc{}".format(i), "bn{}".format(i)))
+                c_in = c_out
+            if size == 32:
+                self.out = L.Deconvolution2D(c_in, self.out_channels, 3, 1, 1, initialW=w)
+            else:
+                self.out = L.Deconvolution2D(c_in, self.out_channels, 4, 2, 1, initialW=w)
+
+    def forward(self, z):
+        h = F.relu(self.bn0(self.l0(z)))
+        h = F.reshape(h, (len(z), self.bottom_channels, BOTTOM_WIDTH, BOTTOM_WIDTH))
+        for dc, bn in self._hidden:
+            h = F.relu(getattr(self, bn)(getattr(self, dc)(h)))
+        return F.tanh(self.out(h))
+
+
+class DFMDiscriminator(chainer.Chain):
+    """DFM discriminator (Tables S1/S2): x -> (feature f (B, 512, 2, 2), logit (B, 1))."""
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
+                 weight_scale: float = WEIGHT_SCALE):
+        super().__init__()
+        self.in_channels = _check_channels(in_channels, "in_channels")
+        self.size = _check_size(size)
+        self.width = float(width)
+        w = chainer.initializers.Normal(weight_scale)
+        if size == 32:  # conv3x3/s1 C->32, then 4x4/s2 to 64, 128, 256, 512
+            first = (scaled(32, width), 3, 1, 1)
+            widths = [64, 128, 256]
+        else:  # conv4x4/s2 C->16, then 4x4/s2 to 32, 64, 128, 256, 512
+            first = (scaled(16, width), 4, 2, 1)
+            widths = [32, 64, 128, 256]
+        top = scaled(BASE_CHANNELS, width)
+        self.feature_shape = (top, 2, 2)
+        self._hidden = []
+        with self.init_scope():
+            self.c0 = L.Convolution2D(self.in_channels, first[0], first[1], first[2], first[3], initialW=w)
+            c_in = first[0]
+            for i, n in enumerate(widths, start=1):
+                c_out = scaled(n, width)
+                setattr(self, "c{}".format(i), L.Convolution2D(c_in, c_out, 4, 2, 1, initialW=w))
+                setattr(self, "bn{}".format(i), L.BatchNormalization(c_out))
+                self._hidden.append(("c{}".format(i), "bn{}".format(i)))
+                c_in = c_out
+            self.c_feature = L.Convolution2D(c_in, top, 4, 2, 1, initialW=w)
+            self.bn_feature = L.BatchNormalization(top, use_gamma=False)
+            self.l_out = L.Linear(top * 4, 1, initialW=w)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.c0(x), LEAKY_SLOPE)
+        for c, bn in self._hidden:
+            h = F.leaky_relu(getattr(self, bn)(getattr(self, c)(h)), LEAKY_SLOPE)
+        feature = self.bn_feature(self.c_feature(h))
+        return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
+
+
+class WGANCritic(chainer.Chain):
+    """WGAN-GP critic of chainer-gan-lib, no normalisation: x -> (feature (B, 512, 4, 4), logit (B, 1))."""
+
+    def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
+                 weight_scale: float = WEIGHT_SCALE):
+        super().__init__()
+        self.in_channels = _check_channels(in_channels, "in_channels")
+        self.size = _check_size(size)
+        self.width = float(width)
+        w = chainer.initializers.Normal(weight_scale)
+        # (out channels, kernel, stride, pad) of each conv; 32x32 -> 4x4
+        convs = [(64, 3, 1, 1), (128, 4, 2, 1), (128, 3, 1, 1), (256, 4, 2, 1), (256, 3, 1, 1),
+                 (512, 4, 2, 1), (512, 3, 1, 1)]
+        if size == 128:  # two 4x4/s2 stages in front: 128 -> 32 [inferred]
+            convs = [(16, 4, 2, 1), (32, 4, 2, 1)] + convs
+        self._convs = []
+        top = scaled(BASE_CHANNELS, width)
+        self.feature_shape = (top, 4, 4)
+        with self.init_scope():
+            c_in = self.in_channels
+            for i, (n, k, s, p) in enumerate(convs):
+                c_out = scaled(n, width)
+                setattr(self, "c{}".format(i), L.Convolution2D(c_in, c_out, k, s, p, initialW=w))
+                self._convs.append("c{}".format(i))
+                c_in = c_out
+            self.l_out = L.Linear(top * 16, 1, initialW=w)
+
+    def forward(self, x):
+        h = x
+        for name in self._convs[:-1]:
+            h = F.leaky_relu(getattr(self, name)(h), LEAKY_SLOPE)
+        feature = getattr(self, self._convs[-1])(h)
+        return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
+
+
+class Denoiser(chainer.Chain):
+    """DFM denoiser r(f) (Tables S1/S2): MLP with ``n_layers`` x (Linear ``hidden``, BN, lReLU), then Linear back to f's shape."""
+
+    def __init__(self, feature_shape=(BASE_CHANNELS, 2, 2), width: float = 1.0,
+                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS):
+        super().__init__()
+        self.feature_shape = tuple(int(n) for n in feature_shape)
+        size = 1
+        for n in self.feature_shape:
+            size *= n
+        self.feature_size = size
+        units = scaled(hidden, width)
+        self.n_layers = int(n_layers)
+        with self.init_scope():
+            n_in = size
+            for i in range(self.n_layers):
+                setattr(self, "l{}".format(i), L.Linear(n_in, units))
+                setattr(self, "bn{}".format(i), L.BatchNormalization(units))
+                n_in = units
+            self.l_out = L.Linear(n_in, size)
+
+    def forward(self, f):
+        h = F.reshape(f, (len(f), self.feature_size))
+        for i in range(self.n_layers):
+            h = F.leaky_relu(getattr(self, "bn{}".format(i))(getattr(self, "l{}".format(i))(h)), LEAKY_SLOPE)
+        return F.reshape(self.l_out(h), (len(f),) + self.feature_shape)
+
+
+def count_parameters(link: chainer.Link) -> int:
+    """Number of trainable scalars in ``link`` (BN running statistics excluded)."""
+    return int(sum(p.size for p in link.params()))

@@ -1,0 +1,475 @@
+"""Train an annealed GAN: ``python -m chainer_va.train --objective jsd --anneal lik --schedule linear ...``.
+
+Objectives (``--objective``) and annealing terms (``--anneal``) come from the registries in
+:mod:`chainer_va.updaters` and :mod:`chainer_va.annealing`; ``--plugin FILE_OR_MODULE`` imports user
+code that registers more (docs/extending.md). ``--config FILE`` (YAML or JSON) holds the same keys as
+the flags (``data_dir`` or ``data-dir``); flags given explicitly override it; unknown keys are errors.
+
+Outputs in ``--out``: ``config.json`` (full resolved configuration, seed, command, versions),
+``log`` (JSON, every ``--log-interval`` iterations), ``loss.png`` and ``lambda.png`` (PlotReport),
+``samples.png`` and ``samples/iter_N.png`` (fixed latents), ``snapshot_iter_N.npz`` (atomic; models,
+optimizers, iterator and all RNG states), and when the run ends: ``gen_final.npz`` (generator,
+``chainer.serializers.save_npz`` format, atomic) and ``result.json`` ``{"completed": true,
+"iterations": N, "seconds": ...}``. :func:`load_generator` rebuilds a trained generator.
+
+``--resume`` continues from the newest snapshot in ``--out`` with the run's saved configuration;
+the same seed gives the same losses as an uninterrupted run. A NaN/inf loss stops the run with an
+error naming the loss and the iteration; the last snapshot written before it is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+from chainer import training
+from chainer.training import extensions as E
+
+from chainer_va import annealing, nets, runinfo, schedules, updaters
+from chainer_va.device import add_device_argument, get_device
+from chainer_va.extensions import SampleGrid
+from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
+from chainer_va.seeding import seed_everything
+from chainer_va.snapshots import (AtomicSnapshot, SnapshotError, latest_snapshot, list_snapshots,
+                                  load_npz_checked, save_npz_atomic)
+
+__all__ = ["ConfigError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
+           "make_generator", "make_discriminator", "build_updater", "main", "load_generator", "cli",
+           "GEN_FINAL", "RESULT_FILE"]
+
+GEN_FINAL = "gen_final.npz"
+RESULT_FILE = "result.json"
+GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
+# keys a resumed run may change; everything else must equal the run's saved configuration
+RESUME_MUTABLE = ("device", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+                  "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval")
+SCHEDULE_OPTIONS = ("end_fraction", "cycles", "final_ratio", "knot_interval")
+
+
+class ConfigError(ValueError):
+    """A bad flag, configuration file or combination of settings; the message says the fix."""
+
+
+class TrainingError(RuntimeError):
+    """The run stopped on an error (non-finite loss); the message names the last good snapshot."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line and configuration
+# ---------------------------------------------------------------------------------------------------
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The command-line parser; with ``suppress_defaults`` only explicitly given flags appear in the result."""
+    parser = argparse.ArgumentParser(
+        prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0],
+        argument_default=argparse.SUPPRESS if suppress_defaults else None)
+
+    def add(*names, default=None, **kwargs):
+        if not suppress_defaults:
+            kwargs["default"] = default
+        parser.add_argument(*names, **kwargs)
+
+    g = parser.add_argument_group("objective and annealing")
+    add("--objective", default="jsd", help="GAN objective: jsd (= DFM), rkl, wgan (WGAN-GP), or a plugin's")
+    add("--anneal", default="none", help="annealing term: none, lik, ent, lgan, or a plugin's")
+    add("--schedule", default="linear", help="lambda_t schedule: one of " + ", ".join(schedules.names()))
+    add("--lambda0", default=0.0, type=float, help="initial annealing weight lambda_0 (default 0)")
+    add("--end-fraction", type=float, help="linear/sinusoidal/stepwise: T_max = end_fraction * T")
+    add("--cycles", type=int, help="sinusoidal/stepwise: number of cycles (default 5)")
+    add("--final-ratio", type=float, help="exponential: |lambda_T| / |lambda_0| (default 1e-3)")
+    add("--knot-interval", type=int, help="lgan triangle schedule: iterations between knots (default 10000)")
+    add("--anneal-weight", default=annealing.ANNEAL_WEIGHT, type=float,
+        help="c of the lik/ent terms (default 0.03 = DFM's weight) [inferred]")
+    add("--sigma", default=annealing.DENOISER_SIGMA, type=float, help="denoiser noise std on features (1.0)")
+    add("--dfm-weight", default=updaters.DFM_WEIGHT, type=float, help="jsd: DFM feature term weight (0.03)")
+    add("--gp-weight", default=updaters.GP_WEIGHT, type=float, help="wgan: gradient penalty weight (10)")
+    add("--n-critic", default=updaters.N_CRITIC, type=int, help="wgan: critic steps per generator step (5)")
+    g = parser.add_argument_group("optimisation")
+    add("--iterations", default=150000, type=int, help="generator iterations T (paper: 150000)")
+    add("--batchsize", default=64, type=int, help="batch size (64)")
+    add("--lr", default=updaters.LR, type=float, help="Adam learning rate (1e-4)")
+    add("--beta1", default=updaters.BETA1, type=float, help="Adam beta1 (0.5)")
+    add("--beta2", default=updaters.BETA2, type=float, help="Adam beta2 (0.9)")
+    add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
+    g = parser.add_argument_group("data and networks")
+    add("--dataset", default="mnist5k",
+        help="cifar10, celeba, mnist, fashion-mnist, mnist5k (bundled), or a .npy file of (N, C, H, W) in [-1, 1]")
+    add("--data-dir", help="folder with the data set's files (default: the download cache)")
+    add("--channels", type=int, help="image channels 1 or 3 (default: 1 for MNIST-like, 3 otherwise)")
+    add("--image-size", type=int, help="32 or 128 (default: 128 for celeba, 32 otherwise)")
+    add("--width", default=1.0, type=float, help="channel-count multiplier of every network (1.0 = paper)")
+    add("--latent-dim", default=nets.LATENT_DIM, type=int, help="dimension of z (128)")
+    add("--limit", type=int, help="use only the first LIMIT training images")
+    g = parser.add_argument_group("run")
+    if suppress_defaults:
+        parser.add_argument("--device")
+    else:
+        add_device_argument(parser)
+    add("--out", default="result", help="output folder (default: result)")
+    add("--resume", action="store_true", default=False, help="continue from the newest snapshot in --out")
+    add("--config", help="YAML or JSON file with defaults for these flags (flags override it)")
+    add("--plugin", action="append", help="Python file or module to import first (registers objectives, "
+        "annealing terms or schedules); repeatable")
+    add("--snapshot-interval", default=5000, type=int, help="iterations between snapshots (5000)")
+    add("--keep-snapshots", default=2, type=int, help="number of newest snapshots kept (2)")
+    add("--sample-interval", default=5000, type=int, help="iterations between sample grids (5000)")
+    add("--log-interval", default=100, type=int, help="iterations between log lines and plots (100)")
+    add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10)")
+    add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
+        "schedule still spans --iterations); continue later with --resume")
+    return parser
+
+
+def _actions(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions if a.dest != "help"}
+
+
+def read_config_file(path: str | os.PathLike) -> Dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or JSON configuration file into a dict with flag names as keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("--config {}: no such file".format(path))
+    text = path.read_text()
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        raise ConfigError("--config {}: cannot parse it ({}: {})".format(path, type(e).__name__, e)) from e
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("--config {}: expected a mapping of flag names to values, got {}".format(
+            path, type(data).__name__))
+    return data
+
+
+def _normalise_file_config(data: Dict[str, Any], parser: argparse.ArgumentParser, source: str) -> Dict[str, Any]:
+    """Check the keys of a configuration mapping against the flags and convert values with the flags' types."""
+    actions = _actions(parser)
+    out = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest not in actions or dest in ("config", "resume"):
+            known = sorted(d for d in actions if d not in ("config", "resume"))
+            raise ConfigError("{}: unknown key {!r}; known keys: {}".format(source, key, ", ".join(known)))
+        action = actions[dest]
+        if value is not None:
+            if isinstance(action, argparse._StoreTrueAction):
+                if not isinstance(value, bool):
+                    raise ConfigError("{}: {!r} must be true or false, got {!r}".format(source, key, value))
+            elif isinstance(action, argparse._AppendAction):
+                value = [value] if isinstance(value, str) else list(value)
+            elif action.type is not None:
+                try:
+                    if isinstance(value, bool) or (action.type is int and isinstance(value, float)
+                                                   and not value.is_integer()):
+                        raise ValueError("not a {}".format(action.type.__name__))
+                    value = action.type(value)
+                except (TypeError, ValueError) as e:
+                    raise ConfigError("{}: {!r} must be a {}, got {!r}".format(
+                        source, key, action.type.__name__, value)) from e
+            else:
+                value = str(value)
+        out[dest] = value
+    return out
+
+
+def load_plugin(spec: str) -> None:
+    """Import a plugin given as a path to a .py file or as a module name (it registers things on import)."""
+    path = Path(spec)
+    if spec.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise ConfigError("--plugin {}: no such file".format(spec))
+        name = "chainer_va_plugin_" + path.stem + "_{:x}".format(abs(hash(str(path.resolve()))))
+        if name in sys.modules:
+            return
+        module_spec = importlib.util.spec_from_file_location(name, str(path))
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception:
+            del sys.modules[name]
+            raise
+    else:
+        try:
+            importlib.import_module(spec)
+        except ImportError as e:
+            raise ConfigError("--plugin {}: cannot import it ({}); give a .py file or an importable "
+                              "module name".format(spec, e)) from e
+
+
+def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Defaults < --config file < (with --resume) the run's saved config.json < explicit flags.
+
+    Imports ``--plugin`` modules and checks names, so that the result is a complete, valid configuration.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    explicit = {k: args[k] for k in vars(build_parser(suppress_defaults=True).parse_args(argv))}
+    defaults = vars(parser.parse_args([]))
+    file_config = {}
+    if explicit.get("config"):
+        file_config = _normalise_file_config(read_config_file(explicit["config"]), parser,
+                                             "--config {}".format(explicit["config"]))
+    config = dict(defaults)
+    saved = None
+    out = explicit.get("out", file_config.get("out", defaults["out"]))
+    resume = explicit.get("resume", False)
+    if resume:
+        config_path = Path(out) / runinfo.CONFIG_FILENAME
+        if config_path.is_file():
+            saved = runinfo.read_run_config(out)["config"]
+            config.update({k: v for k, v in saved.items() if k in defaults and k not in RESUME_MUTABLE})
+    config.update(file_config)
+    config.update(explicit)
+    if saved is not None:
+        given = {**file_config, **explicit}
+        for key in defaults:
+            if key in RESUME_MUTABLE or key not in saved or key not in given:
+                continue
+            if given[key] != saved[key]:
+                raise ConfigError(
+                    "--resume: {} = {!r} differs from the run's saved configuration ({!r} in {}); a resumed "
+                    "run keeps its configuration (only {} may change)".format(
+                        key, given[key], saved[key], Path(out) / runinfo.CONFIG_FILENAME,
+                        ", ".join(RESUME_MUTABLE)))
+    for plugin in config.get("plugin") or []:
+        load_plugin(plugin)
+    _validate(config)
+    return config
+
+
+def _validate(config: Dict[str, Any]) -> None:
+    try:
+        updaters.get(config["objective"])
+        annealing.get(config["anneal"])
+        if config["schedule"] not in schedules.names():
+            raise ValueError("unknown schedule {!r}; choose one of: {}".format(
+                config["schedule"], ", ".join(schedules.names())))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    for key in ("iterations", "batchsize", "snapshot_interval", "sample_interval", "log_interval",
+                "progress_interval", "latent_dim", "keep_snapshots"):
+        if not isinstance(config[key], int) or config[key] <= 0:
+            raise ConfigError("--{} must be a positive integer, got {!r}".format(key.replace("_", "-"), config[key]))
+    if config["stop_at"] is not None and not (0 < config["stop_at"] <= config["iterations"]):
+        raise ConfigError("--stop-at must be in [1, --iterations={}], got {}".format(
+            config["iterations"], config["stop_at"]))
+    if config["anneal"] == "none" and config["lambda0"] != 0.0:
+        raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
+                          "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
+    if config["anneal"] == "ent" and config["lambda0"] <= -1.0:
+        raise ConfigError("--anneal ent needs lambda0 > -1 (beta = 1 / (1 + lambda) must be positive), "
+                          "got {}".format(config["lambda0"]))
+    make_schedule(config)  # schedule options are checked by the schedule itself
+
+
+def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
+    """The lambda_t schedule of a configuration."""
+    options = {k: config[k] for k in SCHEDULE_OPTIONS if config.get(k) is not None}
+    try:
+        return schedules.make(config["schedule"], config["lambda0"], config["iterations"], **options)
+    except ValueError as e:
+        raise ConfigError("schedule: {}".format(e)) from e
+
+
+# ---------------------------------------------------------------------------------------------------
+# building a run
+# ---------------------------------------------------------------------------------------------------
+def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
+    """The training images (N, C, S, S) float32 in [-1, 1]; fills in ``channels`` and ``image_size``."""
+    name = config["dataset"]
+    if config.get("channels") is None:
+        config["channels"] = 1 if name in GREY_DATASETS else 3
+    if config.get("image_size") is None:
+        config["image_size"] = 128 if name == "celeba" else 32
+    channels, size = config["channels"], config["image_size"]
+    if size not in nets.SUPPORTED_SIZES:
+        raise ConfigError("--image-size {} is not supported; use one of {}".format(size, nets.SUPPORTED_SIZES))
+    if name.endswith(".npy"):
+        if not Path(name).is_file():
+            raise ConfigError("--dataset {}: no such file".format(name))
+        images = numpy.load(name).astype(numpy.float32)
+        if images.ndim != 4 or images.shape[1:] != (channels, size, size):
+            raise ConfigError("--dataset {}: expected an array of shape (N, {}, {}, {}), got {}; set "
+                              "--channels/--image-size to match".format(name, channels, size, size, images.shape))
+        if images.size and (images.min() < -1.0 or images.max() > 1.0 or not numpy.isfinite(images).all()):
+            raise ConfigError("--dataset {}: pixel values must lie in [-1, 1]".format(name))
+    else:
+        from chainer_va import data
+
+        images = data.load_images(name, data_dir=config.get("data_dir"), size=size, channels=channels)
+    if config.get("limit"):
+        images = images[:config["limit"]]
+    if len(images) < config["batchsize"]:
+        raise ConfigError("the data set has {} images, fewer than --batchsize {}".format(len(images), config["batchsize"]))
+    return images
+
+
+def make_generator(config: Dict[str, Any]) -> chainer.Link:
+    """The generator of a (resolved) configuration."""
+    return nets.Generator(latent_dim=config["latent_dim"], out_channels=config["channels"],
+                          width=config["width"], size=config["image_size"])
+
+
+def make_discriminator(config: Dict[str, Any]) -> chainer.Link:
+    """The discriminator/critic the objective asks for (its ``discriminator_class``)."""
+    cls = updaters.get(config["objective"]).discriminator_class
+    return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"])
+
+
+def _child_seeds(seed: int, n: int) -> List[int]:
+    return [int(s.generate_state(1)[0]) for s in numpy.random.SeedSequence(seed).spawn(n)]
+
+
+def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> updaters.GANUpdater:
+    """Networks, optimizers, denoisers, annealing term, random sources and the updater of a run."""
+    seed_everything(config["seed"])  # Chainer's initialisers draw from numpy's global RNG
+    latent_seed, noise_seed, order_seed = _child_seeds(config["seed"], 3)
+    gen = make_generator(config)
+    dis = make_discriminator(config)
+    gen.to_device(device)
+    dis.to_device(device)
+
+    def optimizer(link):
+        return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"])
+
+    noise = NoiseSource(noise_seed)
+    pool = annealing.DenoiserPool(lambda: nets.Denoiser(dis.feature_shape, width=config["width"]),
+                                  optimizer, noise, sigma=config["sigma"], device=device)
+    term_cls = annealing.get(config["anneal"])
+    term_options = {k: config[k] for k in ("anneal_weight",) if k in config}
+    term = term_cls(pool, weight=term_options.get("anneal_weight", annealing.ANNEAL_WEIGHT))
+    updater_cls = updaters.get(config["objective"])
+    objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
+    iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
+    return updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
+                       LatentSampler(config["latent_dim"], latent_seed), noise, pool, device=device,
+                       **objective_options)
+
+
+def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Path) -> training.Trainer:
+    stop = config["stop_at"] or config["iterations"]
+    trainer = training.Trainer(updater, (stop, "iteration"), out=str(out))
+    log_trigger = (config["log_interval"], "iteration")
+    trainer.extend(E.LogReport(trigger=log_trigger, filename="log"))
+    losses = ["loss_gen", "loss_dis", "loss_gen_adv", "loss_dfm", "loss_anneal", "loss_gp",
+              "loss_denoiser_data", "loss_denoiser_fake"]
+    trainer.extend(E.PlotReport(losses, "iteration", trigger=log_trigger, filename="loss.png"))
+    trainer.extend(E.PlotReport(["lambda"], "iteration", trigger=log_trigger, filename="lambda.png"))
+    trainer.extend(E.PrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"]),
+                   trigger=log_trigger)
+    trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
+                                 update_interval=config["progress_interval"]))
+    trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=_child_seeds(config["seed"], 4)[3]),
+                   trigger=(config["sample_interval"], "iteration"))
+    trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"]),
+                   name="snapshot")
+    return trainer
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Run training with command-line ``argv`` (None: ``sys.argv[1:]``); returns the result record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    config = resolve_config(argv)
+    out = Path(config["out"])
+    snapshot = latest_snapshot(out)
+    if config["resume"] and snapshot is None:
+        raise ConfigError("--resume: no {}*.npz snapshot in {}; drop --resume to start a new run".format(
+            "snapshot_iter_", out))
+    if not config["resume"] and snapshot is not None:
+        raise ConfigError("{} already holds snapshots of a run ({}); pass --resume to continue it or choose "
+                          "another --out".format(out, snapshot.name))
+    device = get_device(config["device"])
+    images = load_dataset(config)
+    updater = build_updater(config, images, device)
+    trainer = _build_trainer(config, updater, out)
+    if snapshot is not None:
+        load_npz_checked(snapshot, trainer)
+        print("resumed from {} (iteration {})".format(snapshot, updater.iteration), flush=True)
+        runinfo.write_run_config(out, config, config["seed"],
+                                 filename="config_resume_{:08d}.json".format(updater.iteration))
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        runinfo.write_run_config(out, config, config["seed"])
+    start = time.time()
+    try:
+        trainer.run(show_loop_exception_msg=False)
+    except updaters.NonFiniteLossError as e:
+        last = latest_snapshot(out)
+        message = "{}; the last good snapshot is {} (resume from it with --resume after changing the " \
+                  "settings that diverged, e.g. a smaller --lr or |--lambda0|)".format(
+                      e, last if last is not None else "none (no snapshot was written before)")
+        runinfo.atomic_write_json(out / RESULT_FILE, {"completed": False, "iterations": int(updater.iteration),
+                                                      "error": message, "last_snapshot": str(last)})
+        raise TrainingError(message) from e
+    seconds = time.time() - start
+    iteration = int(updater.iteration)
+    completed = iteration >= config["iterations"]
+    record = {"completed": completed, "iterations": iteration, "seconds": seconds}
+    if completed:
+        save_npz_atomic(out / GEN_FINAL, updater.gen)
+    else:
+        record["stopped_at"] = iteration
+        record["note"] = "stopped by --stop-at; continue with --resume"
+    runinfo.atomic_write_json(out / RESULT_FILE, record)
+    return record
+
+
+def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -> Tuple[chainer.Link, Dict[str, Any]]:
+    """Rebuild a run's generator from ``run_dir/config.json`` and load ``gen_final.npz``.
+
+    ``snapshot="latest"`` loads the newest snapshot's generator instead; any other string is a
+    snapshot path. Returns ``(generator on the CPU, configuration dict)``.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / runinfo.CONFIG_FILENAME).is_file():
+        raise SnapshotError("{} has no {}: not a training run folder".format(run_dir, runinfo.CONFIG_FILENAME))
+    config = runinfo.read_run_config(run_dir)["config"]
+    for plugin in config.get("plugin") or []:
+        load_plugin(plugin)
+    gen = make_generator(config)
+    if snapshot is None:
+        path = run_dir / GEN_FINAL
+        if not path.is_file():
+            raise SnapshotError("{} has no {} (the run did not finish); pass snapshot='latest' to load the "
+                                "newest snapshot".format(run_dir, GEN_FINAL))
+        load_npz_checked(path, gen, what="generator file")
+    else:
+        path = latest_snapshot(run_dir) if snapshot == "latest" else Path(snapshot)
+        if path is None:
+            raise SnapshotError("{} holds no snapshot".format(run_dir))
+        load_npz_checked(path, gen, path_in_file="updater/model:gen/")
+    return gen, config
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    """Entry point: errors print one clear line and exit with status 1."""
+    try:
+        main(argv)
+    except (ConfigError, TrainingError, SnapshotError) as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

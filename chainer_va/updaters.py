@@ -1,0 +1,342 @@
+"""GAN objectives as Chainer updaters: one base class, one small subclass per family (SPEC section 2).
+
+:class:`GANUpdater` owns what every objective shares: fetching real batches, latent sampling (an
+injected :class:`~chainer_va.latent.LatentSampler`), the noise source, the denoisers, the annealing
+term and its weight lambda_t = schedule(iteration), the finiteness check and the reporting. Each
+subclass's ``update_core`` reads like its equations:
+
+* ``jsd`` (:class:`JSDUpdater`, = DFM): L_D = mean softplus(-y_real) + mean softplus(y_fake);
+  L_G = mean softplus(-y_fake) + 0.03 mean (f - sg r_data(f))^2 + annealing term.
+* ``rkl`` (:class:`RKLUpdater`): same D; L_G = mean(-y_fake) + annealing term.
+* ``wgan`` (:class:`WGANGPUpdater`, WGAN-GP): L_D = mean(-y_real) + mean(y_fake) + 10 mean((||grad D(xhat)|| - 1)^2),
+  5 critic steps per generator step, each on a fresh real batch; L_G = mean(-y_fake) + annealing term.
+
+Every step reports (``chainer.reporter``) the losses, ``lambda`` and the implied inverse temperature
+``beta``. A non-finite loss raises :class:`NonFiniteLossError` before any parameter is updated.
+Optimizers are named ``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake`` (snapshot keys).
+
+Adding an objective: subclass :class:`GANUpdater`, write ``update_core`` with the helpers below and
+decorate it with ``@register("name")`` (docs/extending.md).
+"""
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Dict, Optional
+
+import numpy
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+import chainer.functions as F
+from chainer.training import StandardUpdater
+
+from chainer_va import nets
+from chainer_va.annealing import AnnealingTerm, DenoiserPool, residual_energy
+from chainer_va.latent import LatentSampler, NoiseSource
+
+__all__ = ["NonFiniteLossError", "GANUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
+           "names", "get", "options", "gradient_penalty", "make_adam", "LR", "BETA1", "BETA2",
+           "DFM_WEIGHT", "GP_WEIGHT", "N_CRITIC"]
+
+LR = 1e-4  # Adam learning rate (supplement J.1)
+BETA1 = 0.5  # Adam beta1 (DFM script)
+BETA2 = 0.9  # Adam beta2 (DFM script)
+DFM_WEIGHT = 0.03  # weight of DFM's feature term in the JSD generator loss
+GP_WEIGHT = 10.0  # WGAN-GP penalty weight (Gulrajani et al. 2017)
+N_CRITIC = 5  # WGAN-GP critic steps per generator step
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; raised before the step updates any parameter."""
+
+    def __init__(self, name: str, iteration: int, value: float):
+        self.loss_name = name
+        self.iteration = iteration
+        self.value = value
+        super().__init__("loss {!r} is {} at iteration {} (the parameters were not updated with it)".format(
+            name, value, iteration))
+
+
+def make_adam(link: chainer.Link, lr: float = LR, beta1: float = BETA1, beta2: float = BETA2) -> chainer.Optimizer:
+    """Adam(lr 1e-4, beta1 0.5, beta2 0.9) set up on ``link`` (supplement J.1, DFM script)."""
+    optimizer = chainer.optimizers.Adam(alpha=lr, beta1=beta1, beta2=beta2)
+    optimizer.setup(link)
+    return optimizer
+
+
+def gradient_penalty(critic: chainer.Link, x_real, x_fake, u, weight: float = GP_WEIGHT) -> chainer.Variable:
+    """WGAN-GP penalty weight * mean_i (||grad_x D(xhat_i)||_2 - 1)^2, xhat = u x_real + (1 - u) x_fake.
+
+    The input gradient comes from ``chainer.grad(..., enable_double_backprop=True)``, so the
+    penalty's own gradient reaches the critic's weights (Gulrajani et al. 2017; SPEC section 2).
+    ``u`` has shape (B, 1, 1, 1) (or broadcastable to the inputs).
+    """
+    x_real = x_real.array if isinstance(x_real, chainer.Variable) else x_real
+    x_fake = x_fake.array if isinstance(x_fake, chainer.Variable) else x_fake
+    x_hat = chainer.Variable(u * x_real + (1.0 - u) * x_fake)
+    _, y_hat = critic(x_hat)
+    grad, = chainer.grad([F.sum(y_hat)], [x_hat], enable_double_backprop=True)
+    grad = F.reshape(grad, (len(grad), -1))
+    norm = F.sqrt(F.sum(F.square(grad), axis=1))
+    return weight * F.mean(F.square(norm - 1.0))
+
+
+class GANUpdater(StandardUpdater):
+    """Shared machinery of the annealed GAN objectives; subclasses implement ``update_core``.
+
+    Args:
+        iterator: the real-data iterator (batches of (C, H, W) float32 arrays in [-1, 1]).
+        generator, discriminator: links; the discriminator returns ``(feature, logit)``.
+        gen_optimizer, dis_optimizer: their optimizers (registered as ``gen`` and ``dis``).
+        annealing: the annealing term (holds its denoisers).
+        schedule: callable iteration -> lambda_t.
+        latent: sampler of z; noise: source of eps and u; denoisers: the run's denoiser pool.
+        device: the Chainer device the links live on.
+    """
+
+    discriminator_class = nets.DFMDiscriminator
+
+    def __init__(self, iterator, generator: chainer.Link, discriminator: chainer.Link,
+                 gen_optimizer: chainer.Optimizer, dis_optimizer: chainer.Optimizer,
+                 annealing: AnnealingTerm, schedule, latent: LatentSampler, noise: NoiseSource,
+                 denoisers: DenoiserPool, device=None):
+        super().__init__(iterator, {"gen": gen_optimizer, "dis": dis_optimizer})
+        self.gen = generator
+        self.dis = discriminator
+        self.annealing = annealing
+        self.schedule = schedule
+        self.latent = latent
+        self.noise = noise
+        self.denoisers = denoisers
+        self.target_device = chainer.get_device(device if device is not None else "@numpy")
+        self._register_denoisers()
+
+    # -- helpers for update_core -------------------------------------------------------------------
+    def _register_denoisers(self) -> None:
+        for _, denoiser in self.denoisers.items():
+            self._optimizers[denoiser.name] = denoiser.optimizer
+
+    def require_denoiser(self, source: str):
+        """The pool's ``source`` denoiser, with its optimizer registered for updates and snapshots."""
+        denoiser = self.denoisers.get(source)
+        self._register_denoisers()
+        return denoiser
+
+    def real_batch(self) -> chainer.Variable:
+        """The next real batch on the device."""
+        batch = self.get_iterator("main").next()
+        return chainer.Variable(self.target_device.send(numpy.stack([numpy.asarray(x, numpy.float32) for x in batch])))
+
+    def sample_latent(self, batchsize: int):
+        """z ~ U(-1, 1)^latent_dim on the device."""
+        return self.target_device.send(self.latent(batchsize))
+
+    def generate(self, batchsize: int) -> chainer.Variable:
+        """x_fake = G(z) for a fresh z."""
+        return self.gen(self.sample_latent(batchsize))
+
+    def lambda_t(self) -> float:
+        """The annealing weight of this iteration."""
+        return float(self.schedule(self.iteration))
+
+    def annealing_loss(self, f_fake, lam: float) -> Dict[str, chainer.Variable]:
+        """The annealing term as a (possibly empty) dict of generator-loss parts."""
+        term = self.annealing.generator_loss(f_fake, lam)
+        return {} if term is None else {"loss_anneal": term}
+
+    def denoiser_losses(self, real=None, fake=None) -> Dict[str, chainer.Variable]:
+        """L_r of every denoiser in the pool on the (detached) features of its source."""
+        features = {"data": real, "fake": fake}
+        losses = {}
+        for source, denoiser in self.denoisers.items():
+            if features[source] is None:
+                raise ValueError("the {} denoiser needs {} features this step".format(source, source))
+            losses["loss_" + denoiser.name] = denoiser.loss(features[source])
+        return losses
+
+    def check_finite(self, losses: Dict[str, chainer.Variable]) -> None:
+        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss."""
+        for name, loss in losses.items():
+            value = float(loss.array)
+            if not math.isfinite(value):
+                raise NonFiniteLossError(name, self.iteration, value)
+
+    def optimize(self, name: str, loss: chainer.Variable) -> None:
+        """Clear the gradients of optimizer ``name``'s link, back-propagate ``loss``, step."""
+        optimizer = self.get_optimizer(name)
+        optimizer.target.cleargrads()
+        loss.backward()
+        optimizer.update()
+
+    def update_denoisers(self, losses: Dict[str, chainer.Variable]) -> None:
+        for _, denoiser in self.denoisers.items():
+            denoiser.update(losses["loss_" + denoiser.name])
+
+    def report(self, losses: Dict[str, chainer.Variable], lam: float) -> None:
+        """Report losses, lambda_t and the implied beta_t (Corollary 2.2)."""
+        values = {name: loss for name, loss in losses.items()}
+        values["lambda"] = lam
+        values["beta"] = self.annealing.implied_beta(lam)
+        chainer.reporter.report(values)
+
+    def serialize(self, serializer) -> None:
+        super().serialize(serializer)
+        self.latent.serialize(serializer["latent"])
+        self.noise.serialize(serializer["noise"])
+
+    def update_core(self):
+        raise NotImplementedError
+
+
+class _LogisticUpdater(GANUpdater):
+    """Logistic discriminator, one D/G/r step from one forward pass (DFM's update)."""
+
+    def generator_adversarial_loss(self, y_fake) -> chainer.Variable:
+        raise NotImplementedError
+
+    def generator_extra_losses(self, f_fake) -> Dict[str, chainer.Variable]:
+        return {}
+
+    def update_core(self):
+        lam = self.lambda_t()
+        x_real = self.real_batch()
+        f_real, y_real = self.dis(x_real)
+        x_fake = self.generate(len(x_real))
+        f_fake, y_fake = self.dis(x_fake)
+
+        loss_dis = F.mean(F.softplus(-y_real)) + F.mean(F.softplus(y_fake))
+        parts = {"loss_gen_adv": self.generator_adversarial_loss(y_fake)}
+        parts.update(self.generator_extra_losses(f_fake))
+        parts.update(self.annealing_loss(f_fake, lam))
+        loss_gen = sum(parts.values())
+        den_losses = self.denoiser_losses(real=f_real, fake=f_fake)
+
+        losses = {"loss_dis": loss_dis, "loss_gen": loss_gen, **parts, **den_losses}
+        self.check_finite(losses)
+        self.update_denoisers(den_losses)
+        self.optimize("gen", loss_gen)
+        x_fake.unchain_backward()  # D's loss must not reach G
+        self.optimize("dis", loss_dis)
+        self.report(losses, lam)
+
+
+_OBJECTIVES: Dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: register a :class:`GANUpdater` subclass under ``name`` (for ``--objective``)."""
+    def decorator(cls):
+        if name in _OBJECTIVES and _OBJECTIVES[name] is not cls:
+            raise ValueError("objective {!r} is already registered ({})".format(name, _OBJECTIVES[name]))
+        if not (isinstance(cls, type) and issubclass(cls, GANUpdater)):
+            raise TypeError("@register({!r}) expects a GANUpdater subclass, got {!r}".format(name, cls))
+        cls.objective_name = name
+        _OBJECTIVES[name] = cls
+        return cls
+    return decorator
+
+
+def names() -> list:
+    """Names accepted by ``--objective``."""
+    return sorted(_OBJECTIVES)
+
+
+def get(name: str) -> type:
+    """The updater class registered under ``name``; a clear error for an unknown name."""
+    if name not in _OBJECTIVES:
+        raise ValueError("unknown objective {!r}; choose one of: {} (add your own with --plugin, see "
+                         "docs/extending.md)".format(name, ", ".join(names())))
+    return _OBJECTIVES[name]
+
+
+def options(name: str) -> list:
+    """The named constants of objective ``name`` (keyword arguments with defaults of its own ``__init__``s)."""
+    found = []
+    for klass in get(name).__mro__:
+        if klass is GANUpdater or not issubclass(klass, GANUpdater):
+            break
+        if "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.default is not p.empty and p.name not in found:
+                found.append(p.name)
+    return found
+
+
+@register("jsd")
+class JSDUpdater(_LogisticUpdater):
+    """JSD-GAN = DFM: L_G = mean softplus(-y_fake) + 0.03 mean (f - sg r_data(f))^2 (+ annealing term)."""
+
+    def __init__(self, *args, dfm_weight: float = DFM_WEIGHT, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dfm_weight = float(dfm_weight)
+        keep = self.annealing.keeps_dfm_term and self.dfm_weight != 0.0
+        self.dfm_denoiser = self.require_denoiser("data") if keep else None
+
+    def generator_adversarial_loss(self, y_fake):
+        return F.mean(F.softplus(-y_fake))
+
+    def generator_extra_losses(self, f_fake):
+        if self.dfm_denoiser is None:
+            return {}
+        return {"loss_dfm": self.dfm_weight * residual_energy(f_fake, self.dfm_denoiser)}
+
+
+@register("rkl")
+class RKLUpdater(_LogisticUpdater):
+    """RKL-GAN: L_G = mean(-y_fake) (+ annealing term): with the optimal D, y = log p - log q."""
+
+    def generator_adversarial_loss(self, y_fake):
+        return F.mean(-y_fake)
+
+
+@register("wgan")
+class WGANGPUpdater(GANUpdater):
+    """WGAN-GP: n_critic critic steps on fresh real batches, then L_G = mean(-y_fake) (+ annealing term)."""
+
+    discriminator_class = nets.WGANCritic
+
+    def __init__(self, *args, gp_weight: float = GP_WEIGHT, n_critic: int = N_CRITIC, **kwargs):
+        super().__init__(*args, **kwargs)
+        if int(n_critic) < 1:
+            raise ValueError("n_critic must be >= 1, got {}".format(n_critic))
+        self.gp_weight = float(gp_weight)
+        self.n_critic = int(n_critic)
+
+    def critic_step(self) -> tuple:
+        """One critic update: L_D = mean(-y_real) + mean(y_fake) + penalty. Returns (x_real, losses)."""
+        x_real = self.real_batch()
+        with chainer.no_backprop_mode():
+            x_fake = self.generate(len(x_real))
+        _, y_real = self.dis(x_real)
+        _, y_fake = self.dis(x_fake)
+        u = self.target_device.send(self.noise.uniform((len(x_real), 1, 1, 1)))
+        loss_gp = gradient_penalty(self.dis, x_real, x_fake, u, self.gp_weight)
+        loss_wasserstein = F.mean(-y_real) + F.mean(y_fake)
+        loss_dis = loss_wasserstein + loss_gp
+        losses = {"loss_dis": loss_dis, "loss_gp": loss_gp}
+        self.check_finite(losses)
+        self.optimize("dis", loss_dis)
+        return x_real, losses
+
+    def update_core(self):
+        lam = self.lambda_t()
+        for _ in range(self.n_critic):
+            x_real, critic_losses = self.critic_step()
+
+        x_fake = self.generate(len(x_real))
+        f_fake, y_fake = self.dis(x_fake)
+        parts = {"loss_gen_adv": F.mean(-y_fake)}
+        parts.update(self.annealing_loss(f_fake, lam))
+        loss_gen = sum(parts.values())
+        with chainer.no_backprop_mode():
+            f_real, _ = self.dis(x_real)  # the current critic's features of the last real batch
+        den_losses = self.denoiser_losses(real=f_real, fake=f_fake)
+
+        losses = {"loss_gen": loss_gen, **parts, **den_losses}
+        self.check_finite(losses)
+        self.update_denoisers(den_losses)
+        self.optimize("gen", loss_gen)
+        self.report({**critic_losses, **losses}, lam)

@@ -1,0 +1,95 @@
+"""Networks: parameter counts of the paper's sizes (counted by hand from Tables S1/S2), shapes, width, init."""
+import numpy
+import pytest
+
+import chainer
+
+from chainer_va import nets
+
+
+def conv(c_in, c_out, k):
+    """Weights + bias of a k x k (de)convolution."""
+    return c_in * c_out * k * k + c_out
+
+
+def linear(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def bn(c, gamma=True):
+    return 2 * c if gamma else c
+
+
+# Table S1 (32x32, CIFAR-10 sizes), counted layer by layer
+GEN32 = (linear(128, 4 * 4 * 512) + bn(4 * 4 * 512)
+         + conv(512, 256, 4) + bn(256) + conv(256, 128, 4) + bn(128) + conv(128, 64, 4) + bn(64)
+         + conv(64, 3, 3))
+DIS32 = (conv(3, 32, 3) + conv(32, 64, 4) + bn(64) + conv(64, 128, 4) + bn(128) + conv(128, 256, 4) + bn(256)
+         + conv(256, 512, 4) + bn(512, gamma=False) + linear(2048, 1))
+DENOISER = 9 * (linear(2048, 2048) + bn(2048)) + linear(2048, 2048)
+CRITIC32 = (conv(3, 64, 3) + conv(64, 128, 4) + conv(128, 128, 3) + conv(128, 256, 4) + conv(256, 256, 3)
+            + conv(256, 512, 4) + conv(512, 512, 3) + linear(512 * 4 * 4, 1))
+# Table S2 (128x128, CelebA)
+GEN128 = (linear(128, 4 * 4 * 512) + bn(4 * 4 * 512)
+          + conv(512, 256, 4) + bn(256) + conv(256, 128, 4) + bn(128) + conv(128, 64, 4) + bn(64)
+          + conv(64, 32, 4) + bn(32) + conv(32, 3, 4))
+DIS128 = (conv(3, 16, 4) + conv(16, 32, 4) + bn(32) + conv(32, 64, 4) + bn(64) + conv(64, 128, 4) + bn(128)
+          + conv(128, 256, 4) + bn(256) + conv(256, 512, 4) + bn(512, gamma=False) + linear(2048, 1))
+
+
+def test_paper_sizes_parameter_counts():
+    # the literals are the sums above, written out once by hand as a cross-check of the expressions
+    assert GEN32 == 3_828_739
+    assert DIS32 == 2_790_593
+    assert nets.count_parameters(nets.Generator()) == GEN32
+    assert nets.count_parameters(nets.DFMDiscriminator()) == DIS32
+    assert nets.count_parameters(nets.Denoiser()) == DENOISER
+    assert nets.count_parameters(nets.WGANCritic()) == CRITIC32
+    assert nets.count_parameters(nets.Generator(size=128)) == GEN128
+    assert nets.count_parameters(nets.DFMDiscriminator(size=128)) == DIS128
+
+
+def test_width_and_channels_scale_every_layer():
+    w = 0.25
+    expected_gen = (linear(128, 16 * 128) + bn(16 * 128) + conv(128, 64, 4) + bn(64) + conv(64, 32, 4) + bn(32)
+                    + conv(32, 16, 4) + bn(16) + conv(16, 1, 3))
+    assert nets.count_parameters(nets.Generator(out_channels=1, width=w)) == expected_gen
+    expected_dis = (conv(1, 8, 3) + conv(8, 16, 4) + bn(16) + conv(16, 32, 4) + bn(32) + conv(32, 64, 4) + bn(64)
+                    + conv(64, 128, 4) + bn(128, gamma=False) + linear(512, 1))
+    assert nets.count_parameters(nets.DFMDiscriminator(in_channels=1, width=w)) == expected_dis
+    assert nets.count_parameters(nets.Denoiser((128, 2, 2), width=w)) == 9 * (linear(512, 512) + bn(512)) + linear(512, 512)
+
+
+@pytest.mark.parametrize("size,channels", [(32, 1), (32, 3), (128, 3)])
+def test_shapes(size, channels):
+    w = 0.0625
+    z = numpy.random.RandomState(0).uniform(-1, 1, (2, 128)).astype(numpy.float32)
+    x = nets.Generator(out_channels=channels, width=w, size=size)(z)
+    assert x.shape == (2, channels, size, size)
+    assert numpy.abs(x.array).max() <= 1.0
+    dis = nets.DFMDiscriminator(in_channels=channels, width=w, size=size)
+    f, y = dis(x)
+    assert f.shape == (2,) + dis.feature_shape == (2, 32, 2, 2) and y.shape == (2, 1)
+    critic = nets.WGANCritic(in_channels=channels, width=w, size=size)
+    f, y = critic(x)
+    assert f.shape == (2,) + critic.feature_shape == (2, 32, 4, 4) and y.shape == (2, 1)
+    r = nets.Denoiser(critic.feature_shape, width=w)
+    assert r(f).shape == f.shape
+
+
+def test_initialisation_is_normal_002():
+    numpy.random.seed(0)
+    dis = nets.DFMDiscriminator()
+    w = dis.c_feature.W.array
+    assert abs(float(w.mean())) < 1e-3
+    assert float(w.std()) == pytest.approx(0.02, rel=0.02)
+    assert float(abs(nets.Generator().l0.W.array).std()) > 0
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="size 64 is not supported"):
+        nets.Generator(size=64)
+    with pytest.raises(ValueError, match="in_channels must be 1"):
+        nets.DFMDiscriminator(in_channels=2)
+    with pytest.raises(ValueError, match="width must be a positive"):
+        nets.Generator(width=0)
