@@ -167,8 +167,22 @@ def datasets_dir() -> Path:
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:
-    """8-bit pixels (0..255) to float32 in [-1, 1]: ``x / 127.5 - 1``."""
-    return np.asarray(pixels, dtype=np.float32) / np.float32(PIXEL_MAX / 2) - np.float32(1.0)
+    """8-bit pixels (0..255) to float32 in [-1, 1]: ``x / 127.5 - 1`` (in place on one float copy)."""
+    out = np.array(pixels, dtype=np.float32)
+    out /= np.float32(PIXEL_MAX / 2)
+    out -= np.float32(1.0)
+    return out
+
+
+def _scaled_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """Scale (N, C, H, W) uint8 pixels and bring them to ``channels``; a grey channel is scaled once
+    and then written into each of the 3 output channels."""
+    if pixels.shape[1] == 1 and channels == 3:
+        grey = scale_pixels(pixels)
+        out = np.empty((grey.shape[0], channels) + grey.shape[2:], dtype=np.float32)
+        out[:] = grey
+        return out
+    return scale_pixels(_to_channels(pixels, channels))
 
 
 def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
@@ -232,7 +246,7 @@ def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, label
             raise ValueError("celeba has no class labels; load_labeled supports: {}".format(
                 ", ".join(n for n in DATASETS if n != "celeba")))
         pixels = _load_celeba(data_dir, int(size), crop, limit)
-        return scale_pixels(_to_channels(pixels, channels)), None
+        return _scaled_channels(pixels, channels), None
     if name == "cifar10":
         pixels, targets = _load_cifar10(data_dir, split, limit)
         pixels = _resize(pixels, int(size))
@@ -247,7 +261,7 @@ def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, label
             pixels, targets = pixels[:limit], targets[:limit]
         pixels = pixels[:, None]  # (N, 1, 28, 28)
         pixels = _pad(pixels, int(size)) if resize_mode == "pad" else _resize(pixels, int(size))
-    images = scale_pixels(_to_channels(pixels, channels))
+    images = _scaled_channels(pixels, channels)
     return images, (targets.astype(np.int64) if labels else None)
 
 

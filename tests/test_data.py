@@ -118,13 +118,28 @@ def test_idx_missing_and_offline_messages(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR
+def _py2_str(b: bytes) -> bytes:
+    """A Python 2 ``str`` in a protocol-2 pickle (SHORT_BINSTRING or BINSTRING)."""
+    return (b"U" + bytes([len(b)]) + b) if len(b) < 256 else (b"T" + struct.pack("<i", len(b)) + b)
+
+
+def _py2_int(v: int) -> bytes:
+    return b"K" + bytes([v]) if 0 <= v < 256 else b"J" + struct.pack("<i", v)
+
+
 def cifar_batch_pickle(data_u8: np.ndarray, labels: list[int], tag: bytes) -> bytes:
-    """A batch in the layout of the Python 2 pickles in the official archive: bytes keys, numpy array
-    rebuilt through numpy.core.multiarray._reconstruct (the module name a Python 2 numpy wrote)."""
-    batch = {b"batch_label": tag, b"labels": labels, b"data": data_u8,
-             b"filenames": [b"img_%d.png" % i for i in range(len(labels))]}
-    raw = pickle.dumps(batch, protocol=2)
-    return raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+    """A batch written opcode by opcode as Python 2's cPickle (protocol 2) wrote the official batches:
+    a dict of py2 ``str`` keys; ``data`` rebuilt by numpy.core.multiarray._reconstruct with the
+    version-1 ndarray state (1, shape, dtype('u1'), fortran=False, raw bytes); ``labels`` a list."""
+    s, i = _py2_str, _py2_int
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n" + i(0) + b"\x85" + s(b"b") + b"\x87R"
+             + b"(" + i(1) + i(data_u8.shape[0]) + i(data_u8.shape[1]) + b"\x86"
+             + b"cnumpy\ndtype\n" + s(b"u1") + i(0) + i(1) + b"\x87R"
+             + b"(" + i(3) + s(b"|") + b"NNN" + i(-1) + i(-1) + i(0) + b"tb"
+             + b"\x89" + s(data_u8.tobytes()) + b"tb")
+    names = b"](" + b"".join(s(b"img_%d.png" % k) for k in range(len(labels))) + b"e"
+    return (b"\x80\x02}(" + s(b"batch_label") + s(tag) + s(b"labels") + b"](" + b"".join(map(i, labels))
+            + b"e" + s(b"data") + array + s(b"filenames") + names + b"u.")
 
 
 def make_cifar_archive(path: Path, per_batch=4, members_override=None) -> tuple[np.ndarray, np.ndarray]:
