@@ -194,7 +194,7 @@ def test_cifar10_archive_layout_values_and_labels(tmp_path, monkeypatch):
     assert big.shape == (2, 3, 64, 64) and -1.0 <= big.min() and big.max() <= 1.0
 
 
-def test_cifar10_extracted_folder(tmp_path, monkeypatch):
+def test_cifar10_extracted_folder(tmp_path):
     archive = tmp_path / "a.tar.gz"
     rows, _ = make_cifar_archive(archive)
     with tarfile.open(archive) as tar:
