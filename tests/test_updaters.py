@@ -1,0 +1,237 @@
+"""Objectives x annealing terms train; annealing gradients, DAE-score and WGAN-GP penalty against closed forms."""
+import numpy
+import pytest
+import threadpoolctl
+
+import chainer
+import chainer.links as L
+
+from chainer_va import annealing, nets, schedules, train, updaters
+from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
+
+TINY = ["--width", "0.0625", "--batchsize", "4", "--iterations", "10", "--channels", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    # tiny matrices: threads only contend on a shared machine
+    with threadpoolctl.threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "images.npy"
+    numpy.save(path, numpy.random.RandomState(0).uniform(-1, 1, (32, 1, 32, 32)).astype(numpy.float32))
+    return str(path)
+
+
+def make_updater(images, *flags):
+    config = train.resolve_config(["--dataset", images] + TINY + list(flags))
+    return train.build_updater(config, train.load_dataset(config), chainer.get_device("@numpy")), config
+
+
+def run_steps(updater, n):
+    observations = []
+    reporter = chainer.Reporter()
+    for _ in range(n):
+        observation = {}
+        with reporter.scope(observation):
+            updater.update()
+        observations.append({k: float(v.array if isinstance(v, chainer.Variable) else v)
+                             for k, v in observation.items()})
+    return observations
+
+
+def snapshot_params(updater):
+    return {name: {p: a.array.copy() for p, a in opt.target.namedparams()}
+            for name, opt in updater.get_all_optimizers().items()}
+
+
+@pytest.mark.parametrize("objective", ["jsd", "rkl", "wgan"])
+@pytest.mark.parametrize("anneal", ["none", "lik", "ent", "lgan"])
+def test_every_combination_trains(images, objective, anneal):
+    lam = ["--lambda0", "0.5"] if anneal != "none" else []
+    updater, config = make_updater(images, "--objective", objective, "--anneal", anneal, "--n-critic", "2", *lam)
+    before = snapshot_params(updater)
+    observations = run_steps(updater, 2)
+    expected_opts = {"gen", "dis"}
+    if anneal in ("lik", "lgan") or (objective == "jsd" and anneal in ("none", "ent")):
+        expected_opts.add("denoiser_data")
+    if anneal == "ent":
+        expected_opts.add("denoiser_fake")
+    assert set(updater.get_all_optimizers()) == expected_opts
+    for obs in observations:
+        for key in ["loss_gen", "loss_dis", "loss_gen_adv", "lambda", "beta"] + [
+                "loss_" + n for n in expected_opts if n.startswith("denoiser")]:
+            assert numpy.isfinite(obs[key]), (key, obs)
+        assert ("loss_dfm" in obs) == (objective == "jsd" and anneal != "lgan")
+        assert ("loss_anneal" in obs) == (anneal != "none")
+        assert ("loss_gp" in obs) == (objective == "wgan")
+        # L_G is the sum of its reported parts
+        parts = sum(obs[k] for k in ("loss_gen_adv", "loss_dfm", "loss_anneal") if k in obs)
+        assert obs["loss_gen"] == pytest.approx(parts, rel=1e-5, abs=1e-6)
+    schedule = schedules.make("linear", config["lambda0"], config["iterations"])
+    for t, obs in enumerate(observations):
+        assert obs["lambda"] == pytest.approx(schedule(t))
+        assert obs["beta"] == pytest.approx(schedules.implied_beta(anneal, schedule(t)))
+    after = snapshot_params(updater)
+    for name in before:
+        changed = [p for p in before[name] if not numpy.array_equal(before[name][p], after[name][p])]
+        assert changed, "no parameter of {} changed".format(name)
+        # every weight matrix of the link moved (biases before BN may get tiny gradients only)
+        for p in before[name]:
+            if p.endswith("/W"):
+                assert not numpy.array_equal(before[name][p], after[name][p]), (name, p)
+
+
+def test_wgan_runs_n_critic_steps_on_fresh_batches(images):
+    updater, _ = make_updater(images, "--objective", "wgan", "--n-critic", "3")
+    iterator = updater.get_iterator("main")
+    run_steps(updater, 1)
+    assert iterator.current_position == 3 * 4  # three fresh real batches of 4 for one generator step
+    assert updater.get_optimizer("dis").t == 3 and updater.get_optimizer("gen").t == 1
+
+
+def make_pool(feature_shape, sigma=1.0, seed=0, hidden=16, n_layers=2):
+    numpy.random.seed(seed)
+    return annealing.DenoiserPool(
+        lambda: nets.Denoiser(feature_shape, hidden=hidden, n_layers=n_layers),
+        lambda link: updaters.make_adam(link, lr=1e-3, beta1=0.9, beta2=0.999), NoiseSource(seed), sigma=sigma)
+
+
+@pytest.mark.parametrize("name,sign,source", [("lik", 1.0, "data"), ("ent", -1.0, "fake")])
+def test_annealing_term_gradient_is_closed_form(name, sign, source):
+    pool = make_pool((4, 2, 2))
+    c, lam = 0.03, 0.7
+    term = annealing.get(name)(pool, weight=c)
+    denoiser = pool.get(source)
+    for _ in range(3):  # give the BN running statistics some non-trivial values
+        denoiser.update(denoiser.loss(numpy.random.RandomState(1).normal(size=(8, 4, 2, 2)).astype(numpy.float32)))
+    f_array = numpy.random.RandomState(2).normal(size=(5, 4, 2, 2)).astype(numpy.float32)
+    f = chainer.Variable(f_array.copy())
+    denoiser.link.cleargrads()
+    loss = term.generator_loss(f, lam)
+    loss.backward()
+    with chainer.using_config("train", False):
+        r = denoiser.link(f_array).array  # r in inference mode, computed independently
+    n = f_array.size
+    expected = sign * 2.0 * c * lam * (f_array - r) / n
+    numpy.testing.assert_allclose(f.grad, expected, rtol=1e-5, atol=1e-9)
+    assert float(loss.array) == pytest.approx(sign * c * lam * float(((f_array - r) ** 2).mean()), rel=1e-5)
+    # the stop-gradient: the term sends no gradient to the denoiser
+    assert all(p.grad is None for p in denoiser.link.params())
+
+
+def test_lgan_term_gradient_is_closed_form():
+    pool = make_pool((4, 2, 2))
+    term = annealing.get("lgan")(pool)
+    assert not term.keeps_dfm_term
+    f_array = numpy.random.RandomState(3).normal(size=(3, 4, 2, 2)).astype(numpy.float32)
+    f = chainer.Variable(f_array.copy())
+    lam = -0.4
+    term.generator_loss(f, lam).backward()
+    r = pool.get("data").reconstruct(f_array)
+    numpy.testing.assert_allclose(f.grad, lam * (r - 2.0 * f_array) / f_array.size, rtol=1e-5, atol=1e-9)
+
+
+def test_dae_score_matches_smoothed_gaussian_score():
+    """A denoiser trained on N(0, s^2 I_2) + sigma noise: (r(x) - x)/sigma^2 ~ -x / (s^2 + sigma^2).
+
+    Tolerances: on the 7x7 grid |x_i| <= 1.5 (true score up to 1.7 in norm) the root-mean-square error
+    is below 0.1 and the largest error below 0.3 (seeds 0-2 gave RMS 0.06, max 0.15-0.22), and the
+    least-squares linear fit of the estimate, a 2x2 matrix, is within 0.08 of -I / (s^2 + sigma^2) =
+    -0.8 I entry by entry (r = 0 gives -4 I, r = identity gives 0: both fail).
+    """
+    s, sigma = 1.0, 0.5
+    pool = make_pool((2,), sigma=sigma, hidden=64, n_layers=1)
+    denoiser = pool.get("data")
+    denoiser.optimizer.hyperparam.alpha = 3e-3
+    rng = numpy.random.RandomState(4)
+    for step in range(600):
+        if step == 450:  # a smaller step for the last quarter: less optimisation noise
+            denoiser.optimizer.hyperparam.alpha = 3e-4
+        denoiser.update(denoiser.loss((s * rng.standard_normal((512, 2))).astype(numpy.float32)))
+    grid = numpy.linspace(-1.5, 1.5, 7, dtype=numpy.float32)
+    x = numpy.stack(numpy.meshgrid(grid, grid), axis=-1).reshape(-1, 2)
+    estimate = denoiser.score(x)
+    truth = -x / (s ** 2 + sigma ** 2)
+    assert numpy.sqrt(((estimate - truth) ** 2).mean()) < 0.1, numpy.c_[x, estimate, truth]
+    assert numpy.abs(estimate - truth).max() < 0.3, numpy.c_[x, estimate, truth]
+    fit = numpy.linalg.lstsq(numpy.c_[x, numpy.ones(len(x))], estimate, rcond=None)[0]
+    numpy.testing.assert_allclose(fit[:2], -numpy.eye(2) / (s ** 2 + sigma ** 2), atol=0.08)
+
+
+class LinearCritic(chainer.Chain):
+    def __init__(self, n_in):
+        super().__init__()
+        with self.init_scope():
+            self.l = L.Linear(n_in, 1, initialW=chainer.initializers.Normal(0.7))
+
+    def forward(self, x):
+        return x, self.l(x)
+
+
+def test_gradient_penalty_of_linear_critic():
+    numpy.random.seed(5)
+    critic = LinearCritic(8)
+    w = critic.l.W.array.ravel().astype(numpy.float64)
+    norm = numpy.linalg.norm(w)
+    rng = numpy.random.RandomState(6)
+    x_real = rng.normal(size=(6, 2, 2, 2)).astype(numpy.float32)
+    x_fake = rng.normal(size=(6, 2, 2, 2)).astype(numpy.float32)
+    u = rng.uniform(size=(6, 1, 1, 1)).astype(numpy.float32)
+    penalty = updaters.gradient_penalty(critic, x_real, x_fake, u, weight=10.0)
+    assert float(penalty.array) == pytest.approx(10.0 * (norm - 1.0) ** 2, rel=1e-5)
+    critic.cleargrads()
+    penalty.backward()
+    # double backprop: d/dw 10 (||w|| - 1)^2 = 20 (||w|| - 1) w / ||w||
+    numpy.testing.assert_allclose(critic.l.W.grad.ravel(), 20.0 * (norm - 1.0) * w / norm, rtol=1e-4)
+    assert critic.l.b.grad is None or numpy.all(critic.l.b.grad == 0)
+
+
+def test_non_finite_loss_names_loss_and_iteration(images):
+    updater, _ = make_updater(images, "--objective", "rkl")
+    run_steps(updater, 1)
+    before = snapshot_params(updater)
+    updater.gen.l0.W.array[...] = numpy.nan
+    with pytest.raises(updaters.NonFiniteLossError, match=r"loss 'loss_dis' is nan at iteration 1"):
+        run_steps(updater, 1)
+    assert numpy.array_equal(before["dis"]["/l_out/W"], updater.dis.l_out.W.array)  # no update was applied
+
+
+def test_latent_sampler_distribution_and_state_roundtrip():
+    sampler = LatentSampler(128, seed=7)
+    z = sampler(2000)
+    assert z.shape == (2000, 128) and z.dtype == numpy.float32
+    assert z.min() >= -1.0 and z.max() < 1.0
+    assert abs(float(z.mean())) < 0.01 and float(z.var()) == pytest.approx(1.0 / 3.0, rel=0.01)  # U(-1, 1)
+    saved = chainer.serializers.DictionarySerializer()
+    sampler.serialize(saved)
+    expected = sampler(4)
+    restored = LatentSampler(128, seed=99)
+    restored.serialize(chainer.serializers.NpzDeserializer(saved.target))
+    numpy.testing.assert_array_equal(restored(4), expected)
+
+
+def test_iterator_order_state_roundtrip():
+    data = numpy.arange(10, dtype=numpy.float32)[:, None]
+    it = SeededSerialIterator(data, 3, seed=1)
+    for _ in range(5):
+        it.next()
+    saved = chainer.serializers.DictionarySerializer()
+    it.serialize(saved)
+    expected = [numpy.stack(it.next()) for _ in range(6)]  # crosses epoch boundaries (reshuffles)
+    other = SeededSerialIterator(data, 3, seed=2)
+    other.serialize(chainer.serializers.NpzDeserializer(saved.target))
+    for e in expected:
+        numpy.testing.assert_array_equal(numpy.stack(other.next()), e)
+
+
+def test_unknown_names_are_clear_errors():
+    with pytest.raises(ValueError, match=r"unknown objective 'foo'; choose one of: jsd, rkl, wgan"):
+        updaters.get("foo")
+    with pytest.raises(ValueError, match=r"unknown annealing term 'bar'; choose one of: ent, lgan, lik, none"):
+        annealing.get("bar")
+    assert updaters.options("jsd") == ["dfm_weight"]
+    assert updaters.options("wgan") == ["gp_weight", "n_critic"]
