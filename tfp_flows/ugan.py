@@ -1,0 +1,520 @@
+"""U-GAN: a free-form generator trained to sample an unnormalised density u (supplement H, J.2;
+SPEC sections 1 and 7), with a MAF density estimate nu of the generator's own density q.
+
+Loop [inferred, SPEC section 7]: at every iteration
+  1. nu takes ``flow_steps`` maximum-likelihood steps on a fresh batch of generator samples
+     (stop-gradient), so log nu ~ log q;
+  2. the generator x = G(z), z ~ N(0, I), takes one step on the annealed reverse KL
+        L(G) = E_z[ a_t log nu(G(z)) - b_t log u(G(z)) ],
+     back-propagating through nu's density (nu's parameters fixed in this step). Since
+     E_q[d/dtheta log q_theta] = 0, the pathwise gradient of E_q[log nu] is that of -H(q).
+
+Annealing (Corollary 2.2; SPEC section 1), with lambda_t from ``chainer_va.schedules``:
+  - ``none``: KL(q||p)                            -> a = 1,            b = 1          (beta = 1)
+  - ``lik``:  KL(q||p) - lambda E_q[log p]        -> a = 1,            b = 1 + lambda (beta = 1 + lambda)
+  - ``ent``:  KL(q||p) - lambda H(q)              -> a = 1 + lambda,   b = 1          (beta = 1/(1 + lambda))
+Up to a positive factor each objective is KL(q || p^beta / Z), so q -> p^beta. Negative lambda is
+allowed where the theory allows it: likelihood form needs beta = 1 + lambda > 0, entropy form
+lambda > -1; every value the schedule takes is checked before training.
+
+``train_direct_flow`` is the baseline of J.2: a MAF trained on KL(nu || mu) alone, with
+reparameterised samples of nu (same annealing options, default none).
+
+Runs write ``config.json`` (``chainer_va.runinfo``), ``log.jsonl`` (one JSON line per logged step),
+``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF checkpoints under
+``checkpoints/`` (``tf.train.CheckpointManager``: TF writes the data to temporary files and renames
+them, and updates the ``checkpoint`` index atomically, so a killed run resumes from its last
+checkpoint with ``resume=True``; the generator's RNG state is checkpointed too).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+import tfp_flows  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
+import tensorflow as tf
+
+from chainer_va import runinfo, schedules
+from chainer_va.schedules import implied_beta
+from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
+
+__all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
+           "ANNEAL_MODES", "main"]
+
+ANNEAL_MODES = ("none", "lik", "ent")
+DEFAULT_STEPS = 5000
+DEFAULT_BATCH = 256
+DEFAULT_GENERATOR_HIDDEN = (128, 128)  # [inferred] the toy generator's size is not given; J.3's policy uses 128
+DEFAULT_FLOW_HIDDEN = (512, 512)  # supplement J.2.1
+DEFAULT_FLOW_BLOCKS = 8  # supplement J.2.1
+DEFAULT_LR = 1e-3  # [inferred]; the clamped MAF is stable at 1e-3 (PLATFORM.md: unclamped diverged)
+DEFAULT_FLOW_STEPS = 2  # maximum-likelihood steps of nu per generator step [inferred; 2 tracked q better than 1 in the Gaussian check]
+DEFAULT_LOG_EVERY = 100
+DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_GRAD_CLIP = 100.0
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+
+
+def objective_weights(anneal: str, lam: float):
+    """(a, b) of L = E_q[a log q - b log u] for the annealed objectives (SPEC section 1).
+
+    none: (1, 1); lik: (1, 1 + lam); ent: (1 + lam, 1). Raises where the implied beta is not
+    positive (likelihood: lam <= -1; entropy: lam <= -1).
+    """
+    if anneal not in ANNEAL_MODES:
+        raise ValueError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
+    if anneal == "none":
+        return 1.0, 1.0
+    if anneal == "lik":
+        if not 1.0 + lam > 0.0:
+            raise ValueError("likelihood annealing with lambda={} gives beta = 1 + lambda <= 0 (no tempered "
+                             "target); keep lambda > -1".format(lam))
+        return 1.0, 1.0 + lam
+    if not 1.0 + lam > 0.0:
+        raise ValueError("entropy annealing with lambda={} needs lambda > -1 (beta = 1/(1 + lambda) > 0); "
+                         "keep lambda > -1".format(lam))
+    return 1.0 + lam, 1.0
+
+
+class Generator(tf.Module):
+    """Free-form MLP sampler x = G(z), z ~ N(0, I_noise_dim) (supplement H: no density needed)."""
+
+    def __init__(self, dim: int, noise_dim: int, hidden_units: Sequence[int] = DEFAULT_GENERATOR_HIDDEN,
+                 activation: str = "relu", seed: int = 0, name: Optional[str] = None):
+        super().__init__(name=name or "generator")
+        self.dim = int(dim)
+        self.noise_dim = int(noise_dim)
+        sizes = [self.noise_dim] + [int(h) for h in hidden_units] + [self.dim]
+        self.activation = {"relu": tf.nn.relu, "tanh": tf.tanh, "elu": tf.nn.elu}.get(activation)
+        if self.activation is None:
+            raise ValueError("activation must be relu, tanh or elu, got {!r}".format(activation))
+        self.weights = []
+        self.biases = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            w = tf.random.stateless_uniform([fan_in, fan_out], tf.constant([int(seed), i], tf.int64),
+                                            -limit, limit)
+            self.weights.append(tf.Variable(w, name="w{}".format(i)))
+            self.biases.append(tf.Variable(tf.zeros([fan_out]), name="b{}".format(i)))
+
+    def __call__(self, z):
+        h = z
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = tf.matmul(h, w) + b
+            if i < len(self.weights) - 1:
+                h = self.activation(h)
+        return h
+
+
+class SamplerResult:
+    """A trained sampler: ``sample(n)`` (numpy), ``history`` (logged dicts), ``snapshots`` {step: samples}."""
+
+    def __init__(self, kind: str, dim: int, flow: MAF, generator: Optional[Generator], history: List[dict],
+                 snapshots: Dict[int, np.ndarray], config: dict, out: Optional[Path]):
+        self.kind = kind
+        self.dim = dim
+        self.flow = flow
+        self.generator = generator
+        self.history = history
+        self.snapshots = snapshots
+        self.config = config
+        self.out = out
+        self._rng = np.random.default_rng(int(config.get("seed", 0)) + 7919)
+
+    def sample(self, n: int, seed: Optional[int] = None, batch: int = 65536) -> np.ndarray:
+        """n samples (numpy float32, shape (n, dim)) from the generator (U-GAN) or the flow (direct)."""
+        rng = np.random.default_rng(seed) if seed is not None else self._rng
+        out = []
+        for start in range(0, n, batch):
+            m = min(batch, n - start)
+            if self.generator is not None:
+                z = rng.standard_normal((m, self.generator.noise_dim)).astype(np.float32)
+                out.append(self.generator(tf.constant(z)).numpy())
+            else:
+                out.append(self.flow.sample(m, seed=int(rng.integers(0, 2**31 - 1))).numpy())
+        return np.concatenate(out, 0) if out else np.zeros((0, self.dim), np.float32)
+
+    def log_density_estimate(self, x) -> np.ndarray:
+        """log nu(x): the MAF's density estimate of the sampler's density."""
+        return self.flow.log_prob(np.asarray(x, np.float32)).numpy()
+
+
+def _check_log_density(log_density: Callable, dim: int):
+    probe = tf.zeros([4, dim], tf.float32) + tf.constant(np.linspace(-0.5, 0.5, 4)[:, None], tf.float32)
+    try:
+        val = log_density(probe)
+    except Exception as e:  # noqa: BLE001  (re-raised with the contract)
+        raise ValueError("log_density must map a (n, {}) float32 tensor to (n,); calling it on a (4, {}) "
+                         "tensor failed: {}".format(dim, dim, e)) from e
+    val = tf.convert_to_tensor(val)
+    if val.shape != (4,):
+        raise ValueError("log_density must return shape (n,) for input (n, {}); got {} for n=4 "
+                         "(sum over the last axis?)".format(dim, val.shape))
+    if not np.all(np.isfinite(val.numpy())):
+        raise ValueError("log_density returned non-finite values near the origin: {}".format(val.numpy()))
+
+
+def _lambda_table(anneal: str, schedule: schedules.Schedule, steps: int) -> np.ndarray:
+    lams = np.array([schedule(t) for t in range(steps)], np.float64)
+    if anneal != "none" and steps:
+        worst = float(lams.min())
+        try:
+            objective_weights(anneal, worst)
+        except ValueError as e:
+            raise ValueError("schedule {!r} reaches lambda={:.4g}: {}".format(schedule.name, worst, e)) from e
+    return lams
+
+
+def _progress(total: int, initial: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is installed with the project
+        return None
+    return tqdm(total=total, initial=initial, desc=desc, mininterval=2.0, file=sys.stderr)
+
+
+def _read_log(path: Path, upto_step: int) -> List[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row["step"] <= upto_step:
+                rows.append(row)
+    return rows
+
+
+_RESUME_KEYS = ("kind", "dim", "anneal", "schedule", "lambda0", "batch_size", "hidden_units", "flow_blocks",
+                "generator_hidden", "noise_dim", "lr", "flow_lr", "seed", "flow_steps", "max_log_scale",
+                "lr_final_fraction", "steps")
+
+
+def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: str, lambda0: float,
+           steps: int, seed: int, batch_size: int, hidden_units: Sequence[int], flow_blocks: int, lr: float,
+           flow_lr: Optional[float], flow_steps: int, generator_hidden: Sequence[int], noise_dim: Optional[int],
+           generator_activation: str, max_log_scale: float, lr_final_fraction: float,
+           schedule_options: Optional[dict],
+           out, resume: bool, log_every: int, checkpoint_every: int, snapshot_steps: Sequence[int],
+           snapshot_size: int, progress: bool, extra_config: Optional[dict],
+           callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
+    if not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError("dim must be a positive integer, got {!r}".format(dim))
+    if anneal not in ANNEAL_MODES:
+        raise ValueError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
+    if not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ValueError("steps must be a positive integer, got {!r}".format(steps))
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
+        raise ValueError("batch_size must be an integer >= 2, got {!r}".format(batch_size))
+    if not lr > 0 or (flow_lr is not None and not flow_lr > 0):
+        raise ValueError("learning rates must be positive, got lr={} flow_lr={}".format(lr, flow_lr))
+    if not 0.0 < lr_final_fraction <= 1.0:
+        raise ValueError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
+            lr_final_fraction))
+    if anneal == "none" and lambda0 != 0.0:
+        raise ValueError("lambda0={} has no effect with anneal='none'; pass anneal='lik' or 'ent', or "
+                         "lambda0=0".format(lambda0))
+    if resume and out is None:
+        raise ValueError("resume=True needs out= (the folder holding the checkpoints)")
+    steps = int(steps)
+    dim = int(dim)
+    flow_lr = lr if flow_lr is None else flow_lr
+    noise_dim = dim if noise_dim is None else int(noise_dim)
+    sched = schedules.make(schedule, lambda0, steps, **(schedule_options or {}))
+    lams = _lambda_table(anneal, sched, steps)
+    _check_log_density(log_density, dim)
+
+    config = {
+        "kind": kind, "dim": dim, "anneal": anneal, "schedule": schedule, "schedule_config": sched.config(),
+        "lambda0": float(lambda0), "steps": steps, "seed": int(seed), "batch_size": int(batch_size),
+        "hidden_units": [int(h) for h in hidden_units], "flow_blocks": int(flow_blocks), "lr": float(lr),
+        "flow_lr": float(flow_lr), "flow_steps": int(flow_steps),
+        "generator_hidden": [int(h) for h in generator_hidden] if kind == "ugan" else None,
+        "noise_dim": noise_dim if kind == "ugan" else None, "generator_activation": generator_activation,
+        "max_log_scale": float(max_log_scale), "lr_final_fraction": float(lr_final_fraction), "log_every": int(log_every),
+        "checkpoint_every": int(checkpoint_every), "snapshot_steps": sorted(int(s) for s in snapshot_steps),
+        "snapshot_size": int(snapshot_size), "adam_betas": [ADAM_BETA1, ADAM_BETA2],
+        "log_density": getattr(log_density, "__name__", repr(log_density)),
+    }
+    config.update(extra_config or {})
+
+    import tf_keras
+
+    flow = MAF(dim, hidden_units=hidden_units, num_blocks=flow_blocks, max_log_scale=max_log_scale,
+               seed=seed, name="nu")
+    generator = None
+    if kind == "ugan":
+        generator = Generator(dim, noise_dim, generator_hidden, generator_activation, seed=seed + 1)
+    gen_vars = generator.trainable_variables if generator is not None else None
+    flow_vars = flow.trainable_variables
+    def rate(base_lr):
+        """Constant, or linear decay to lr_final_fraction * base_lr over the run (on the optimiser's step count)."""
+        if lr_final_fraction == 1.0:
+            return base_lr
+        return tf_keras.optimizers.schedules.PolynomialDecay(base_lr, steps, base_lr * lr_final_fraction, power=1.0)
+
+    flow_opt = tf_keras.optimizers.Adam(rate(flow_lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2)
+    gen_opt = tf_keras.optimizers.Adam(rate(lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2) if generator else None
+    rng = tf.random.Generator.from_seed(int(seed) + 2)
+    step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    # build optimiser slots now so that a restore fills them (and the trace does not create variables)
+    flow_opt.build(flow_vars)
+    if gen_opt is not None:
+        gen_opt.build(gen_vars)
+
+    out_path = Path(out) if out is not None else None
+    manager = None
+    history: List[dict] = []
+    snapshots: Dict[int, np.ndarray] = {}
+    start = 0
+    if out_path is not None:
+        ckpt = tf.train.Checkpoint(flow=flow, flow_opt=flow_opt, rng=rng, step=step_var,
+                                   **({"generator": generator, "gen_opt": gen_opt} if generator else {}))
+        manager = tf.train.CheckpointManager(ckpt, str(out_path / "checkpoints"), max_to_keep=2)
+        if manager.latest_checkpoint is not None:
+            if not resume:
+                raise FileExistsError("{} already holds a run (checkpoints/); pass resume=True (--resume) to "
+                                      "continue it, or choose a new out folder".format(out_path))
+            old = runinfo.read_run_config(out_path)["config"]
+            changed = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
+            if changed:
+                raise ValueError("cannot resume {}: the settings {} differ from the recorded run; use the "
+                                 "same settings or a new out folder".format(out_path, changed))
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            start = int(step_var.numpy())
+            history = _read_log(out_path / "log.jsonl", start)
+            for s in config["snapshot_steps"]:
+                f = out_path / "snapshots" / "step_{}.npy".format(s)
+                if s <= start and f.exists():
+                    snapshots[s] = np.load(f)
+        runinfo.write_run_config(out_path, config, seed=seed)
+        runinfo.atomic_write_text(out_path / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+    clip = DEFAULT_GRAD_CLIP
+
+    def flow_fit(x):
+        with tf.GradientTape() as tape:
+            nll = -tf.reduce_mean(flow.log_prob(x))
+        grads = tape.gradient(nll, flow_vars)
+        grads, _ = tf.clip_by_global_norm(grads, clip)
+        flow_opt.apply_gradients(zip(grads, flow_vars))
+        return nll
+
+    def ugan_step(a, b):
+        nll = tf.constant(0.0)
+        for _ in range(flow_steps):
+            x_fit = tf.stop_gradient(generator(rng.normal([batch_size, noise_dim])))
+            nll = flow_fit(x_fit)
+        z = rng.normal([batch_size, noise_dim])
+        with tf.GradientTape() as tape:
+            x = generator(z)
+            log_q = flow.log_prob(x)
+            log_u = log_density(x)
+            loss = tf.reduce_mean(a * log_q - b * log_u)
+        grads = tape.gradient(loss, gen_vars)
+        grads, _ = tf.clip_by_global_norm(grads, clip)
+        gen_opt.apply_gradients(zip(grads, gen_vars))
+        return loss, nll, -tf.reduce_mean(log_q), tf.reduce_mean(log_u)
+
+    def direct_step(a, b):
+        with tf.GradientTape() as tape:
+            z = rng.normal([batch_size, dim])
+            x = flow.bijector.forward(z)
+            log_q = flow.base.log_prob(z) - flow.bijector.forward_log_det_jacobian(z, event_ndims=1)
+            log_u = log_density(x)
+            loss = tf.reduce_mean(a * log_q - b * log_u)
+        grads = tape.gradient(loss, flow_vars)
+        grads, _ = tf.clip_by_global_norm(grads, clip)
+        flow_opt.apply_gradients(zip(grads, flow_vars))
+        return loss, -tf.reduce_mean(log_q), -tf.reduce_mean(log_q), tf.reduce_mean(log_u)
+
+    one_step = ugan_step if kind == "ugan" else direct_step
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)])
+    def train_chunk(a_seq, b_seq):
+        """Several training steps in one graph call (per-step weights a_t, b_t): saves Python overhead."""
+        metrics = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+        for i in tf.range(tf.shape(a_seq)[0]):
+            metrics = one_step(a_seq[i], b_seq[i])
+        return dict(zip(("loss", "flow_nll", "entropy", "mean_log_u"), metrics))
+
+    result = SamplerResult(kind, dim, flow, generator, history, snapshots, config, out_path)
+    snap_set = set(config["snapshot_steps"])
+
+    def take_snapshot(t):
+        samples = result.sample(snapshot_size, seed=int(seed) + 104729)
+        snapshots[t] = samples
+        if out_path is not None:
+            buf = _npy_bytes(samples)
+            runinfo.atomic_write_bytes(out_path / "snapshots" / "step_{}.npy".format(t), buf)
+
+    if start == 0 and 0 in snap_set and 0 not in snapshots:
+        take_snapshot(0)
+    bar = _progress(steps, start, progress, "{} {}".format(kind, anneal))
+    t0 = time.time()
+    log_lines: List[str] = []
+    last_print = time.time()
+    weights = np.array([objective_weights(anneal, float(l)) for l in lams], np.float32)
+    events = sorted({s for s in snap_set if start < s <= steps}
+                    | set(range(log_every, steps + 1, log_every))
+                    | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if manager is not None else set())
+                    | {steps})
+    t = start
+    for done in events:
+        if done <= t:
+            continue
+        metrics = train_chunk(tf.constant(weights[t:done, 0]), tf.constant(weights[t:done, 1]))
+        if bar is not None:
+            bar.update(done - t)
+        t = done
+        step_var.assign(done)
+        lam = float(lams[done - 1])
+        if done % log_every == 0 or done == steps:
+            row = {"step": done, "lambda": lam, "beta": implied_beta(anneal, lam) if anneal != "none" else 1.0,
+                   "time_s": round(time.time() - t0, 3)}
+            row.update({k: float(v) for k, v in metrics.items()})
+            if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
+                raise FloatingPointError("training diverged by step {}: {}; lower lr (now {}) or "
+                                         "max_log_scale (now {})".format(done, row, lr, max_log_scale))
+            history.append(row)
+            log_lines.append(json.dumps(row) + "\n")
+            if bar is None and progress and time.time() - last_print > 5.0:
+                print("[{} {}] step {}/{} loss {:.4f} entropy {:.3f}".format(
+                    kind, anneal, done, steps, row["loss"], row["entropy"]), flush=True)
+                last_print = time.time()
+        if done in snap_set:
+            take_snapshot(done)
+        if manager is not None and (done % checkpoint_every == 0 or done == steps):
+            with open(out_path / "log.jsonl", "a") as f:  # the log is ahead of, never behind, the checkpoint
+                f.writelines(log_lines)
+            log_lines = []
+            manager.save(checkpoint_number=done)
+        if callback is not None and history and history[-1]["step"] == done:
+            callback(history[-1])
+    if bar is not None:
+        bar.close()
+    if out_path is not None:
+        runinfo.atomic_write_bytes(out_path / "samples.npy", _npy_bytes(result.sample(snapshot_size,
+                                                                                     seed=int(seed) + 1299709)))
+    return result
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedule: str = "static",
+                  lambda0: float = 0.0, steps: int = DEFAULT_STEPS, seed: int = 0, batch_size: int = DEFAULT_BATCH,
+                  hidden_units: Sequence[int] = DEFAULT_FLOW_HIDDEN, flow_blocks: int = DEFAULT_FLOW_BLOCKS,
+                  lr: float = DEFAULT_LR, out=None, resume: bool = False, *, flow_lr: Optional[float] = None,
+                  flow_steps: int = DEFAULT_FLOW_STEPS, generator_hidden: Sequence[int] = DEFAULT_GENERATOR_HIDDEN,
+                  noise_dim: Optional[int] = None, generator_activation: str = "relu",
+                  max_log_scale: float = DEFAULT_MAX_LOG_SCALE, lr_final_fraction: float = 1.0,
+                  schedule_options: Optional[dict] = None,
+                  log_every: int = DEFAULT_LOG_EVERY, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+                  snapshot_steps: Sequence[int] = (), snapshot_size: int = 5000, progress: bool = False,
+                  extra_config: Optional[dict] = None,
+                  callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
+    """Train a U-GAN generator to sample u ∝ exp(log_density) under the annealed objective (SPEC §1, §7).
+
+    ``anneal``: none | lik (KL - lambda E_q[log p], beta = 1 + lambda) | ent (KL - lambda H(q),
+    beta = 1/(1 + lambda)); ``schedule``/``lambda0``/``schedule_options`` as in
+    ``chainer_va.schedules.make`` over ``steps`` iterations. ``hidden_units``/``flow_blocks``
+    size the MAF density estimate nu (J.2.1 defaults: 8 blocks of [512, 512]). ``out``: folder for
+    config.json, log.jsonl, snapshots and checkpoints (``resume=True`` continues a killed run).
+    ``lr_final_fraction`` < 1 decays both learning rates linearly to that fraction (less SGD noise at
+    the end); ``flow_steps`` maximum-likelihood steps of nu per generator step; ``callback(row)`` is
+    called with each logged row (after that step's checkpoint, if any).
+    Returns a :class:`SamplerResult` with ``.sample(n)`` and ``.history``.
+    """
+    return _train("ugan", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
+                  flow_blocks, lr, flow_lr, flow_steps, generator_hidden, noise_dim, generator_activation,
+                  max_log_scale, lr_final_fraction, schedule_options, out, resume, log_every, checkpoint_every, snapshot_steps,
+                  snapshot_size, progress, extra_config, callback)
+
+
+def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEPS, seed: int = 0,
+                      batch_size: int = DEFAULT_BATCH, hidden_units: Sequence[int] = DEFAULT_FLOW_HIDDEN,
+                      flow_blocks: int = DEFAULT_FLOW_BLOCKS, lr: float = DEFAULT_LR, out=None,
+                      resume: bool = False, *, anneal: str = "none", schedule: str = "static",
+                      lambda0: float = 0.0, max_log_scale: float = DEFAULT_MAX_LOG_SCALE,
+                      lr_final_fraction: float = 1.0, schedule_options: Optional[dict] = None, log_every: int = DEFAULT_LOG_EVERY,
+                      checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, snapshot_steps: Sequence[int] = (),
+                      snapshot_size: int = 5000, progress: bool = False,
+                      extra_config: Optional[dict] = None,
+                      callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
+    """The direct baseline of J.2: a MAF nu trained on KL(nu || mu) = E_nu[log nu - log u] alone
+    (reparameterised forward samples); same return type and run records as :func:`train_sampler`."""
+    return _train("direct", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
+                  flow_blocks, lr, None, 0, (), None, "relu", max_log_scale, lr_final_fraction, schedule_options,
+                  out, resume,
+                  log_every, checkpoint_every, snapshot_steps, snapshot_size, progress, extra_config, callback)
+
+
+def _parse_ints(text: str) -> List[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI: ``python -m tfp_flows.ugan --target banana --anneal lik --lambda0 -0.5 --schedule linear``."""
+    from chainer_va import sample_distance
+    from tfp_flows import targets
+
+    p = argparse.ArgumentParser(prog="python -m tfp_flows.ugan", description=__doc__.split("\n")[0])
+    p.add_argument("--target", default="banana", choices=targets.NAMES)
+    p.add_argument("--method", default="ugan", choices=("ugan", "direct"))
+    p.add_argument("--anneal", default="none", choices=ANNEAL_MODES)
+    p.add_argument("--schedule", default="static", choices=schedules.names())
+    p.add_argument("--lambda0", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    p.add_argument("--hidden-units", type=_parse_ints, default=list(DEFAULT_FLOW_HIDDEN),
+                   help="MAF hidden sizes, comma-separated (J.2.1: 512,512)")
+    p.add_argument("--flow-blocks", type=int, default=DEFAULT_FLOW_BLOCKS)
+    p.add_argument("--generator-hidden", type=_parse_ints, default=list(DEFAULT_GENERATOR_HIDDEN))
+    p.add_argument("--lr", type=float, default=DEFAULT_LR)
+    p.add_argument("--snapshot-steps", type=_parse_ints, default=[])
+    p.add_argument("--eval-samples", type=int, default=2000, help="samples for the energy distance / MMD")
+    p.add_argument("--out", required=True)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+    from chainer_va.seeding import seed_everything
+
+    seed_everything(args.seed, tensorflow=True)
+    target = targets.get(args.target)
+    common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
+                  flow_blocks=args.flow_blocks, lr=args.lr, out=args.out, resume=args.resume,
+                  anneal=args.anneal, schedule=args.schedule, lambda0=args.lambda0,
+                  snapshot_steps=args.snapshot_steps, progress=True, extra_config={"target": args.target})
+    if args.method == "ugan":
+        res = train_sampler(target.log_density, target.dim, generator_hidden=args.generator_hidden, **common)
+    else:
+        res = train_direct_flow(target.log_density, target.dim, **common)
+    rng = np.random.default_rng(args.seed + 1)
+    exact = target.sample(args.eval_samples, rng)
+    model = res.sample(args.eval_samples, seed=args.seed + 2)
+    quality = {"energy_distance": sample_distance.energy_distance(model, exact),
+               "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples}
+    runinfo.atomic_write_json(Path(args.out) / "quality.json", quality)
+    print(json.dumps(quality))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
