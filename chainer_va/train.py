@@ -53,7 +53,10 @@ RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
 RESUME_MUTABLE = ("device", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
-                  "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval")
+                  "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
+                  "plot_interval")
+# keys a resumed run does not take from the saved configuration (the others default to the saved values)
+RESUME_RESET = ("out", "resume", "config", "stop_at")
 SCHEDULE_OPTIONS = ("end_fraction", "cycles", "final_ratio", "knot_interval")
 
 
@@ -124,6 +127,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--keep-snapshots", default=2, type=int, help="number of newest snapshots kept (2)")
     add("--sample-interval", default=5000, type=int, help="iterations between sample grids (5000)")
     add("--log-interval", default=100, type=int, help="iterations between log lines and plots (100)")
+    add("--plot-interval", default=1000, type=int, help="iterations between loss/lambda plot updates (1000)")
     add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10)")
     add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
         "schedule still spans --iterations); continue later with --resume")
@@ -235,7 +239,7 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         config_path = Path(out) / runinfo.CONFIG_FILENAME
         if config_path.is_file():
             saved = runinfo.read_run_config(out)["config"]
-            config.update({k: v for k, v in saved.items() if k in defaults and k not in RESUME_MUTABLE})
+            config.update({k: v for k, v in saved.items() if k in defaults and k not in RESUME_RESET})
     config.update(file_config)
     config.update(explicit)
     if saved is not None:
@@ -265,7 +269,7 @@ def _validate(config: Dict[str, Any]) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     for key in ("iterations", "batchsize", "snapshot_interval", "sample_interval", "log_interval",
-                "progress_interval", "latent_dim", "keep_snapshots"):
+                "progress_interval", "plot_interval", "latent_dim", "keep_snapshots"):
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError("--{} must be a positive integer, got {!r}".format(key.replace("_", "-"), config[key]))
     if config["stop_at"] is not None and not (0 < config["stop_at"] <= config["iterations"]):
@@ -371,8 +375,9 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
     trainer.extend(E.LogReport(trigger=log_trigger, filename="log"))
     losses = ["loss_gen", "loss_dis", "loss_gen_adv", "loss_dfm", "loss_anneal", "loss_gp",
               "loss_denoiser_data", "loss_denoiser_fake"]
-    trainer.extend(E.PlotReport(losses, "iteration", trigger=log_trigger, filename="loss.png"))
-    trainer.extend(E.PlotReport(["lambda"], "iteration", trigger=log_trigger, filename="lambda.png"))
+    plot_trigger = (config["plot_interval"], "iteration")
+    trainer.extend(E.PlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
+    trainer.extend(E.PlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
     trainer.extend(E.PrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"]),
                    trigger=log_trigger)
     trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),

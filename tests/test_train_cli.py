@@ -1,0 +1,210 @@
+"""The training CLI: resume after a kill, NaN stop, corrupted snapshots, --config rules, plugins, outputs."""
+import json
+from pathlib import Path
+
+import numpy
+import pytest
+import threadpoolctl
+
+import chainer
+
+from chainer_va import runinfo, train
+from chainer_va.snapshots import SnapshotError, latest_snapshot, list_snapshots
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET = ["--progress-interval", "1000", "--sample-interval", "1000", "--plot-interval", "1000"]
+
+
+@pytest.fixture(autouse=True)
+def one_blas_thread():
+    with threadpoolctl.threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "images.npy"
+    numpy.save(path, numpy.random.RandomState(0).uniform(-1, 1, (16, 1, 32, 32)).astype(numpy.float32))
+    return str(path)
+
+
+def tiny(images, out, *flags):
+    return ["--dataset", images, "--channels", "1", "--width", "0.0625", "--batchsize", "4",
+            "--out", str(out)] + QUIET + list(flags)
+
+
+def read_log(out):
+    with open(Path(out) / "log") as f:
+        return json.load(f)
+
+
+LOSS_KEYS = ("loss_gen", "loss_dis", "loss_dfm", "loss_anneal", "loss_denoiser_data", "loss_denoiser_fake")
+
+
+def test_resume_after_kill_equals_uninterrupted_run(images, tmp_path):
+    # jsd + entropy annealing: two denoisers, the noise source, the latent sampler; 16 images in
+    # batches of 4: reshuffles after iterations 4 and 8, one before and one after the resume point,
+    # so the shuffling RandomState must come back from the snapshot
+    flags = ["--objective", "jsd", "--anneal", "ent", "--lambda0", "0.5", "--iterations", "10",
+             "--log-interval", "1", "--snapshot-interval", "6"]
+    full = tmp_path / "full"
+    record = train.main(tiny(images, full, *flags))
+    assert record["completed"] and record["iterations"] == 10 and record["seconds"] > 0
+
+    part = tmp_path / "part"
+    stopped = train.main(tiny(images, part, *flags, "--stop-at", "6"))  # "killed" after iteration 6
+    assert not stopped["completed"] and not (part / train.GEN_FINAL).exists()
+    assert [i for i, _ in list_snapshots(part)] == [6]
+    resumed = train.main(["--out", str(part), "--resume"] + QUIET)  # saved configuration is reused
+    assert resumed["completed"] and resumed["iterations"] == 10
+
+    log_full, log_part = read_log(full), read_log(part)
+    assert [e["iteration"] for e in log_part] == list(range(1, 11))
+    for a, b in zip(log_full, log_part):
+        for key in LOSS_KEYS:
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-7), (a["iteration"], key)
+    gen_full, _ = train.load_generator(full)
+    gen_part, config = train.load_generator(part)
+    assert config["anneal"] == "ent" and config["channels"] == 1 and config["image_size"] == 32
+    for (name, p), (_, q) in zip(sorted(gen_full.namedparams()), sorted(gen_part.namedparams())):
+        numpy.testing.assert_allclose(p.array, q.array, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_outputs_and_load_generator(images, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny(images, out, "--objective", "rkl", "--anneal", "lik", "--lambda0", "1", "--iterations", "2",
+                    "--log-interval", "1", "--sample-interval", "2", "--plot-interval", "1", "--seed", "3"))
+    for name in ("config.json", "log", "loss.png", "lambda.png", "samples.png", "samples/iter_00000002.png",
+                 "gen_final.npz", "result.json"):
+        assert (out / name).is_file(), name
+    recorded = runinfo.read_run_config(out)
+    assert recorded["seed"] == 3 and recorded["config"]["objective"] == "rkl"
+    result = json.loads((out / "result.json").read_text())
+    assert result["completed"] is True and result["iterations"] == 2
+    gen, _ = train.load_generator(out)
+    snap_gen, _ = train.load_generator(out, snapshot="latest")  # final snapshot = final generator
+    z = numpy.random.RandomState(0).uniform(-1, 1, (3, 128)).astype(numpy.float32)
+    with chainer.using_config("train", False):
+        x, y = gen(z).array, snap_gen(z).array
+    assert x.shape == (3, 1, 32, 32) and numpy.isfinite(x).all()
+    numpy.testing.assert_array_equal(x, y)
+    with pytest.raises(train.ConfigError, match="already holds snapshots"):
+        train.main(tiny(images, out, "--iterations", "2"))
+
+
+NAN_PLUGIN = '''
+import chainer.functions as F
+from chainer_va import updaters
+
+
+@updaters.register("rkl_nan_at_3")
+class NaNAtThree(updaters.RKLUpdater):
+    """RKL whose generator loss turns NaN at iteration 3 (a stand-in for a diverging run)."""
+
+    def generator_adversarial_loss(self, y_fake):
+        loss = F.mean(-y_fake)
+        return loss * float("nan") if self.iteration >= 3 else loss
+'''
+
+
+def test_nan_loss_stops_with_named_loss_and_keeps_last_snapshot(images, tmp_path):
+    plugin = tmp_path / "nan_plugin.py"
+    plugin.write_text(NAN_PLUGIN)
+    out = tmp_path / "nan"
+    with pytest.raises(train.TrainingError) as info:
+        train.main(tiny(images, out, "--plugin", str(plugin), "--objective", "rkl_nan_at_3", "--iterations", "6",
+                        "--snapshot-interval", "2", "--log-interval", "1"))
+    message = str(info.value)
+    assert "loss 'loss_gen' is nan at iteration 3" in message
+    assert "snapshot_iter_00000002.npz" in message
+    assert latest_snapshot(out).name == "snapshot_iter_00000002.npz"
+    gen, _ = train.load_generator(out, snapshot="latest")  # the kept snapshot is intact
+    assert all(numpy.isfinite(p.array).all() for p in gen.params())
+    result = json.loads((out / "result.json").read_text())
+    assert result["completed"] is False and "iteration 3" in result["error"]
+    assert train.cli(["--out", str(out), "--resume"] + QUIET) == 1  # diverges again: clear error, exit 1
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupted_snapshot_is_a_clear_error(images, tmp_path, damage):
+    out = tmp_path / "run"
+    train.main(tiny(images, out, "--iterations", "4", "--stop-at", "2", "--snapshot-interval", "2"))
+    snapshot = latest_snapshot(out)
+    data = snapshot.read_bytes()
+    snapshot.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a zip file" * 10)
+    with pytest.raises(SnapshotError, match="corrupted or unreadable"):
+        train.main(["--out", str(out), "--resume"] + QUIET)
+
+
+def test_resume_refuses_changed_configuration_and_missing_snapshots(images, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(train.ConfigError, match="no snapshot_iter_.*npz snapshot"):
+        train.main(tiny(images, out, "--resume"))
+    train.main(tiny(images, out, "--iterations", "4", "--stop-at", "1", "--snapshot-interval", "1"))
+    with pytest.raises(train.ConfigError, match=r"width = 0.125 differs from the run's saved configuration"):
+        train.resolve_config(["--out", str(out), "--resume", "--width", "0.125"])
+    config = train.resolve_config(["--out", str(out), "--resume", "--log-interval", "7"])
+    assert config["width"] == 0.0625 and config["log_interval"] == 7 and config["stop_at"] is None
+
+
+def test_config_file_yaml_and_json_with_flag_override(tmp_path):
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text("objective: wgan\nanneal: lik\nlambda0: -0.5\nschedule: sinusoidal\ncycles: 3\n"
+                         "iterations: 300\ndata-dir: /somewhere\nwidth: 0.5\n")
+    config = train.resolve_config(["--config", str(yaml_file), "--iterations", "600", "--lambda0", "1"])
+    assert config["objective"] == "wgan" and config["anneal"] == "lik" and config["cycles"] == 3
+    assert config["iterations"] == 600 and config["lambda0"] == 1.0  # explicit flags win
+    assert config["data_dir"] == "/somewhere" and config["width"] == 0.5
+    assert config["batchsize"] == 64  # default where neither says anything
+    json_file = tmp_path / "run.json"
+    json_file.write_text(json.dumps({"objective": "rkl", "batchsize": 16, "seed": 5}))
+    config = train.resolve_config(["--config", str(json_file), "--seed", "6"])
+    assert (config["objective"], config["batchsize"], config["seed"]) == ("rkl", 16, 6)
+    # a value equal to the default given explicitly still overrides the file
+    assert train.resolve_config(["--config", str(json_file), "--batchsize", "64"])["batchsize"] == 64
+
+
+@pytest.mark.parametrize("content,match", [
+    ("objective: jsd\nlearning_rate: 0.1\n", "unknown key 'learning_rate'"),
+    ("iterations: many\n", "'iterations' must be a int"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("objective: [unclosed\n", "cannot parse it"),
+])
+def test_config_file_errors(tmp_path, content, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(train.ConfigError, match=match):
+        train.resolve_config(["--config", str(path)])
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--objective", "nope"], r"unknown objective 'nope'; choose one of: jsd, rkl, .*wgan"),
+    (["--anneal", "nope"], r"unknown annealing term 'nope'; choose one of: ent, lgan, lik, none"),
+    (["--schedule", "nope"], r"unknown schedule 'nope'; choose one of: exponential, lgan, linear"),
+    (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"], r"unknown: cycles"),
+    (["--lambda0", "1"], r"no effect with --anneal none"),
+    (["--anneal", "ent", "--lambda0", "-1"], r"lambda0 > -1"),
+    (["--plugin", "no/such/file.py"], r"no such file"),
+])
+def test_bad_names_and_settings_are_clear_errors(flags, match, capsys):
+    with pytest.raises(train.ConfigError, match=match):
+        train.resolve_config(flags)
+    assert train.cli(flags) == 1
+    assert "error: " in capsys.readouterr().err
+
+
+def test_lsgan_plugin_example_trains_via_cli(images, tmp_path):
+    out = tmp_path / "lsgan"
+    record = train.main(tiny(images, out, "--plugin", str(REPO / "docs" / "examples" / "lsgan.py"),
+                             "--objective", "lsgan", "--anneal", "lik", "--lambda0", "1", "--iterations", "3",
+                             "--log-interval", "1"))
+    assert record["completed"]
+    log = read_log(out)
+    assert len(log) == 3
+    for entry in log:
+        for key in ("loss_gen", "loss_dis", "loss_anneal", "loss_denoiser_data"):
+            assert numpy.isfinite(entry[key])
+        assert entry["loss_gen"] == pytest.approx(entry["loss_gen_adv"] + entry["loss_anneal"], rel=1e-5)
+    assert log[0]["beta"] == pytest.approx(2.0)  # lik at lambda_0 = 1 targets p^2
+    gen, config = train.load_generator(out)  # the plugin is re-imported from the saved config
+    assert config["objective"] == "lsgan"
