@@ -1,0 +1,82 @@
+"""Time of one training step per objective, without and with each annealing term, on one device.
+
+    python benchmarks/step_time.py --device -1 --width 0.25 --batchsize 64 --repeat 5
+    python benchmarks/step_time.py --device 0 --repeat 30            # paper sizes on a GPU
+
+For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
+process on the same random 32x32 data, and the annealing overhead is printed as a ratio to that
+baseline. A step is ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import numpy
+
+import chainer_va  # noqa: F401  (the compat layer before chainer)
+
+import chainer
+
+from chainer_va import train
+from chainer_va.device import add_device_argument, get_device
+
+
+def _synchronize(device) -> None:
+    if device.xp is not numpy:
+        device.xp.cuda.Stream.null.synchronize()
+
+
+def time_steps(objective: str, anneal: str, images: numpy.ndarray, args, device) -> list:
+    """Seconds of each of ``args.repeat`` steps after ``args.warmup`` warm-up steps."""
+    flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
+             str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0"]
+    if anneal != "none":
+        flags += ["--lambda0", "1"]
+    config = train.resolve_config(flags)
+    config["channels"], config["image_size"] = images.shape[1], images.shape[2]
+    updater = train.build_updater(config, images, device)
+    for _ in range(args.warmup):
+        updater.update()
+    _synchronize(device)
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        updater.update()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_device_argument(parser)
+    parser.add_argument("--width", type=float, default=1.0, help="network width multiplier (1.0 = paper)")
+    parser.add_argument("--batchsize", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=5, help="timed steps per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--n-critic", type=int, default=5, help="wgan critic steps per step (5)")
+    parser.add_argument("--objectives", default="jsd,rkl,wgan")
+    parser.add_argument("--anneal", default="lik,ent,lgan", help="terms compared with --anneal none")
+    args = parser.parse_args(argv)
+    device = get_device(args.device)
+    images = numpy.random.RandomState(0).uniform(
+        -1, 1, (max(4 * args.batchsize * args.n_critic, 256), 3, 32, 32)).astype(numpy.float32)
+    print("device {}, width {}, batch {}, {} timed steps after {} warm-up; median seconds per step".format(
+        device, args.width, args.batchsize, args.repeat, args.warmup))
+    print("{:<8} {:<6} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_s", "min_s", "ratio_vs_none"))
+    for objective in args.objectives.split(","):
+        base = None
+        for anneal in ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]:
+            times = time_steps(objective, anneal, images, args, device)
+            median = statistics.median(times)
+            base = median if anneal == "none" else base
+            print("{:<8} {:<6} {:>10.4f} {:>10.4f} {:>16.3f}".format(
+                objective, anneal, median, min(times), median / base), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
