@@ -1,2 +1,26 @@
-"""Inception Score and FID (SPEC section 5): a Chainer port of TF's inception-2015-12-05 graph and the scores."""
+"""Inception Score and FID (SPEC section 5): a Chainer port of TF's inception-2015-12-05 graph and the scores.
+
+Public API:
+
+- :func:`inception_score` ``(probs, splits) -> (mean, std)`` and :func:`fid_from_stats`
+  ``(mu1, sigma1, mu2, sigma2) -> float`` (scores.py);
+- :func:`inception_score_of_generator`, :func:`fid_of_generator`, :func:`evaluate_generator`,
+  :func:`reference_statistics` (evaluation.py): batched, CPU or GPU, with a progress bar;
+- :class:`Inception2015` (inception.py), :func:`inception_weights` (convert.py: download + conversion);
+- :class:`GANEvaluation` (extension.py): trainer extension reporting IS/FID every N iterations;
+- :class:`ClassifierExtractor` (classifier.py): the small MNIST classifier of ``--quick``.
+"""
 from chainer_va import compat  # noqa: F401  (first: makes Chainer 7.8.1 import on numpy 2)
+
+from chainer_va.metrics.scores import (fid_from_features, fid_from_stats, feature_statistics,  # noqa: E402
+                                       inception_score)
+from chainer_va.metrics.inception import Inception2015  # noqa: E402
+from chainer_va.metrics.convert import inception_weights  # noqa: E402
+from chainer_va.metrics.evaluation import (InceptionExtractor, evaluate_generator, fid_of_generator,  # noqa: E402
+                                           inception_score_of_generator, reference_statistics)
+from chainer_va.metrics.extension import GANEvaluation  # noqa: E402
+from chainer_va.metrics.classifier import ClassifierExtractor  # noqa: E402
+
+__all__ = ["inception_score", "fid_from_stats", "fid_from_features", "feature_statistics", "Inception2015",
+           "inception_weights", "InceptionExtractor", "evaluate_generator", "fid_of_generator",
+           "inception_score_of_generator", "reference_statistics", "GANEvaluation", "ClassifierExtractor"]

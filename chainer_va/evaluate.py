@@ -1,0 +1,116 @@
+"""Score a finished training run: ``python -m chainer_va.evaluate RUN_DIR [--scorer inception|classifier]``.
+
+Loads ``RUN_DIR/gen_final.npz`` through :func:`chainer_va.train.load_generator`, computes the Inception
+Score and FID (SPEC section 5; chainer-gan-lib's protocol) and writes ``RUN_DIR/metrics.json``
+atomically, with the scorer, sample counts, reference set and seed. An existing ``metrics.json`` made
+with the same settings is reused (``--force`` recomputes).
+
+``--scorer inception`` (default): the Chainer port of inception-2015-12-05, FID against the 50k
+CIFAR-10 training images (statistics cached). ``--scorer classifier``: the small MNIST classifier of
+``reproduce/table1.sh --quick``, FID against the run's own training set; NOT comparable with the paper.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+from chainer_va.device import add_device_argument, get_device
+from chainer_va.metrics import evaluation, scores
+
+METRICS_FILE = "metrics.json"
+SCORERS = ("inception", "classifier")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--scorer", choices=SCORERS, default="inception")
+    parser.add_argument("--n-is", type=int, default=evaluation.IS_SAMPLES, help="IS samples (50000)")
+    parser.add_argument("--n-fid", type=int, default=evaluation.FID_SAMPLES, help="FID samples (10000)")
+    parser.add_argument("--splits", type=int, default=scores.IS_SPLITS, help="IS splits (10)")
+    parser.add_argument("--batchsize", type=int, default=evaluation.EVAL_BATCHSIZE)
+    parser.add_argument("--reference", default=None,
+                        help="FID reference data set (default: cifar10 for inception, the run's data set for classifier)")
+    parser.add_argument("--data-dir", default=None, help="folder of the reference data set")
+    parser.add_argument("--weights", default=None, help="converted Inception .npz (default: download/convert)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents (0)")
+    parser.add_argument("--force", action="store_true", help="recompute even if metrics.json matches")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(parser)
+    return parser
+
+
+def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_SAMPLES,
+                 n_fid: int = evaluation.FID_SAMPLES, splits: int = scores.IS_SPLITS,
+                 batchsize: int = evaluation.EVAL_BATCHSIZE, reference: Optional[str] = None, data_dir=None,
+                 weights=None, seed: int = 0, device="-1", force: bool = False, progress: bool = True,
+                 classifier_overrides: Optional[dict] = None) -> dict:
+    """IS and FID of a finished run's generator; written to ``run_dir/metrics.json`` and returned.
+
+    ``classifier_overrides`` change the quick-mode classifier's training settings
+    (:data:`chainer_va.metrics.classifier.CLASSIFIER_DEFAULTS`), e.g. fewer epochs in tests.
+    """
+    from chainer_va.train import load_generator
+
+    run_dir = Path(run_dir)
+    gen, config = load_generator(run_dir)
+    channels = int(gen.out_channels)
+    size = int(gen.size)
+    if reference is None:
+        reference = evaluation.FID_REFERENCE_DATASET if scorer == "inception" else config.get("dataset", "mnist5k")
+    settings = {"scorer": scorer, "n_is": n_is, "n_fid": n_fid, "splits": splits, "reference": reference,
+                "seed": seed}
+    target = run_dir / METRICS_FILE
+    if target.is_file() and not force:
+        with open(target) as f:
+            previous = json.load(f)
+        if all(previous.get(k) == v for k, v in settings.items()):
+            return previous
+    dev = get_device(device)
+    gen.to_device(dev)
+    if scorer == "inception":
+        fid_extractor = evaluation.InceptionExtractor(device=dev, resize="tf", weights=weights, batchsize=batchsize)
+        is_extractor = evaluation.InceptionExtractor(device=dev, resize="align_corners", batchsize=batchsize,
+                                                     model=fid_extractor.model)
+        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=3, size=32,
+                                              batchsize=batchsize, progress=progress)
+    else:
+        from chainer_va.metrics.classifier import ClassifierExtractor
+
+        from chainer_va.metrics.classifier import load_or_train
+
+        model, info = load_or_train(progress=progress, **(classifier_overrides or {}))
+        is_extractor = fid_extractor = ClassifierExtractor(model, info, device=dev)
+        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir or config.get("data_dir"),
+                                              channels=channels, size=size, batchsize=batchsize, progress=progress)
+    result = evaluation.evaluate_generator(gen, is_extractor, fid_extractor, ref, n_is=n_is, n_fid=n_fid,
+                                           splits=splits, batchsize=batchsize, seed=seed, progress=progress)
+    result.update(settings)
+    result["comparable_with_paper"] = bool(getattr(fid_extractor, "comparable_with_paper", False))
+    result["run_config"] = {k: config.get(k) for k in ("objective", "anneal", "schedule", "lambda0", "seed",
+                                                       "iterations", "dataset", "width")}
+    evaluation.write_metrics(target, result)
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate_run(args.run_dir, args.scorer, args.n_is, args.n_fid, args.splits, args.batchsize,
+                              args.reference, args.data_dir, args.weights, args.seed, args.device, args.force,
+                              not args.quiet)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 1
+    print("IS {:.3f} ± {:.3f}  FID {:.2f}  ({})".format(result["IS"], result["IS_std"], result["FID"],
+                                                        result["is_extractor"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

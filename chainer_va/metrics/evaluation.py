@@ -1,0 +1,249 @@
+"""Batched IS / FID evaluation of generators and data sets, with cached reference statistics (SPEC section 5).
+
+Protocol (chainer-gan-lib / TTUR):
+
+- samples: z ~ U(-1, 1)^latent_dim from a seeded :class:`chainer_va.latent.LatentSampler`, generated in
+  test mode in batches, quantised to 8 bits like chainer-gan-lib (``uint8(clip(127.5 x + 127.5, 0, 255))``,
+  truncating), 1-channel images repeated to 3 channels for Inception;
+- Inception Score: 50,000 samples, 10 splits, softmax of the 1008 logits; images resized to 299 as
+  chainer-gan-lib did (``F.resize_images``: bilinear, aligned corners);
+- FID: pool3 features of 10,000 samples against the statistics of the 50,000 CIFAR-10 training images,
+  both resized by the graph's own ResizeBilinear (TTUR feeds raw images to the graph). The reference
+  statistics are computed once per (data set, extractor) and cached in the data cache.
+
+An *extractor* maps pixel values in [0, 255] (N, C, H, W) to ``(features, probs)``: the Inception port
+(:class:`InceptionExtractor`) or the small MNIST classifier of ``--quick``
+(:class:`chainer_va.metrics.classifier.ClassifierExtractor`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Tuple
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+import numpy as np
+
+from chainer_va import download
+from chainer_va.latent import LatentSampler
+from chainer_va.metrics import scores
+from chainer_va.runinfo import atomic_write_bytes
+
+#: chainer-gan-lib's sample counts and batch size (common/evaluation.py).
+IS_SAMPLES = 50000
+FID_SAMPLES = 10000
+EVAL_BATCHSIZE = 100
+#: Reference set of the FID: the 50,000 CIFAR-10 training images (TTUR's precomputed statistics).
+FID_REFERENCE_DATASET = "cifar10"
+#: 8-bit quantisation of generator outputs in [-1, 1].
+PIXEL_SCALE = 127.5
+
+
+class Progress:
+    """A minimal progress bar on stderr (tqdm when installed); ``enabled=False`` silences it."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        self.total, self.label, self.enabled, self.done = int(total), label, enabled, 0
+        self._bar = None
+        self._next_report = 0.0
+        self._start = time.time()
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=self.total, desc=label, unit="img", file=sys.stderr, leave=False)
+            except ImportError:
+                pass
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.done >= self._next_report or self.done >= self.total:
+            rate = self.done / max(time.time() - self._start, 1e-9)
+            print("{}: {}/{} ({:.0f} img/s)".format(self.label, self.done, self.total, rate), file=sys.stderr)
+            self._next_report = self.done + self.total / 10.0
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def quantize(images) -> np.ndarray:
+    """Generator output in [-1, 1] -> 8-bit pixel values as float32 (chainer-gan-lib truncates; so do we)."""
+    images = chainer.backend.CpuDevice().send(chainer.as_array(images))
+    return np.clip(images * PIXEL_SCALE + PIXEL_SCALE, 0.0, 255.0).astype(np.uint8).astype(np.float32)
+
+
+def to_rgb(images):
+    """Repeat a single channel to 3 (N, 1, H, W) -> (N, 3, H, W); 3-channel input is returned as is."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError("images must be (N, 1 or 3, H, W), got {}".format(images.shape))
+    xp = chainer.backend.get_array_module(images)
+    return xp.repeat(images, 3, axis=1) if images.shape[1] == 1 else images
+
+
+def generator_batches(generator: chainer.Link, n: int, batchsize: int = EVAL_BATCHSIZE,
+                      seed: int = 0) -> Iterator[np.ndarray]:
+    """Yield 8-bit pixel batches (float32, (B, C, H, W), CPU) of ``n`` samples of ``generator`` (test mode)."""
+    latent_dim = getattr(generator, "latent_dim", None)
+    if latent_dim is None:
+        raise TypeError("generator must have a `latent_dim` attribute (chainer_va.nets.Generator does)")
+    sampler = LatentSampler(latent_dim, seed)
+    device = generator.device
+    for start in range(0, n, batchsize):
+        z = device.send(sampler(min(batchsize, n - start)))
+        with chainer.using_config("train", False), chainer.no_backprop_mode():
+            x = generator(z)
+        yield quantize(x)
+
+
+def dataset_batches(images: np.ndarray, batchsize: int = EVAL_BATCHSIZE) -> Iterator[np.ndarray]:
+    """Yield pixel batches of a data set given in [-1, 1] (chainer_va.data's range), rounded to 8 bits."""
+    for start in range(0, len(images), batchsize):
+        batch = np.asarray(images[start:start + batchsize], dtype=np.float32)
+        yield np.clip(np.rint(batch * PIXEL_SCALE + PIXEL_SCALE), 0.0, 255.0).astype(np.float32)
+
+
+def extract(extractor: Callable, batches: Iterator[np.ndarray], total: int, label: str = "features",
+            progress: bool = True) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Run ``extractor`` over pixel batches; return (features (N, D), probs (N, K) or None) on the CPU."""
+    feats, probs = [], []
+    bar = Progress(total, label, progress)
+    try:
+        for batch in batches:
+            f, p = extractor(batch)
+            feats.append(np.asarray(chainer.backend.CpuDevice().send(f), dtype=np.float32))
+            if p is not None:
+                probs.append(np.asarray(chainer.backend.CpuDevice().send(p), dtype=np.float64))
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return np.concatenate(feats), (np.concatenate(probs) if probs else None)
+
+
+class InceptionExtractor:
+    """pool3 features and softmax of the Chainer Inception port, in batches on a Chainer device.
+
+    ``resize``: "align_corners" (chainer-gan-lib's IS) or "tf" (the graph's ResizeBilinear, TTUR's FID).
+    ``weights``: converted ``.npz`` (default: :func:`chainer_va.metrics.convert.inception_weights`).
+    """
+
+    comparable_with_paper = True
+
+    def __init__(self, device=-1, resize: str = "tf", weights=None, pool_padding: str = "tf",
+                 batchsize: int = EVAL_BATCHSIZE, model=None):
+        from chainer_va.device import get_device
+        from chainer_va.metrics import convert, inception
+
+        self.resize = resize
+        self.batchsize = batchsize
+        if model is None:
+            path = Path(weights) if weights is not None else convert.inception_weights()
+            arrays = convert.load_arrays(path)
+            model = inception.Inception2015(pool_padding=pool_padding, with_logits="softmax/W" in arrays)
+            model.load_arrays(arrays)
+            self.weights_id = _file_id(path)
+        else:
+            self.weights_id = "model-{}".format(id(model))
+        self.device = get_device(device) if not isinstance(device, chainer.backend.Device) else device
+        self.model = model
+        self.model.to_device(self.device)
+        self.name = "inception-2015-12-05(resize={},pool={})".format(resize, pool_padding)
+
+    @property
+    def key(self) -> str:
+        return "inception_{}_{}".format(self.resize, self.weights_id)
+
+    def __call__(self, pixels):
+        feats, probs = [], []
+        for start in range(0, len(pixels), self.batchsize):
+            batch = self.device.send(np.asarray(to_rgb(pixels[start:start + self.batchsize]), dtype=np.float32))
+            f, p = self.model.features_and_probs(batch, resize=self.resize)
+            feats.append(f)
+            probs.append(p)
+        xp = self.model.xp
+        return xp.concatenate(feats), (xp.concatenate(probs) if probs[0] is not None else None)
+
+
+def _file_id(path: Path) -> str:
+    stat = path.stat()
+    return hashlib.sha1("{}:{}:{}".format(path.resolve(), stat.st_size, int(stat.st_mtime)).encode()).hexdigest()[:10]
+
+
+def inception_score_of_generator(generator, extractor=None, n_samples: int = IS_SAMPLES, splits: int = scores.IS_SPLITS,
+                                 batchsize: int = EVAL_BATCHSIZE, seed: int = 0, progress: bool = True,
+                                 device=-1) -> Tuple[float, float]:
+    """(mean, std) Inception Score of ``generator`` over ``n_samples`` samples (chainer-gan-lib's protocol)."""
+    extractor = extractor or InceptionExtractor(device=device, resize="align_corners", batchsize=batchsize)
+    _, probs = extract(extractor, generator_batches(generator, n_samples, batchsize, seed), n_samples,
+                       "IS samples", progress)
+    if probs is None:
+        raise ValueError("extractor {} has no class probabilities: it cannot give an Inception Score".format(
+            getattr(extractor, "name", extractor)))
+    return scores.inception_score(probs, splits)
+
+
+def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor=None, data_dir=None,
+                         channels: int = 3, size: int = 32, limit: Optional[int] = None,
+                         batchsize: int = EVAL_BATCHSIZE, progress: bool = True,
+                         cache: bool = True, device=-1) -> Tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) of the extractor's features on the training images of ``dataset``, computed once and cached.
+
+    The cache file (``<data cache>/fid_stats/<dataset>_<size>_<channels>_<limit>_<extractor key>.npz``)
+    records the data set, image count and extractor next to the statistics.
+    """
+    from chainer_va import data
+
+    extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
+    key = "{}_{}_{}_{}_{}".format(dataset, size, channels, limit or "all", extractor.key)
+    path = download.cache_dir() / "fid_stats" / (key + ".npz")
+    if cache and path.is_file():
+        with np.load(path) as stored:
+            return stored["mu"], stored["sigma"]
+    images = data.load_images(dataset, data_dir=data_dir, size=size, channels=channels, limit=limit)
+    feats, _ = extract(extractor, dataset_batches(images, batchsize), len(images),
+                       "{} reference features".format(dataset), progress)
+    mu, sigma = scores.feature_statistics(feats)
+    if cache:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez(buffer, mu=mu, sigma=sigma, n=len(images), dataset=dataset,
+                 extractor=getattr(extractor, "name", str(extractor)))
+        atomic_write_bytes(path, buffer.getvalue())
+    return mu, sigma
+
+
+def fid_of_generator(generator, reference: Tuple[np.ndarray, np.ndarray], extractor=None,
+                     n_samples: int = FID_SAMPLES, batchsize: int = EVAL_BATCHSIZE, seed: int = 0,
+                     progress: bool = True, device=-1) -> float:
+    """FID of ``n_samples`` generator samples against reference statistics ``(mu, sigma)`` (TTUR's definition)."""
+    extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
+    feats, _ = extract(extractor, generator_batches(generator, n_samples, batchsize, seed), n_samples,
+                       "FID samples", progress)
+    mu, sigma = scores.feature_statistics(feats)
+    return scores.fid_from_stats(mu, sigma, *reference)
+
+
+def evaluate_generator(generator, is_extractor, fid_extractor, reference, n_is: int = IS_SAMPLES,
+                       n_fid: int = FID_SAMPLES, splits: int = scores.IS_SPLITS, batchsize: int = EVAL_BATCHSIZE,
+                       seed: int = 0, progress: bool = True) -> dict:
+    """IS (mean, std) and FID of a generator in one call; the FID samples use seed + 1 (disjoint from the IS ones)."""
+    is_mean, is_std = inception_score_of_generator(generator, is_extractor, n_is, splits, batchsize, seed, progress)
+    fid = fid_of_generator(generator, reference, fid_extractor, n_fid, batchsize, seed + 1, progress)
+    return {"IS": is_mean, "IS_std": is_std, "FID": fid, "n_is": n_is, "n_fid": n_fid, "splits": splits,
+            "is_extractor": getattr(is_extractor, "name", str(is_extractor)),
+            "fid_extractor": getattr(fid_extractor, "name", str(fid_extractor))}
+
+
+def write_metrics(path, metrics: dict) -> Path:
+    """Write a metrics record atomically as JSON."""
+    return atomic_write_bytes(path, (json.dumps(metrics, indent=2, sort_keys=True) + "\n").encode())

@@ -1,0 +1,260 @@
+"""Driver of the paper's Table 1 (JSD-, RKL-, W-GAN without / with variational annealing) on CIFAR-10.
+
+Full run (GPU; the paper's 150k iterations, batch 64, 3 seeds, IS/FID with the Inception port):
+
+    bash reproduce/table1.sh --gpus 0 --jobs-per-gpu 4
+    bash reproduce/table1.sh --only rkl --seeds 1 --iterations 20000     # a subset
+    bash reproduce/table1.sh --dataset celeba --data-dir DIR              # 128x128 CelebA + sample grids
+
+CPU smoke version (MNIST-5k, reduced width/iterations, classifier-based scores NOT comparable):
+
+    bash reproduce/table1.sh --quick
+
+Runs live in ``<runs-dir>/<dataset>/<objective>-<variant>-<schedule>-l<lambda0>/seed<k>``; finished runs
+are not re-run, unfinished ones resume from their snapshot. Writes ``<results>/table1[_quick].md`` and
+``.csv`` (IS and FID, mean ± std over seeds, next to ``reproduce/reference_numbers.csv``).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import chainer_va  # noqa: F401  (compat layer before chainer)
+from chainer_va import runinfo
+
+import grid  # reproduce/grid.py (this script's folder is on sys.path when run as a script)
+
+HERE = Path(__file__).resolve().parent
+REFERENCE_CSV = HERE / "reference_numbers.csv"
+#: --quick: sized for a 2-core CPU in under 30 minutes (see docs/status/metrics.md for measured times).
+QUICK = dict(dataset="mnist5k", channels=1, width=0.25, iterations=200, batchsize=64, seeds=2,
+             variants=("none", "lik", "ent"), n_is=5000, n_fid=5000, scorer="classifier")
+#: chainer-gan-lib's own runs that correspond to a baseline cell of the table.
+CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "chainer-gan-lib/wgan-gp"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Reproduce Table 1 (IS/FID of annealed GANs).")
+    p.add_argument("--quick", action="store_true", help="CPU smoke version on MNIST-5k (classifier scores)")
+    p.add_argument("--dataset", default=None, help="cifar10 (default), celeba, or any chainer_va.data name")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--only", default=None, help="comma-separated objectives: jsd,rkl,wgan")
+    p.add_argument("--variants", default=None, help="comma-separated: none,lik,ent,lgan (default all; quick: none,lik,ent)")
+    p.add_argument("--seeds", default=None, help="number of seeds N (seeds 0..N-1) or a list like 0,3 (default 3)")
+    p.add_argument("--iterations", type=int, default=None, help="generator iterations (paper: 150000)")
+    p.add_argument("--batchsize", type=int, default=None, help="batch size (paper: 64)")
+    p.add_argument("--width", type=float, default=None, help="network width multiplier (1.0 = paper)")
+    p.add_argument("--schedules", default="linear",
+                   help="schedules of the lik/ent variants, comma-separated (linear,exponential,sinusoidal,stepwise)")
+    p.add_argument("--lambda0", type=float, default=grid.DEFAULT_LAMBDA0, help="lambda0 of VA runs (1.0)")
+    p.add_argument("--lambda0-search", action="store_true",
+                   help="run lambda0 in {0.1, 1, 10} and report the best (highest mean IS), as the paper did")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU ids for the local pool (default: CPU)")
+    p.add_argument("--jobs-per-gpu", type=int, default=1, help="concurrent runs per GPU (local pool)")
+    p.add_argument("--submitit", choices=("slurm", "local"), default=None, help="submit runs through submitit")
+    p.add_argument("--slurm-partition", default=None)
+    p.add_argument("--n-is", type=int, default=None, help="IS samples (50000)")
+    p.add_argument("--n-fid", type=int, default=None, help="FID samples (10000)")
+    p.add_argument("--runs-dir", default="results/runs", help="where runs are written (results/runs)")
+    p.add_argument("--results", default="results", help="where table1.md/.csv are written (results)")
+    p.add_argument("--reference", default=str(REFERENCE_CSV), help="reference numbers CSV")
+    p.add_argument("--table-only", action="store_true", help="only rebuild the table from finished runs")
+    p.add_argument("--extra-train-args", default="", help="extra flags passed to chainer_va.train")
+    return p
+
+
+def parse_seeds(text: Optional[str], default: int) -> List[int]:
+    """"3" -> [0, 1, 2]; "0,4" -> [0, 4]."""
+    if text is None:
+        return list(range(default))
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    n = int(text)
+    if n < 1:
+        raise SystemExit("error: --seeds must be >= 1")
+    return list(range(n))
+
+
+def make_specs(args) -> tuple:
+    quick = args.quick
+    dataset = args.dataset or (QUICK["dataset"] if quick else "cifar10")
+    seeds = parse_seeds(args.seeds, QUICK["seeds"] if quick else 3)
+    iterations = args.iterations or (QUICK["iterations"] if quick else 150000)
+    batchsize = args.batchsize or (QUICK["batchsize"] if quick else 64)
+    width = args.width or (QUICK["width"] if quick else 1.0)
+    objectives = args.only.split(",") if args.only else list(grid.OBJECTIVES)
+    variants = args.variants.split(",") if args.variants else list(QUICK["variants"] if quick else grid.VARIANTS)
+    lambda0s = grid.LAMBDA0_GRID if args.lambda0_search else (args.lambda0,)
+    common = ["--dataset", dataset, "--iterations", str(iterations), "--batchsize", str(batchsize),
+              "--width", repr(width)]
+    if quick:
+        common += ["--channels", str(QUICK["channels"]), "--snapshot-interval", str(max(iterations // 2, 1)),
+                   "--sample-interval", str(iterations), "--log-interval", str(max(iterations // 4, 1)),
+                   "--plot-interval", str(iterations), "--progress-interval", str(max(iterations // 4, 1))]
+    if args.data_dir:
+        common += ["--data-dir", args.data_dir]
+    common += args.extra_train_args.split()
+    scorer = QUICK["scorer"] if quick else "inception"
+    eval_kwargs = {"scorer": scorer, "progress": False,
+                   "n_is": args.n_is or (QUICK["n_is"] if quick else 50000),
+                   "n_fid": args.n_fid or (QUICK["n_fid"] if quick else 10000)}
+    if dataset == "celeba":
+        eval_kwargs["reference"] = "celeba"
+        eval_kwargs["data_dir"] = args.data_dir
+    specs = grid.build_grid(str(Path(args.runs_dir) / dataset), objectives, variants, seeds,
+                            args.schedules.split(","), lambda0s, common, eval_kwargs)
+    return specs, dict(dataset=dataset, seeds=seeds, iterations=iterations, batchsize=batchsize, width=width,
+                       scorer=scorer, quick=quick, **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
+
+
+def read_references(path) -> Dict[tuple, dict]:
+    """``{(key, metric): row}`` from reference_numbers.csv; ``value`` is a float or None for "n/a"."""
+    refs = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            text = row["value"].strip()
+            row["value"] = None if text.lower() in ("", "n/a", "na") else float(text)
+            refs[(row["key"], row["metric"])] = row
+    return refs
+
+
+def _mean_std(values: Sequence[float]) -> tuple:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -> List[dict]:
+    """One row per table cell: mean ± std (sample std, n-1) of IS and FID over the seeds that finished.
+
+    With several lambda0 per cell the one with the highest mean IS is reported (the paper's search).
+    """
+    per_setting: Dict[tuple, List[dict]] = defaultdict(list)
+    for spec in specs:
+        metrics_path = Path(spec.run_dir) / "metrics.json"
+        if metrics_path.is_file():
+            per_setting[(spec.cell, spec.lambda0)].append(json.loads(metrics_path.read_text()))
+    cells: Dict[str, dict] = {}
+    for spec in specs:
+        cells.setdefault(spec.cell, {"cell": spec.cell, "objective": spec.objective, "variant": spec.variant,
+                                     "schedule": spec.schedule, "seeds_planned": 0})
+    for cell in cells.values():
+        cell["seeds_planned"] = len({s.seed for s in specs if s.cell == cell["cell"]})
+    for (cell_key, lam), runs in per_setting.items():
+        is_mean, is_std = _mean_std([r["IS"] for r in runs])
+        fid_mean, fid_std = _mean_std([r["FID"] for r in runs])
+        cell = cells[cell_key]
+        if "IS" not in cell or is_mean > cell["IS"]:
+            cell.update(IS=is_mean, IS_std=is_std, FID=fid_mean, FID_std=fid_std, lambda0=lam, seeds_done=len(runs))
+    rows = list(cells.values())
+    for row in rows:
+        row["dataset"] = dataset
+        row["comparable_with_paper"] = comparable
+    return rows
+
+
+def _fmt(mean, std, digits=2) -> str:
+    if mean is None:
+        return "—"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return "{:.{d}f}".format(mean, d=digits)
+    return "{:.{d}f} ± {:.{d}f}".format(mean, std, d=digits)
+
+
+def attach_references(rows: List[dict], refs: Dict[tuple, dict]) -> None:
+    """Add the paper's numbers (n/a until transcribed) and the differences to each row."""
+    for row in rows:
+        short = "{}/{}".format(row["objective"], row["variant"])
+        key = "table1/{}/{}".format(row["dataset"], row["cell"])
+        for metric in ("IS", "FID"):
+            ref = refs.get((key, metric))
+            value = ref["value"] if ref else None
+            row["paper_" + metric] = value
+            usable = value is not None and row.get(metric) is not None and row["comparable_with_paper"]
+            row["diff_" + metric] = (row[metric] - value) if usable else None
+            lib = CHAINER_GAN_LIB_EQUIVALENT.get(short) if row["dataset"] == "cifar10" else None
+            lib_ref = refs.get((lib, metric)) if lib else None
+            row["chainer_gan_lib_" + metric] = lib_ref["value"] if lib_ref else None
+
+
+def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
+    """Write ``<results_dir>/<name>.md`` and ``.csv`` atomically; return their paths."""
+    results_dir = Path(results_dir)
+    fields = ["cell", "objective", "variant", "schedule", "lambda0", "seeds_done", "seeds_planned", "IS", "IS_std",
+              "FID", "FID_std", "paper_IS", "diff_IS", "paper_FID", "diff_FID", "chainer_gan_lib_IS",
+              "chainer_gan_lib_FID", "dataset", "comparable_with_paper"]
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
+    csv_path = runinfo.atomic_write_text(results_dir / (name + ".csv"), buffer.getvalue())
+
+    lines = ["# Table 1: Inception Score and FID ({})".format(info["dataset"]), ""]
+    if not info["quick"]:
+        lines.append("Scores: Chainer port of TF inception-2015-12-05; IS over {n_is} samples (10 splits), "
+                     "FID over {n_fid} samples vs the CIFAR-10 training set.".format(**info))
+    else:
+        lines.append("**Quick mode: classifier-based IS and FID (small MNIST classifier), NOT comparable with the "
+                     "paper or with Inception-based scores.** IS over {n_is} samples, FID over {n_fid}.".format(**info))
+    lines += ["Runs: {iterations} iterations, batch {batchsize}, width {width}, seeds {seeds}; mean ± sample "
+              "std over seeds. Paper values are `n/a` until transcribed into reproduce/reference_numbers.csv."
+              .format(**info), "",
+              "| cell | lambda0 | seeds | IS | FID | paper IS | Δ IS | paper FID | Δ FID | chainer-gan-lib IS / FID |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lib = "{} / {}".format(row.get("chainer_gan_lib_IS"), row.get("chainer_gan_lib_FID")) \
+            if row.get("chainer_gan_lib_IS") is not None else ""
+        lines.append("| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |".format(
+            row["cell"], "" if row.get("lambda0") is None else "{:g}".format(row["lambda0"]),
+            row.get("seeds_done", 0), row["seeds_planned"],
+            _fmt(row.get("IS"), row.get("IS_std")), _fmt(row.get("FID"), row.get("FID_std")),
+            "n/a" if row.get("paper_IS") is None else row["paper_IS"],
+            "" if row.get("diff_IS") is None else "{:+.2f}".format(row["diff_IS"]),
+            "n/a" if row.get("paper_FID") is None else row["paper_FID"],
+            "" if row.get("diff_FID") is None else "{:+.2f}".format(row["diff_FID"]), lib))
+    lines.append("")
+    md_path = runinfo.atomic_write_text(results_dir / (name + ".md"), "\n".join(lines))
+    return md_path, csv_path
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    specs, info = make_specs(args)
+    start = time.time()
+    print("Table 1 grid: {} runs ({} already finished) in {}".format(
+        len(specs), sum(grid.run_state(s.run_dir) == "done" for s in specs), args.runs_dir), flush=True)
+    if not args.table_only:
+        if args.submitit:
+            summaries = grid.run_submitit(specs, args.submitit, str(Path(args.runs_dir) / "submitit"),
+                                          device="0" if args.submitit == "slurm" else "-1",
+                                          slurm_partition=args.slurm_partition)
+        else:
+            gpus = args.gpus.split(",") if args.gpus else ["-1"]
+            summaries = grid.run_local(specs, gpus, args.jobs_per_gpu)
+        failed = [s for s in summaries if "error" in s]
+        for s in failed:
+            print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
+    rows = aggregate(specs, info["dataset"], comparable=not info["quick"])
+    attach_references(rows, read_references(args.reference))
+    name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
+    md_path, csv_path = write_table(rows, info, args.results, name)
+    runinfo.atomic_write_json(Path(args.results) / (name + "_config.json"),
+                              dict(info, argv=sys.argv, seconds=time.time() - start))
+    print(Path(md_path).read_text())
+    print("wrote {} and {} ({:.0f} s)".format(md_path, csv_path, time.time() - start))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

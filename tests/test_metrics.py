@@ -1,0 +1,212 @@
+"""Inception Score / FID formulas, resizing and pooling of the port, evaluation plumbing, trainer extension, quick classifier."""
+import json
+import math
+
+import chainer
+import chainer.functions as F
+import numpy as np
+import pytest
+
+from chainer_va.metrics import classifier, evaluation, extension, inception, scores
+
+
+def _random_spd(rng, d):
+    a = rng.normal(size=(d, d))
+    return a @ a.T / d + 0.1 * np.eye(d)
+
+
+# --- FID ---------------------------------------------------------------------------------------------
+def test_fid_of_identical_statistics_is_zero():
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.normal(size=16), _random_spd(rng, 16)
+    assert abs(scores.fid_from_stats(mu, sigma, mu, sigma)) < 1e-8
+
+
+def test_fid_of_two_gaussians_matches_closed_form():
+    # Commuting covariances S1 = Q diag(a) Q^T, S2 = Q diag(b) Q^T: Tr(S1 + S2 - 2 (S1 S2)^1/2) = sum (sqrt a - sqrt b)^2.
+    rng = np.random.default_rng(1)
+    d = 12
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    a, b = rng.uniform(0.1, 3.0, d), rng.uniform(0.1, 3.0, d)
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = scores.fid_from_stats(mu1, q @ np.diag(a) @ q.T, mu2, q @ np.diag(b) @ q.T)
+    assert got == pytest.approx(expected, rel=1e-8)
+    # 1-D: (m1 - m2)^2 + (s1 - s2)^2
+    assert scores.fid_from_stats([1.0], [[4.0]], [-2.0], [[9.0]]) == pytest.approx(9.0 + 1.0)
+
+
+def test_fid_from_features_matches_population_formula_on_large_samples():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0.0, 1.0, size=(20000, 3))
+    y = rng.normal(1.0, 2.0, size=(20000, 3))
+    assert scores.fid_from_features(x, y) == pytest.approx(3 * 1.0 + 3 * (2.0 - 1.0) ** 2, rel=0.05)
+
+
+def test_fid_with_singular_covariances_stays_finite_and_nonnegative():
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(5, 8))  # fewer samples than dimensions: rank-deficient covariances
+    mu1, s1 = scores.feature_statistics(feats)
+    mu2, s2 = scores.feature_statistics(feats + 0.5)
+    value = scores.fid_from_stats(mu1, s1, mu2, s2)
+    assert math.isfinite(value)
+    assert value == pytest.approx(8 * 0.25, abs=1e-3)  # same covariance, means 0.5 apart in 8 dims
+
+
+def test_fid_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="shape mismatch"):
+        scores.fid_from_stats(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# --- Inception Score ---------------------------------------------------------------------------------
+def test_is_of_uniform_probabilities_is_one():
+    probs = np.full((1000, 1008), 1.0 / 1008)
+    mean, std = scores.inception_score(probs, splits=10)
+    assert mean == pytest.approx(1.0, abs=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [1, 7, 10])
+def test_is_of_equally_used_one_hot_classes_is_n(n_classes):
+    labels = np.arange(100 * n_classes) % n_classes  # every split holds each class equally often
+    probs = np.eye(1008)[labels]
+    mean, std = scores.inception_score(probs, splits=10)
+    assert mean == pytest.approx(n_classes, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_is_of_two_soft_classes_matches_closed_form():
+    a = 0.8
+    probs = np.array([[a, 1 - a], [1 - a, a]] * 50)
+    expected = math.exp(math.log(2) + a * math.log(a) + (1 - a) * math.log(1 - a))
+    mean, _ = scores.inception_score(probs, splits=5)
+    assert mean == pytest.approx(expected, rel=1e-12)
+
+
+def test_is_splits_are_consecutive_and_std_reflects_them():
+    # first half one class only (IS 1 per split), second half two classes (IS 2 per split)
+    probs = np.concatenate([np.eye(4)[np.zeros(100, int)], np.eye(4)[np.arange(100) % 2]])
+    mean, std = scores.inception_score(probs, splits=2)
+    assert mean == pytest.approx(1.5) and std == pytest.approx(0.5)
+
+
+def test_is_rejects_logits_and_too_few_samples():
+    with pytest.raises(ValueError, match="sum to 1"):
+        scores.inception_score(np.random.default_rng(0).uniform(0.1, 5.0, size=(20, 5)), splits=2)
+    with pytest.raises(ValueError, match="at least"):
+        scores.inception_score(np.full((5, 3), 1 / 3), splits=10)
+
+
+# --- resize and pooling of the port ------------------------------------------------------------------
+def test_tf_resize_matches_tensorflow_legacy_resize_bilinear():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(4)
+    x = rng.uniform(0, 255, size=(2, 3, 13, 9)).astype(np.float32)
+    ours = inception.resize_bilinear(x, 29, "tf")
+    theirs = tf.raw_ops.ResizeBilinear(images=x.transpose(0, 2, 3, 1), size=[29, 29], align_corners=False,
+                                       half_pixel_centers=False).numpy().transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-3)
+
+
+def test_align_corners_resize_matches_chainer_resize_images():
+    rng = np.random.default_rng(5)
+    x = rng.uniform(0, 255, size=(2, 3, 13, 9)).astype(np.float32)
+    np.testing.assert_allclose(inception.resize_bilinear(x, 29, "align_corners"),
+                               F.resize_images(x, (29, 29)).array, rtol=1e-5, atol=1e-3)
+
+
+def test_same_average_pool_excludes_padding_like_tensorflow():
+    model = inception.Inception2015(with_logits=False)
+    ones = np.ones((1, 2, 5, 5), np.float32)
+    assert np.allclose(model._avg_pool_same(ones).array, 1.0)  # counting the zero padding gives 4/9 at corners
+    legacy = inception.Inception2015(pool_padding="chainer-gan-lib", with_logits=False)
+    assert legacy._avg_pool_same(ones).array[0, 0, 0, 0] == pytest.approx(4.0 / 9.0)
+
+
+# --- evaluation plumbing -----------------------------------------------------------------------------
+def test_quantize_truncates_like_chainer_gan_lib_and_to_rgb_repeats():
+    x = np.array([-1.0, -0.999, 0.0, 0.999, 1.0, 1.5], np.float32).reshape(1, 1, 1, 6)
+    np.testing.assert_array_equal(evaluation.quantize(x).ravel(), [0, 0, 127, 254, 255, 255])
+    rgb = evaluation.to_rgb(np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2))
+    assert rgb.shape == (1, 3, 2, 2) and np.all(rgb[:, 0] == rgb[:, 2])
+
+
+class _ConstGenerator(chainer.Link):
+    """A 'generator' whose image is z[0] broadcast: lets the tests predict every sample."""
+
+    latent_dim = 3
+
+    def forward(self, z):
+        return F.broadcast_to(F.reshape(z[:, :1], (len(z), 1, 1, 1)), (len(z), 1, 4, 4))
+
+    __call__ = forward
+
+
+class _ToyExtractor:
+    """Features = mean pixel; probs = which of 4 equal bins of [0, 255] the mean pixel falls in (one-hot)."""
+
+    name = "toy"
+    key = "toy"
+
+    def __call__(self, pixels):
+        m = pixels.reshape(len(pixels), -1).mean(axis=1)
+        bins = np.clip((m / 64).astype(int), 0, 3)
+        return np.stack([m, m ** 2 / 255], axis=1), np.eye(4)[bins]
+
+
+def test_generator_batches_are_seeded_and_complete():
+    gen = _ConstGenerator()
+    a = np.concatenate(list(evaluation.generator_batches(gen, 250, 100, seed=3)))
+    b = np.concatenate(list(evaluation.generator_batches(gen, 250, 100, seed=3)))
+    c = np.concatenate(list(evaluation.generator_batches(gen, 250, 100, seed=4)))
+    assert a.shape == (250, 1, 4, 4) and np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_inception_score_of_generator_with_uniform_latents_uses_all_bins():
+    # z ~ U(-1, 1) -> mean pixel uniform on [0, 255] -> 4 equally likely one-hot bins -> IS close to 4
+    mean, _ = evaluation.inception_score_of_generator(_ConstGenerator(), _ToyExtractor(), n_samples=4000,
+                                                      splits=4, batchsize=500, progress=False)
+    assert mean == pytest.approx(4.0, rel=0.02)
+
+
+def test_extension_reports_through_reporter_and_log_report(tmp_path):
+    gen = _ConstGenerator()
+    constant_images = np.broadcast_to(np.random.default_rng(0).uniform(0, 255, (2000, 1, 1, 1)), (2000, 1, 4, 4))
+    ref = scores.feature_statistics(_ToyExtractor()(constant_images)[0])
+    model = chainer.links.Linear(1, 1)
+    opt = chainer.optimizers.SGD()
+    opt.setup(model)
+    it = chainer.iterators.SerialIterator(np.zeros((4, 1), np.float32), 2)
+    updater = chainer.training.updaters.StandardUpdater(it, opt, loss_func=lambda x: F.sum(model(x)))
+    trainer = chainer.training.Trainer(updater, (4, "iteration"), out=str(tmp_path))
+    ext = extension.GANEvaluation(gen, _ToyExtractor(), _ToyExtractor(), ref, every=2, n_is=400, n_fid=400,
+                                  splits=4, batchsize=200)
+    trainer.extend(ext)
+    trainer.extend(chainer.training.extensions.LogReport(trigger=(2, "iteration")))
+    trainer.run()
+    log = json.loads((tmp_path / "log").read_text())
+    assert [entry["iteration"] for entry in log] == [2, 4]
+    assert all({"IS", "IS_std", "FID"} <= set(entry) for entry in log)
+    assert log[-1]["IS"] == pytest.approx(ext.last["IS"]) and log[-1]["IS"] > 3.0
+    # samples and the reference are both uniform mean pixels -> small FID relative to the feature scale
+    assert 0 <= log[-1]["FID"] < 0.05 * ref[1][1, 1]
+
+
+# --- quick-mode classifier ---------------------------------------------------------------------------
+def test_small_classifier_learns_mnist5k_and_scores_real_digits():
+    from chainer_va import data
+
+    images, labels = data.load_labeled("mnist5k", size=32, channels=1)
+    pick = np.random.default_rng(0).permutation(len(images))[:1500]
+    model, accuracy = classifier.train_classifier(images[pick], labels[pick], epochs=3, batchsize=64, lr=1e-3,
+                                                  holdout=0.2, seed=0, progress=False)
+    assert accuracy > 0.75
+    extractor = classifier.ClassifierExtractor(model, {"test": True})
+    shuffled = np.random.default_rng(1).permutation(len(images))[:1000]
+    pixels = np.concatenate(list(evaluation.dataset_batches(images[shuffled], 500)))
+    feats, probs = extractor(pixels)
+    assert feats.shape == (1000, classifier.CLASSIFIER_DEFAULTS["hidden"])
+    assert (probs.argmax(axis=1) == labels[shuffled]).mean() > 0.75
+    is_mean, _ = scores.inception_score(probs, splits=5)
+    assert 3.0 < is_mean <= 10.0  # ten balanced classes: an untrained net scores about 1
+    # 3-channel input is turned grey and scored the same
+    _, probs_rgb = extractor(evaluation.to_rgb(pixels[:50]))
+    np.testing.assert_allclose(probs_rgb, probs[:50], atol=1e-5)
