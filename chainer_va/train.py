@@ -368,6 +368,14 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
                        **objective_options)
 
 
+def _every_and_at(interval: int, last: int):
+    """A trigger firing every ``interval`` iterations and at iteration ``last``."""
+    def trigger(trainer) -> bool:
+        iteration = trainer.updater.iteration
+        return iteration % interval == 0 or iteration == last
+    return trigger
+
+
 def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Path) -> training.Trainer:
     stop = config["stop_at"] or config["iterations"]
     trainer = training.Trainer(updater, (stop, "iteration"), out=str(out))
@@ -383,7 +391,7 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
     trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
                                  update_interval=config["progress_interval"]))
     trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=_child_seeds(config["seed"], 4)[3]),
-                   trigger=(config["sample_interval"], "iteration"))
+                   trigger=_every_and_at(config["sample_interval"], stop))
     trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"]),
                    name="snapshot")
     return trainer
@@ -426,10 +434,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         runinfo.atomic_write_json(out / RESULT_FILE, {"completed": False, "iterations": int(updater.iteration),
                                                       "error": message, "last_snapshot": str(last)})
         raise TrainingError(message) from e
-    seconds = time.time() - start
     iteration = int(updater.iteration)
     completed = iteration >= config["iterations"]
-    record = {"completed": completed, "iterations": iteration, "seconds": seconds}
+    # seconds: training time over all processes of the run (the trainer's clock survives --resume)
+    record = {"completed": completed, "iterations": iteration, "seconds": float(trainer.elapsed_time),
+              "seconds_this_process": time.time() - start}
     if completed:
         save_npz_atomic(out / GEN_FINAL, updater.gen)
     else:
