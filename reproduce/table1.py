@@ -34,8 +34,8 @@ import grid  # reproduce/grid.py (this script's folder is on sys.path when run a
 HERE = Path(__file__).resolve().parent
 REFERENCE_CSV = HERE / "reference_numbers.csv"
 #: --quick: sized for a 2-core CPU in under 30 minutes (see docs/status/metrics.md for measured times).
-QUICK = dict(dataset="mnist5k", channels=1, width=0.25, iterations=200, batchsize=64, seeds=2,
-             variants=("none", "lik", "ent"), n_is=5000, n_fid=5000, scorer="classifier")
+QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations=100, batchsize=32, seeds=2,
+             variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier")
 #: chainer-gan-lib's own runs that correspond to a baseline cell of the table.
 CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "chainer-gan-lib/wgan-gp"}
 

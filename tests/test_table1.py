@@ -1,0 +1,187 @@
+"""The Table 1 pipeline: grid, resumable runner, aggregation with reference numbers, submitit end to end."""
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPRODUCE = Path(__file__).resolve().parents[1] / "reproduce"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPRODUCE / (name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # table1 imports `grid` by name, as it does when run as a script
+    spec.loader.exec_module(module)
+    return module
+
+
+grid = _load("grid")
+table1 = _load("table1")
+
+
+def test_default_grid_is_three_objectives_by_four_variants_by_three_seeds(tmp_path):
+    specs = grid.build_grid(str(tmp_path))
+    assert len(specs) == 3 * 4 * 3
+    assert {s.cell for s in specs} == {"{}/{}".format(o, v) for o in grid.OBJECTIVES for v in grid.VARIANTS}
+    baseline = next(s for s in specs if s.cell == "rkl/none" and s.seed == 2)
+    args = baseline.train_args
+    assert args[args.index("--anneal") + 1] == "none" and float(args[args.index("--lambda0") + 1]) == 0.0
+    assert args[args.index("--seed") + 1] == "2" and args[args.index("--out") + 1] == baseline.run_dir
+    lik = next(s for s in specs if s.cell == "jsd/lik")
+    assert lik.anneal == "lik" and lik.schedule == "linear" and lik.lambda0 == grid.DEFAULT_LAMBDA0
+
+
+def test_lambda0_search_and_extra_schedules_expand_only_the_annealed_cells(tmp_path):
+    specs = grid.build_grid(str(tmp_path), objectives=["jsd"], seeds=[0], schedules=["linear", "exponential"],
+                            lambda0s=grid.LAMBDA0_GRID)
+    cells = sorted({(s.cell, s.lambda0) for s in specs})
+    # none: 1; lik and ent: 2 schedules x 3 lambda0; lgan: its own schedule x 3 lambda0
+    assert len(cells) == 1 + 2 * 2 * 3 + 3
+    assert ("jsd/lik/exponential", 10.0) in cells and ("jsd/none", 0.0) in cells
+    with pytest.raises(ValueError, match="unknown objective"):
+        grid.build_grid(str(tmp_path), objectives=["lsgan"])
+
+
+def test_parse_seeds():
+    assert table1.parse_seeds(None, 3) == [0, 1, 2]
+    assert table1.parse_seeds("1", 3) == [0]
+    assert table1.parse_seeds("0,4", 3) == [0, 4]
+
+
+def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path):
+    spec = grid.build_grid(str(tmp_path), objectives=["rkl"], variants=["none"], seeds=[0])[0]
+    calls = []
+
+    def fake_runner(cmd):
+        calls.append(cmd)
+        Path(spec.run_dir, "result.json").write_text(json.dumps({"completed": True}))
+        return 0
+
+    assert grid.run_state(spec.run_dir) == "new"
+    grid.run_one(spec, evaluate=False, runner=fake_runner)
+    assert len(calls) == 1 and "--resume" not in calls[0] and calls[0][1:3] == ["-m", "chainer_va.train"]
+    grid.run_one(spec, evaluate=False, runner=fake_runner)  # finished: not re-run
+    assert len(calls) == 1
+    Path(spec.run_dir, "result.json").write_text(json.dumps({"completed": False}))
+    Path(spec.run_dir, "snapshot_iter_00000050.npz").write_bytes(b"")
+    assert grid.run_state(spec.run_dir) == "partial"
+    grid.run_one(spec, evaluate=False, runner=fake_runner)
+    assert len(calls) == 2 and calls[1][-1] == "--resume"
+    failing = grid.run_one(grid.build_grid(str(tmp_path / "x"), ["jsd"], ["none"], [0])[0], evaluate=False,
+                           runner=lambda cmd: 1)
+    assert "training failed" in failing["error"]
+
+
+def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypatch):
+    specs = grid.build_grid(str(tmp_path), objectives=["jsd", "rkl"], variants=["none", "lik"], seeds=[0])
+    import threading
+    import time
+
+    active, seen, lock = {}, [], threading.Lock()
+
+    def fake_run_one(spec, device, evaluate):
+        with lock:
+            assert device not in active.values(), "two runs on one slot"
+            active[spec.run_dir] = device
+            seen.append(device)
+        time.sleep(0.05)
+        with lock:
+            del active[spec.run_dir]
+        return {"cell": spec.cell, "device": device}
+
+    monkeypatch.setattr(grid, "run_one", fake_run_one)
+    results = grid.run_local(specs, gpus=["0", "1"], jobs_per_gpu=1, log=lambda *_: None)
+    assert len(results) == 4 and set(seen) <= {"0", "1"}
+    with pytest.raises(ValueError, match="jobs-per-gpu"):
+        grid.run_local(specs, gpus=["0"], jobs_per_gpu=0)
+
+
+def _write_metrics(run_dir, IS, FID):
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    Path(run_dir, "metrics.json").write_text(json.dumps({"IS": IS, "IS_std": 0.0, "FID": FID}))
+
+
+def test_table_aggregates_seeds_and_shows_the_difference_to_a_filled_reference(tmp_path):
+    specs = grid.build_grid(str(tmp_path / "runs"), objectives=["jsd"], variants=["none", "lik"], seeds=[0, 1, 2])
+    values = {("jsd/none", 0): (7.0, 30.0), ("jsd/none", 1): (7.2, 29.0), ("jsd/none", 2): (7.4, 31.0),
+              ("jsd/lik", 0): (7.5, 25.0), ("jsd/lik", 1): (7.9, 26.0)}  # lik seed 2 unfinished
+    for spec in specs:
+        if (spec.cell, spec.seed) in values:
+            _write_metrics(spec.run_dir, *values[(spec.cell, spec.seed)])
+    # the one-line edit: fill the paper's IS of jsd/lik
+    ref_path = tmp_path / "refs.csv"
+    text = (REPRODUCE / "reference_numbers.csv").read_text().splitlines()
+    text = [line.replace("table1/cifar10/jsd/lik,IS,n/a", "table1/cifar10/jsd/lik,IS,7.5") for line in text]
+    ref_path.write_text("\n".join(text) + "\n")
+    rows = table1.aggregate(specs, "cifar10", comparable=True)
+    table1.attach_references(rows, table1.read_references(ref_path))
+    by_cell = {r["cell"]: r for r in rows}
+    none, lik = by_cell["jsd/none"], by_cell["jsd/lik"]
+    assert none["IS"] == pytest.approx(7.2) and none["IS_std"] == pytest.approx(0.2)  # sample std (n-1)
+    assert none["FID"] == pytest.approx(30.0) and none["FID_std"] == pytest.approx(1.0)
+    assert lik["seeds_done"] == 2 and lik["seeds_planned"] == 3
+    assert lik["paper_IS"] == 7.5 and lik["diff_IS"] == pytest.approx(7.7 - 7.5)
+    assert none["paper_IS"] is None and none["diff_IS"] is None
+    assert none["chainer_gan_lib_IS"] == 7.3 and none["chainer_gan_lib_FID"] == 30.1
+    info = dict(dataset="cifar10", quick=False, n_is=50000, n_fid=10000, iterations=150000, batchsize=64,
+                width=1.0, seeds=[0, 1, 2])
+    md, csv_path = table1.write_table(rows, info, tmp_path / "results", "table1")
+    markdown = Path(md).read_text()
+    assert "| jsd/lik | 1 | 2/3 | 7.70 ± 0.28 | 25.50 ± 0.71 | 7.5 | +0.20 |" in markdown
+    with open(csv_path) as f:
+        assert {r["cell"] for r in csv.DictReader(f)} == {"jsd/none", "jsd/lik"}
+
+
+def test_lambda0_search_reports_the_best_mean_is(tmp_path):
+    specs = grid.build_grid(str(tmp_path), objectives=["rkl"], variants=["ent"], seeds=[0, 1],
+                            lambda0s=grid.LAMBDA0_GRID)
+    for spec in specs:
+        _write_metrics(spec.run_dir, {0.1: 6.0, 1.0: 6.5, 10.0: 5.0}[spec.lambda0] + 0.1 * spec.seed, 40.0)
+    (row,) = table1.aggregate(specs, "cifar10", comparable=True)
+    assert row["lambda0"] == 1.0 and row["IS"] == pytest.approx(6.55)
+
+
+def test_reference_numbers_file_has_every_source_and_a_row_per_cell():
+    refs = table1.read_references(REPRODUCE / "reference_numbers.csv")
+    assert refs[("real-data", "IS")]["value"] == 12.0 and refs[("real-data", "FID")]["value"] == 3.2
+    assert refs[("chainer-gan-lib/dfm", "IS")]["value"] == 7.3 and refs[("chainer-gan-lib/dfm", "FID")]["value"] == 30.1
+    assert refs[("chainer-gan-lib/wgan-gp", "IS")]["value"] == 6.8
+    assert refs[("chainer-gan-lib/wgan-gp", "FID")]["value"] == 28.2
+    assert refs[("dfm-paper/dfm", "IS")]["value"] == 7.72 and refs[("dfm-paper/dfm", "IS")]["std"] == "0.13"
+    for objective in grid.OBJECTIVES:
+        for variant in ("none", "lik", "ent"):
+            for metric in ("IS", "FID"):
+                row = refs[("table1/cifar10/{}/{}".format(objective, variant), metric)]
+                assert row["value"] is None and "not transcribed" in row["note"]
+    assert all(row["source"] for row in refs.values())
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_trains_scores_and_tabulates_a_tiny_grid(tmp_path, monkeypatch):
+    """Real end to end: 2 runs (jsd without/with VA, 2 iterations, tiny nets) through submitit's LocalExecutor."""
+    pytest.importorskip("submitit")
+    common = ["--dataset", "mnist5k", "--channels", "1", "--iterations", "2", "--batchsize", "8", "--width", "0.0625",
+              "--limit", "64", "--snapshot-interval", "1", "--sample-interval", "2", "--log-interval", "1",
+              "--plot-interval", "2", "--progress-interval", "1"]
+    eval_kwargs = {"scorer": "classifier", "n_is": 100, "n_fid": 100, "splits": 2, "progress": False,
+                   "classifier_overrides": {"epochs": 1, "width": 32, "hidden": 16}}
+    specs = grid.build_grid(str(tmp_path / "runs"), ["jsd"], ["none", "lik"], [0], common_args=common,
+                            eval_kwargs=eval_kwargs)
+    summaries = grid.run_submitit(specs, "local", str(tmp_path / "submitit"), device="-1", timeout_min=10)
+    assert all("error" not in s for s in summaries), summaries
+    for spec in specs:
+        assert grid.run_state(spec.run_dir) == "done"
+        metrics = json.loads(Path(spec.run_dir, "metrics.json").read_text())
+        assert 1.0 <= metrics["IS"] <= 10.0 and metrics["FID"] > 0 and metrics["comparable_with_paper"] is False
+    # a second pass re-runs nothing: the result.json and metrics.json are reused
+    before = {s.run_dir: Path(s.run_dir, "metrics.json").stat().st_mtime_ns for s in specs}
+    again = [grid.run_one(s, evaluate=True, runner=lambda cmd: pytest.fail("re-ran " + " ".join(cmd)))
+             for s in specs]
+    assert all(a["state_before"] == "done" for a in again)
+    assert before == {s.run_dir: Path(s.run_dir, "metrics.json").stat().st_mtime_ns for s in specs}
+    rows = table1.aggregate(specs, "mnist5k", comparable=False)
+    assert {r["cell"] for r in rows} == {"jsd/none", "jsd/lik"} and all(np.isfinite(r["IS"]) for r in rows)
