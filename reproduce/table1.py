@@ -228,6 +228,38 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     return md_path, csv_path
 
 
+def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[int] = None) -> Optional[Path]:
+    """One panel per (objective, variant): the final ``samples.png`` of each run (first seed), as supplement Fig. S2."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    seed = min(s.seed for s in specs) if seed is None else seed
+    chosen = [s for s in specs if s.seed == seed and Path(s.run_dir, "samples.png").is_file()]
+    if not chosen:
+        return None
+    objectives = sorted({s.objective for s in chosen}, key=list(grid.OBJECTIVES).index)
+    cells = sorted({s.cell.split("/", 1)[1] for s in chosen})
+    fig, axes = plt.subplots(len(objectives), len(cells), figsize=(3 * len(cells), 3 * len(objectives)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for s in chosen:
+        i, j = objectives.index(s.objective), cells.index(s.cell.split("/", 1)[1])
+        axes[i][j].imshow(mpimg.imread(str(Path(s.run_dir, "samples.png"))), cmap="gray")
+        axes[i][j].set_title("{} (lambda0={:g})".format(s.cell, s.lambda0), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("." + path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     specs, info = make_specs(args)
@@ -249,6 +281,9 @@ def main(argv=None) -> int:
     attach_references(rows, read_references(args.reference))
     name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
     md_path, csv_path = write_table(rows, info, args.results, name)
+    figure = write_sample_figure(specs, Path(args.results) / (name + "_samples.png"))
+    if figure is not None:
+        print("sample grids without / with VA:", figure)
     runinfo.atomic_write_json(Path(args.results) / (name + "_config.json"),
                               dict(info, argv=sys.argv, seconds=time.time() - start))
     print(Path(md_path).read_text())

@@ -210,3 +210,29 @@ def test_small_classifier_learns_mnist5k_and_scores_real_digits():
     # 3-channel input is turned grey and scored the same
     _, probs_rgb = extractor(evaluation.to_rgb(pixels[:50]))
     np.testing.assert_allclose(probs_rgb, probs[:50], atol=1e-5)
+
+
+def test_pytorch_fid_state_dict_names_map_onto_every_graph_unit():
+    torch = pytest.importorskip("torch")
+    from chainer_va.metrics import architecture as arch
+    from chainer_va.metrics import torch_weights
+
+    mapping = torch_weights.torchvision_name_map()
+    specs = arch.conv_spec_by_name()
+    assert sorted(mapping.values()) == sorted(specs)  # one torchvision module per graph unit, none left out
+    rng = np.random.default_rng(0)
+    state = {}
+    for prefix, unit in mapping.items():
+        spec = specs[unit]
+        state[prefix + ".conv.weight"] = torch.from_numpy(
+            rng.normal(size=(spec.out_channels, spec.in_channels) + tuple(spec.ksize)).astype(np.float32))
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            state["{}.bn.{}".format(prefix, name)] = torch.from_numpy(rng.uniform(0.5, 1.5, spec.out_channels)
+                                                                      .astype(np.float32))
+    state["fc.weight"] = torch.zeros(1008, 2048)
+    state["fc.bias"] = torch.zeros(1008)
+    arrays = torch_weights.arrays_from_torchvision_state(state)
+    inception.Inception2015().load_arrays(arrays)  # every shape fits the port
+    unit = mapping["Mixed_7b.branch3x3dbl_3a"]
+    assert unit == "mixed_9/tower_1/mixed/conv" and specs[unit].ksize == (1, 3)
+    np.testing.assert_array_equal(arrays[unit + "/gamma"], state["Mixed_7b.branch3x3dbl_3a.bn.weight"].numpy())
