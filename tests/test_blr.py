@@ -1,0 +1,108 @@
+"""The BLR log posterior and its gradient against a NumPy/SciPy computation; minibatch unbiasedness;
+predictive metrics against hand-computed values."""
+import numpy as np
+import pytest
+from scipy import special, stats
+
+import tfp_flows  # noqa: F401
+import tensorflow as tf
+
+from tfp_flows import blr
+
+
+def _scipy_log_post(theta, x, y, a0=1.0, b0=0.01):
+    w, log_alpha = theta[:-1], theta[-1]
+    alpha = np.exp(log_alpha)
+    z = x @ w
+    lik = np.sum(stats.bernoulli.logpmf(y, special.expit(z)))
+    prior_w = np.sum(stats.norm.logpdf(w, 0.0, 1.0 / np.sqrt(alpha)))
+    prior_a = stats.gamma.logpdf(alpha, a0, scale=1.0 / b0)
+    return lik + prior_w + prior_a + log_alpha   # + log|d alpha / d log alpha|
+
+
+def _data(n=40, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = (rng.random(n) < special.expit(x @ rng.normal(size=d))).astype(float)
+    return x, y
+
+
+def test_log_posterior_matches_scipy():
+    x, y = _data()
+    model = blr.BayesianLogisticRegression(x, y, dtype=tf.float64)
+    rng = np.random.default_rng(1)
+    thetas = np.concatenate([rng.normal(size=(5, 4)), rng.normal(size=(5, 1))], axis=1)
+    got = model.log_density(tf.constant(thetas)).numpy()
+    want = [_scipy_log_post(t, x, y) for t in thetas]
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    # one theta without a batch dimension works too
+    assert model.log_density(tf.constant(thetas[0])).numpy() == pytest.approx(want[0], rel=1e-10)
+
+
+def test_gradient_matches_finite_differences_and_closed_form():
+    x, y = _data(seed=2)
+    model = blr.BayesianLogisticRegression(x, y, dtype=tf.float64)
+    theta = np.array([0.3, -0.5, 0.1, 0.8, 0.4])
+    t = tf.constant(theta)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        lp = model.log_density(t)
+    grad = tape.gradient(lp, t).numpy()
+    # closed form: d/dw = X^T (y - sigmoid(Xw)) - alpha w; d/dlog alpha = D/2 - alpha/2 |w|^2 + a0 - b0 alpha
+    w, alpha = theta[:-1], np.exp(theta[-1])
+    closed = np.append(x.T @ (y - special.expit(x @ w)) - alpha * w,
+                       len(w) / 2 - alpha / 2 * w @ w + 1.0 - 0.01 * alpha)
+    np.testing.assert_allclose(grad, closed, rtol=1e-10)
+    eps = 1e-6
+    fd = [(_scipy_log_post(theta + eps * e, x, y) - _scipy_log_post(theta - eps * e, x, y)) / (2 * eps)
+          for e in np.eye(len(theta))]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
+
+
+def test_minibatch_estimate_is_unbiased_and_scaled():
+    x, y = _data(n=50, seed=3)
+    full = blr.BayesianLogisticRegression(x, y, dtype=tf.float64)
+    mini = blr.BayesianLogisticRegression(x, y, batch_size=10, seed=4, dtype=tf.float64)
+    theta = tf.constant([[0.2, -0.1, 0.4, 0.0, 0.5]], tf.float64)
+    many = tf.function(lambda: tf.map_fn(lambda _: mini.log_density(theta)[0], tf.range(3000),
+                                         fn_output_signature=tf.float64))
+    draws = many().numpy()
+    exact = full.log_density(theta).numpy()[0]
+    assert np.std(draws) > 0.1                       # it really is a random minibatch
+    assert abs(draws.mean() - exact) < 4 * draws.std() / np.sqrt(len(draws))
+    assert mini.full_log_density(theta).numpy()[0] == pytest.approx(exact, rel=1e-12)
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="0 or 1"):
+        blr.BayesianLogisticRegression(np.zeros((3, 2)), np.array([0, 2, 1]))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        blr.BayesianLogisticRegression(np.zeros((3, 2)), np.zeros(4))
+
+
+def test_predictive_metrics_and_reference_distance():
+    x = np.array([[1.0, 2.0], [1.0, -1.0]])
+    y = np.array([1, 1])
+    samples = np.array([[0.0, 1.0, 0.0], [0.0, 3.0, 0.0]])   # w = (0, 1) and (0, 3); last entry log alpha
+    p = blr.predictive_probs(samples, x)
+    want = [(special.expit(2) + special.expit(6)) / 2, (special.expit(-1) + special.expit(-3)) / 2]
+    np.testing.assert_allclose(p, want)
+    m = blr.predictive_metrics(samples, x, y)
+    assert m.accuracy == 0.5
+    assert m.log_likelihood == pytest.approx(np.mean(np.log(want)))
+    ref = np.array([[0.5, 1.0, 0.0], [-0.5, 3.0, 1.0]])
+    d = blr.compare_to_reference(ref[::-1], ref, x)
+    assert d.prob_mae == 0.0 and d.mean_err == 0.0 and d.std_ratio == pytest.approx(1.0)
+    shifted = ref + np.array([0.0, 1.0, 0.0])
+    d2 = blr.compare_to_reference(shifted, ref, x)
+    assert d2.mean_err == pytest.approx(np.sqrt(0.5)) and d2.std_err == 0.0 and d2.prob_mae > 0.01
+    wide = np.array([[1.0, 0.0, 0.0], [-1.0, 4.0, 0.0]])   # stds (1, 2) vs the reference's (0.5, 1)
+    assert blr.compare_to_reference(wide, ref, x).std_ratio == pytest.approx(2.0)
+
+
+def test_initial_particles_follow_the_prior():
+    model = blr.BayesianLogisticRegression(np.zeros((2, 3)), np.array([0, 1]))
+    p = model.initial_particles(4000, seed=0)
+    assert p.shape == (4000, 4)
+    # log alpha of Gamma(1, rate 0.01): mean = digamma(1) - log(0.01)
+    assert p[:, -1].mean() == pytest.approx(special.digamma(1.0) - np.log(0.01), abs=0.06)
