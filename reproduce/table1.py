@@ -29,7 +29,10 @@ from typing import Dict, List, Optional, Sequence
 import chainer_va  # noqa: F401  (compat layer before chainer)
 from chainer_va import runinfo
 
-import grid  # reproduce/grid.py (this script's folder is on sys.path when run as a script)
+try:
+    import grid  # reproduce/grid.py: this script's folder is on sys.path when it runs as a script
+except ImportError:  # python -m reproduce.table1
+    from reproduce import grid
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_CSV = HERE / "reference_numbers.csv"
