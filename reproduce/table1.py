@@ -244,7 +244,9 @@ def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[in
     if not chosen:
         return None
     objectives = sorted({s.objective for s in chosen}, key=list(grid.OBJECTIVES).index)
-    cells = sorted({s.cell.split("/", 1)[1] for s in chosen})
+    variant_order = list(grid.VARIANTS)
+    cells = sorted({s.cell.split("/", 1)[1] for s in chosen},
+                   key=lambda c: (variant_order.index(c.split("/")[0]) if c.split("/")[0] in variant_order else 99, c))
     fig, axes = plt.subplots(len(objectives), len(cells), figsize=(3 * len(cells), 3 * len(objectives)),
                              squeeze=False)
     for ax in axes.ravel():
