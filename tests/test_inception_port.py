@@ -162,11 +162,11 @@ def fixture_graph():
 
 @pytest.fixture(scope="module")
 def images():
-    """Three 32x32 RGB images with 8-bit values: smooth gradients plus noise (fed to ExpandDims, NHWC)."""
+    """Two 32x32 RGB images with 8-bit values: smooth gradients plus noise (fed to ExpandDims, NHWC)."""
     rng = np.random.default_rng(7)
     yy, xx = np.mgrid[0:32, 0:32] / 31.0
     base = np.stack([yy, xx, 1 - yy * xx], axis=-1)
-    imgs = [np.clip(255 * base * s + rng.normal(0, 20, base.shape), 0, 255) for s in (1.0, 0.6, 0.3)]
+    imgs = [np.clip(255 * base * s + rng.normal(0, 20, base.shape), 0, 255) for s in (1.0, 0.3)]
     return np.round(np.stack(imgs)).astype(np.float32)
 
 
@@ -193,11 +193,13 @@ def test_converted_port_matches_tensorflow_pool3_and_softmax(fixture_graph, imag
     assert float(arrays[OTHER_EPS_LAYER[0] + "/eps"]) == pytest.approx(OTHER_EPS_LAYER[1])
     model = inception.Inception2015().load_arrays(arrays)
     pool3, probs = model.features_and_probs(images.transpose(0, 3, 1, 2), resize="tf")
-    assert pool3.shape == (3, 2048) and probs.shape == (3, 1008)
-    assert _rel(pool3, pool3_tf.reshape(3, 2048)) < 1e-4
+    assert pool3.shape == (2, 2048) and probs.shape == (2, 1008)
+    print("relative error vs TensorFlow: pool3 {:.2e}, softmax {:.2e}".format(
+        _rel(pool3, pool3_tf.reshape(2, 2048)), _rel(probs, softmax_tf)))
+    assert _rel(pool3, pool3_tf.reshape(2, 2048)) < 1e-4
     assert _rel(probs, softmax_tf) < 1e-4
     # the three images must not collapse onto one output (a port that ignores its input would pass above otherwise)
-    assert _rel(pool3[0], pool3[2]) > 1e-2
+    assert _rel(pool3[0], pool3[1]) > 1e-2
 
 
 def test_converter_rejects_a_graph_with_a_wrong_padding(fixture_graph):
