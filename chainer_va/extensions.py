@@ -14,7 +14,7 @@ from chainer.training import extension
 
 from chainer_va.runinfo import atomic_write_bytes
 
-__all__ = ["tile_images", "save_image_grid", "SampleGrid"]
+__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log"]
 
 
 def tile_images(images: numpy.ndarray, rows: int, cols: int) -> numpy.ndarray:
@@ -68,3 +68,31 @@ class SampleGrid(extension.Extension):
         with chainer.using_config("train", False), chainer.no_backprop_mode():
             x = self.generator(device.send(self.z))
         return chainer.backend.CpuDevice().send(x.array)
+
+
+def plot_log(log_path: str | os.PathLike, keys, out_png: str | os.PathLike, title: str | None = None) -> Path:
+    """Plot ``keys`` of a LogReport JSON log against the iteration into a PNG (matplotlib Agg), atomically."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path) as f:
+        log = json.load(f)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in keys:
+        points = [(e["iteration"], e[key]) for e in log if key in e]
+        if points:
+            ax.plot(*zip(*points), label=key)
+    ax.set_xlabel("iteration")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(out_png, buffer.getvalue())

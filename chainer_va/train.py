@@ -127,7 +127,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--keep-snapshots", default=2, type=int, help="number of newest snapshots kept (2)")
     add("--sample-interval", default=5000, type=int, help="iterations between sample grids (5000)")
     add("--log-interval", default=100, type=int, help="iterations between log lines and plots (100)")
-    add("--plot-interval", default=1000, type=int, help="iterations between loss/lambda plot updates (1000)")
+    add("--plot-interval", type=int, help="iterations between loss/lambda plot points (default: --log-interval)")
     add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10)")
     add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
         "schedule still spans --iterations); continue later with --resume")
@@ -268,6 +268,8 @@ def _validate(config: Dict[str, Any]) -> None:
                 config["schedule"], ", ".join(schedules.names())))
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    if config["plot_interval"] is None:
+        config["plot_interval"] = config["log_interval"]
     for key in ("iterations", "batchsize", "snapshot_interval", "sample_interval", "log_interval",
                 "progress_interval", "plot_interval", "latent_dim", "keep_snapshots"):
         if not isinstance(config[key], int) or config[key] <= 0:
