@@ -42,6 +42,7 @@ PRESETS = {
 
 
 def run_one(out: Path, name: str, seed: int, p: dict, env: str, extra: List[str]) -> Path:
+    """Train (or resume, or skip when finished) one agent/seed with ``python -m rl.train``; returns its folder."""
     run_dir = out / name / "seed{}".format(seed)
     pointer = run_dir / "checkpoints" / "latest.json"
     if pointer.exists() and json.loads(pointer.read_text())["step"] >= p["steps"]:
@@ -66,6 +67,7 @@ def read_eval(run_dir: Path) -> np.ndarray:
 
 
 def random_baseline(env_id: str, episodes: int) -> List[float]:
+    """Returns of the uniform random policy on the evaluation episodes' fixed seeds."""
     from rl.evaluation import make_env, random_policy_returns
 
     env = make_env(env_id)
@@ -76,6 +78,7 @@ def random_baseline(env_id: str, episodes: int) -> List[float]:
 
 
 def plot(curves: Dict[str, np.ndarray], random_mean: float, path: Path, title: str) -> None:
+    """Evaluation return vs environment steps, mean ± std over seeds per agent, random policy dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,6 +109,7 @@ def _png_bytes(fig) -> bytes:
 
 
 def main(argv=None) -> int:
+    """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="local")
     ap.add_argument("--quick", action="store_true", help="same as --preset quick (a CPU run of minutes)")

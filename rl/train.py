@@ -41,6 +41,7 @@ DEFAULTS = dict(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m rl.train`` (defaults: J.3 and the reference soft Q-learning code)."""
     p = argparse.ArgumentParser(prog="python -m rl.train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = DEFAULTS
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check(cfg: dict) -> None:
+    """Reject settings that cannot run, naming the flag and the fix."""
     positive = ("steps", "batch_size", "particles", "value_samples", "hidden", "maf_hidden", "maf_blocks",
                 "replay_capacity", "target_update", "train_every", "updates_per_train", "eval_every",
                 "eval_episodes", "checkpoint_every", "threads", "progress_every")
@@ -264,12 +266,14 @@ def train(cfg: dict, out: Path, resume: bool = False) -> dict:
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
+    """The run's full configuration from parsed flags (checked)."""
     cfg = {k: getattr(args, k) for k in DEFAULTS}
     _check(cfg)
     return cfg
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point: parse, record config.json (or reload it on --resume), train, print the final evaluation."""
     args = build_parser().parse_args(argv)
     out = Path(args.out)
     cfg = resolve_config(args)
