@@ -1,5 +1,10 @@
 """The training CLI: resume after a kill, NaN stop, corrupted snapshots, --config rules, plugins, outputs."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy
@@ -41,23 +46,23 @@ def read_log(out):
 LOSS_KEYS = ("loss_gen", "loss_dis", "loss_dfm", "loss_anneal", "loss_denoiser_data", "loss_denoiser_fake")
 
 
-def test_resume_after_kill_equals_uninterrupted_run(images, tmp_path):
-    # jsd + entropy annealing: two denoisers, the noise source, the latent sampler; 16 images in
-    # batches of 4: reshuffles after iterations 4 and 8, one before and one after the resume point,
-    # so the shuffling RandomState must come back from the snapshot
-    flags = ["--objective", "jsd", "--anneal", "ent", "--lambda0", "0.5", "--iterations", "10",
-             "--log-interval", "1", "--snapshot-interval", "6"]
-    full = tmp_path / "full"
-    record = train.main(tiny(images, full, *flags))
+# jsd + entropy annealing: two denoisers, the noise source, the latent sampler; 16 images in batches of
+# 4: reshuffles after iterations 4 and 8, one before and one after the resume points, so the shuffling
+# RandomState must come back from the snapshot
+RESUME_FLAGS = ["--objective", "jsd", "--anneal", "ent", "--lambda0", "0.5", "--iterations", "10",
+                "--log-interval", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(images, tmp_path_factory):
+    full = tmp_path_factory.mktemp("full") / "run"
+    with threadpoolctl.threadpool_limits(1):
+        record = train.main(tiny(images, full, *RESUME_FLAGS, "--snapshot-interval", "6"))
     assert record["completed"] and record["iterations"] == 10 and record["seconds"] > 0
+    return full
 
-    part = tmp_path / "part"
-    stopped = train.main(tiny(images, part, *flags, "--stop-at", "6"))  # "killed" after iteration 6
-    assert not stopped["completed"] and not (part / train.GEN_FINAL).exists()
-    assert [i for i, _ in list_snapshots(part)] == [6]
-    resumed = train.main(["--out", str(part), "--resume"] + QUIET)  # saved configuration is reused
-    assert resumed["completed"] and resumed["iterations"] == 10
 
+def assert_same_run(full, part):
     log_full, log_part = read_log(full), read_log(part)
     assert [e["iteration"] for e in log_part] == list(range(1, 11))
     for a, b in zip(log_full, log_part):
@@ -68,6 +73,40 @@ def test_resume_after_kill_equals_uninterrupted_run(images, tmp_path):
     assert config["anneal"] == "ent" and config["channels"] == 1 and config["image_size"] == 32
     for (name, p), (_, q) in zip(sorted(gen_full.namedparams()), sorted(gen_part.namedparams())):
         numpy.testing.assert_allclose(p.array, q.array, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_resume_after_stop_equals_uninterrupted_run(images, tmp_path, uninterrupted):
+    part = tmp_path / "part"
+    stopped = train.main(tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "6", "--stop-at", "6"))
+    assert not stopped["completed"] and not (part / train.GEN_FINAL).exists()
+    assert [i for i, _ in list_snapshots(part)] == [6]
+    resumed = train.main(["--out", str(part), "--resume"] + QUIET)  # saved configuration is reused
+    assert resumed["completed"] and resumed["iterations"] == 10
+    assert_same_run(uninterrupted, part)
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(images, tmp_path, uninterrupted):
+    """A real kill: SIGKILL the CLI process once its first snapshot exists, then --resume."""
+    part = tmp_path / "killed"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "chainer_va.train"]
+                            + tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "2"),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
+    try:
+        deadline = time.time() + 120
+        while latest_snapshot(part) is None and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]  # it was killed, not finished
+    killed_at = list_snapshots(part)[-1][0]
+    assert killed_at < 10 and not (part / train.GEN_FINAL).exists()
+    resumed = train.main(["--out", str(part), "--resume"] + QUIET)
+    assert resumed["completed"] and resumed["iterations"] == 10
+    assert_same_run(uninterrupted, part)
 
 
 def test_outputs_and_load_generator(images, tmp_path):

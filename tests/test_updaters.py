@@ -235,3 +235,17 @@ def test_unknown_names_are_clear_errors():
         annealing.get("bar")
     assert updaters.options("jsd") == ["dfm_weight"]
     assert updaters.options("wgan") == ["gp_weight", "n_critic"]
+
+
+@pytest.mark.parametrize("objective", ["jsd", "wgan"])
+def test_celeba_size_networks_train(tmp_path, objective):
+    """128x128 RGB (Table S2 networks; the critic's 128x128 front is [inferred]) through the same updaters."""
+    path = tmp_path / "faces.npy"
+    numpy.save(path, numpy.random.RandomState(1).uniform(-1, 1, (8, 3, 128, 128)).astype(numpy.float32))
+    config = train.resolve_config(["--dataset", str(path), "--channels", "3", "--image-size", "128", "--width",
+                                   "0.0625", "--batchsize", "4", "--iterations", "5", "--objective", objective,
+                                   "--anneal", "lik", "--lambda0", "1", "--n-critic", "1"])
+    updater = train.build_updater(config, train.load_dataset(config), chainer.get_device("@numpy"))
+    assert updater.gen.size == 128 and updater.dis.size == 128
+    obs = run_steps(updater, 1)[0]
+    assert all(numpy.isfinite(obs[k]) for k in ("loss_gen", "loss_dis", "loss_anneal", "loss_denoiser_data"))
