@@ -17,9 +17,6 @@ import time
 import numpy
 
 import chainer_va  # noqa: F401  (the compat layer before chainer)
-
-import chainer
-
 from chainer_va import train
 from chainer_va.device import add_device_argument, get_device
 

@@ -26,7 +26,6 @@ decorate it with ``@register("name")`` (see docs/extending.md).
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Dict, Optional
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
@@ -172,11 +171,6 @@ def get(name: str) -> type:
         raise ValueError("unknown annealing term {!r}; choose one of: {} (add your own with --plugin, see "
                          "docs/extending.md)".format(name, ", ".join(names())))
     return _TERMS[name]
-
-
-def options(name: str) -> list:
-    """Keyword options (named constants) the term ``name`` accepts besides the denoiser pool."""
-    return [p for p in inspect.signature(get(name).__init__).parameters if p not in ("self", "denoisers")]
 
 
 @register("none")

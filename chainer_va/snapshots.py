@@ -18,7 +18,6 @@ import numpy
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
-import chainer
 from chainer import serializers
 from chainer.training import extension
 

@@ -41,7 +41,7 @@ from chainer_va.device import add_device_argument, get_device
 from chainer_va.extensions import SampleGrid
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 from chainer_va.seeding import seed_everything
-from chainer_va.snapshots import (AtomicSnapshot, SnapshotError, latest_snapshot, list_snapshots,
+from chainer_va.snapshots import (AtomicSnapshot, SnapshotError, latest_snapshot,
                                   load_npz_checked, save_npz_atomic)
 
 __all__ = ["ConfigError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
@@ -359,9 +359,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     noise = NoiseSource(noise_seed)
     pool = annealing.DenoiserPool(lambda: nets.Denoiser(dis.feature_shape, width=config["width"]),
                                   optimizer, noise, sigma=config["sigma"], device=device)
-    term_cls = annealing.get(config["anneal"])
-    term_options = {k: config[k] for k in ("anneal_weight",) if k in config}
-    term = term_cls(pool, weight=term_options.get("anneal_weight", annealing.ANNEAL_WEIGHT))
+    term = annealing.get(config["anneal"])(pool, weight=config["anneal_weight"])
     updater_cls = updaters.get(config["objective"])
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy
 

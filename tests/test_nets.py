@@ -2,8 +2,6 @@
 import numpy
 import pytest
 
-import chainer
-
 from chainer_va import nets
 
 
