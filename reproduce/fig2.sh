@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Main-text Fig. 2 / supplement G: DAE-score vs DAE-residual Langevin samplers on the banana,
 # with the energy distance / MMD^2 of each to exact samples. CPU, a few minutes.
-#   bash reproduce/fig2.sh [--resume] [more reproduce/fig2.py options]
+#   [OUT=results/fig2] bash reproduce/fig2.sh [--resume] [more reproduce/fig2.py options except --out]
 # Writes results/fig2/{fig2.png,table.md,metrics.json,config.json,dae.npz}; copies the PNG to docs/images/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -100,3 +100,28 @@ def test_direct_flow_resumes_exactly_and_records_the_run(tmp_path):
     assert np.load(tmp_path / "cut" / "snapshots" / "step_0.npy").shape == (100, 2)
     # the KL(nu || mu) loss went down (the flow learns), history carries the objective's numbers
     assert full.history[-1]["loss"] < full.history[0]["loss"]
+
+
+def test_targets_tf_numpy_twins_and_exact_samplers():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(200, 2)) * 2.5).astype(np.float32)
+    for t in (targets.banana, targets.kidney, targets.gaussian(MEAN, STD)):
+        np.testing.assert_allclose(t.log_density(tf.constant(x)).numpy(), t.log_density_np(x), rtol=1e-4, atol=1e-4)
+    # kidney: the log-density (not the printed energy): highest on the ring at the lobes x = (+-2, 0)
+    lk = targets.kidney_log_density_np(np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, 0.0]]))
+    assert lk[0] == pytest.approx(lk[1]) and lk[0] > lk[2] + 4.5 and lk[0] > lk[3] + 15
+    # exact samplers vs the normalised density on a grid (histogram total variation)
+    for t in (targets.kidney, targets.banana):
+        s = t.sample(100_000, rng)
+        (x0, x1), (y0, y1) = t.plot_limits
+        edges = (np.linspace(x0, x1, 25), np.linspace(y0, y1, 25))
+        hist, _, _ = np.histogram2d(s[:, 0], s[:, 1], bins=edges)
+        hist = hist / len(s)
+        cx = 0.5 * (edges[0][1:] + edges[0][:-1])
+        cy = 0.5 * (edges[1][1:] + edges[1][:-1])
+        fine = np.stack(np.meshgrid(np.linspace(x0, x1, 241), np.linspace(y0, y1, 241), indexing="ij"), -1)
+        dens = np.exp(t.log_density_np(fine.reshape(-1, 2))).reshape(241, 241)
+        # integrate the density over each histogram cell (10 x 10 fine points per cell)
+        cells = dens[:240, :240].reshape(24, 10, 24, 10).sum((1, 3))
+        cells = cells / cells.sum() * hist.sum()  # same mass inside the window
+        assert 0.5 * np.abs(cells - hist).sum() < 0.03, (t.name, cx.size, cy.size)
