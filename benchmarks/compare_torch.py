@@ -1,0 +1,72 @@
+"""Chainer vs PyTorch time of one DFM (JSD-GAN) step, measured in one run on one device (issue 8).
+
+    python benchmarks/compare_torch.py --device -1 --width 0.25 --repeat 5     # CPU
+    python benchmarks/compare_torch.py --device 0 --repeat 30                  # paper sizes on a GPU
+
+The Chainer step is ``chainer_va``'s ``jsd`` updater (discriminator, generator with DFM's denoiser
+term, denoiser); the PyTorch step is ``benchmarks/torch_reference.py`` with the same layer shapes.
+Prints both medians and their ratio. Needs torch (``pip install -e .[crosscheck]``); the PyTorch side
+runs on ``cuda:N`` when ``--device N`` names a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import chainer_va  # noqa: F401  (the compat layer before chainer)
+from chainer_va.device import add_device_argument, get_device, parse_device_spec
+
+import step_time  # benchmarks/ is the script's own folder
+
+
+def time_torch(args) -> list:
+    import torch
+
+    import torch_reference
+
+    if args.threads:
+        torch.set_num_threads(args.threads)  # CPU: compare at the same thread count as numpy's BLAS
+    spec = parse_device_spec(args.device)
+    device = "cpu" if spec == "@numpy" else "cuda:" + spec.split(":")[1]
+    step = torch_reference.DFMStep(width=args.width, batchsize=args.batchsize, device=device)
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+    for _ in range(args.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_device_argument(parser)
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--batchsize", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OPENBLAS_NUM_THREADS", "0")),
+                        help="torch CPU threads (default: $OPENBLAS_NUM_THREADS, else torch's default)")
+    args = parser.parse_args(argv)
+    args.n_critic = 1
+    device = get_device(args.device)
+    import numpy
+
+    images = numpy.random.RandomState(0).uniform(-1, 1, (4 * args.batchsize, 3, 32, 32)).astype(numpy.float32)
+    chainer_s = statistics.median(step_time.time_steps("jsd", "none", images, args, device))
+    torch_s = statistics.median(time_torch(args))
+    print("device {}, width {}, batch {}: median seconds per DFM step".format(device, args.width, args.batchsize))
+    print("chainer {:.4f}  pytorch {:.4f}  ratio chainer/pytorch {:.2f}".format(chainer_s, torch_s, chainer_s / torch_s))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
