@@ -28,3 +28,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def one_blas_thread():
+    """Tiny matrices: BLAS threads only contend on a shared 2-core machine."""
+    import threadpoolctl
+
+    with threadpoolctl.threadpool_limits(1):
+        yield

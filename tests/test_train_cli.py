@@ -20,10 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUIET = ["--progress-interval", "1000", "--sample-interval", "1000", "--plot-interval", "1000"]
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    with threadpoolctl.threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

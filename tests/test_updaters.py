@@ -1,7 +1,6 @@
 """Objectives x annealing terms train; annealing gradients, DAE-score and WGAN-GP penalty against closed forms."""
 import numpy
 import pytest
-import threadpoolctl
 
 import chainer
 import chainer.links as L
@@ -12,11 +11,7 @@ from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 TINY = ["--width", "0.0625", "--batchsize", "4", "--iterations", "10", "--channels", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    # tiny matrices: threads only contend on a shared machine
-    with threadpoolctl.threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")
