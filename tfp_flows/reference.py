@@ -164,17 +164,17 @@ def blr_reference(model, chains: int = DEFAULT_CHAINS, draws: int = DEFAULT_DRAW
         theta = res.draws.copy()
         if parametrisation == "noncentred":
             theta[..., :-1] = theta[..., :-1] * np.exp(-0.5 * theta[..., -1:])
-        states = np.transpose(theta, (1, 0, 2))
-        res.draws = theta
-        res.rhat = tfp.mcmc.potential_scale_reduction(states, independent_chain_ndims=1, split_chains=True).numpy()
-        res.ess = tfp.mcmc.effective_sample_size(states, cross_chain_dims=1).numpy()
-        res.config["parametrisation"] = parametrisation
-        return res
+        return _on_theta(res, theta, parametrisation)
     init = (init_scale * rng.normal(size=(chains, model.d))).astype(model.dtype.as_numpy_dtype)
     res = run_nuts(model.marginal_log_density, init, draws=draws, burnin=burnin, seed=seed, **nuts_options)
     w = res.draws                                                        # (chains, draws, D)
     log_alpha = model.sample_log_alpha(w.reshape(-1, model.d), seed=seed + 1).reshape(w.shape[:2] + (1,))
     theta = np.concatenate([w, log_alpha.astype(w.dtype)], axis=-1)
+    return _on_theta(res, theta, parametrisation)
+
+
+def _on_theta(res, theta: np.ndarray, parametrisation: str):
+    """Replace ``res``'s draws by theta = (w, log alpha) (chains, draws, D+1) and recompute split R-hat and ESS on them."""
     states = np.transpose(theta, (1, 0, 2))
     res.draws = theta
     res.rhat = tfp.mcmc.potential_scale_reduction(states, independent_chain_ndims=1, split_chains=True).numpy()
