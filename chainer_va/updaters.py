@@ -190,8 +190,16 @@ class GANUpdater(StandardUpdater):
         raise NotImplementedError
 
 
-class _LogisticUpdater(GANUpdater):
-    """Logistic discriminator, one D/G/r step from one forward pass (DFM's update)."""
+class OneStepUpdater(GANUpdater):
+    """One D/G/r step from one forward pass (DFM's update); the logistic discriminator loss by default.
+
+    A variant overrides ``generator_adversarial_loss(y_fake)`` (see :class:`RKLUpdater`) and, for a
+    non-logistic discriminator, ``discriminator_loss(y_real, y_fake)`` (docs/examples/lsgan.py).
+    """
+
+    def discriminator_loss(self, y_real, y_fake) -> chainer.Variable:
+        """L_D = mean softplus(-y_real) + mean softplus(y_fake) (SPEC section 2)."""
+        return F.mean(F.softplus(-y_real)) + F.mean(F.softplus(y_fake))
 
     def generator_adversarial_loss(self, y_fake) -> chainer.Variable:
         raise NotImplementedError
@@ -206,7 +214,7 @@ class _LogisticUpdater(GANUpdater):
         x_fake = self.generate(len(x_real))
         f_fake, y_fake = self.dis(x_fake)
 
-        loss_dis = F.mean(F.softplus(-y_real)) + F.mean(F.softplus(y_fake))
+        loss_dis = self.discriminator_loss(y_real, y_fake)
         parts = {"loss_gen_adv": self.generator_adversarial_loss(y_fake)}
         parts.update(self.generator_extra_losses(f_fake))
         parts.update(self.annealing_loss(f_fake, lam))
@@ -266,7 +274,7 @@ def options(name: str) -> list:
 
 
 @register("jsd")
-class JSDUpdater(_LogisticUpdater):
+class JSDUpdater(OneStepUpdater):
     """JSD-GAN = DFM: L_G = mean softplus(-y_fake) + 0.03 mean (f - sg r_data(f))^2 (+ annealing term)."""
 
     def __init__(self, *args, dfm_weight: float = DFM_WEIGHT, **kwargs):
@@ -285,7 +293,7 @@ class JSDUpdater(_LogisticUpdater):
 
 
 @register("rkl")
-class RKLUpdater(_LogisticUpdater):
+class RKLUpdater(OneStepUpdater):
     """RKL-GAN: L_G = mean(-y_fake) (+ annealing term): with the optimal D, y = log p - log q."""
 
     def generator_adversarial_loss(self, y_fake):
