@@ -8,6 +8,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Sequence
 
 DATA_ENV = "CHAINER_VA_DATA"
 DEFAULT_CACHE = Path("~/.cache/chainer_va")
@@ -23,56 +24,79 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return path.expanduser()
 
 
-def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def digest_of(path: str | os.PathLike, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest (``hashlib`` algorithm name) of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def verify(path: str | os.PathLike, sha256: str | None, what: str = "file") -> Path:
-    """Check ``path`` exists and has the expected sha256 (skipped when ``sha256`` is None)."""
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    return digest_of(path, "sha256", chunk)
+
+
+def verify(path: str | os.PathLike, sha256: str | None, what: str = "file", size: int | None = None,
+           md5: str | None = None) -> Path:
+    """Check ``path`` exists and has the expected size, sha256 and md5 (each skipped when None).
+
+    The size is checked first (cheap, and it catches a truncated download with a clearer message).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError("{} not found at {}".format(what, path))
-    if sha256 is not None:
-        actual = sha256_of(path)
-        if actual != sha256.lower():
+    if size is not None and path.stat().st_size != size:
+        raise DownloadError(
+            "{} at {} is truncated or not the expected file: {} bytes, expected {}. Delete it and "
+            "download it again.".format(what, path, path.stat().st_size, size))
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected is None:
+            continue
+        actual = digest_of(path, algorithm)
+        if actual != expected.lower():
             raise DownloadError(
-                "{} at {} is corrupted or not the expected file: sha256 {} != expected {}. Delete it "
-                "and download it again.".format(what, path, actual, sha256))
+                "{} at {} is corrupted or not the expected file: {} {} != expected {}. Delete it "
+                "and download it again.".format(what, path, algorithm, actual, expected))
     return path
 
 
-def fetch(url: str, filename: str, sha256: str | None, directory: str | os.PathLike | None = None,
-          what: str | None = None, timeout: float = 60.0) -> Path:
+def fetch(url: str | Sequence[str], filename: str, sha256: str | None,
+          directory: str | os.PathLike | None = None, what: str | None = None, timeout: float = 60.0,
+          size: int | None = None, md5: str | None = None) -> Path:
     """Return the local path of ``filename`` in the cache, downloading ``url`` there first if needed.
 
-    The download goes to a temporary file in the same folder and is renamed into place only after
-    its sha256 matched, so an interrupted or corrupted download never leaves a file that looks valid.
-    Offline, the error says which file to place where.
+    ``url`` may be a list of mirrors, tried in order until one gives a file that passes the checks
+    (``size``, ``sha256``, ``md5``: each skipped when None). The download goes to a temporary file in
+    the same folder and is renamed into place only after the checks passed, so an interrupted or
+    corrupted download never leaves a file that looks valid. Offline, the error says which file to
+    place where.
     """
     what = what or filename
+    urls = [url] if isinstance(url, str) else list(url)
     folder = cache_dir(directory)
     target = folder / filename
     if target.exists():
-        return verify(target, sha256, what)
+        return verify(target, sha256, what, size=size, md5=md5)
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=folder)
-    try:
+    failures = []
+    for source in urls:
+        fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=folder)
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-        except (urllib.error.URLError, OSError) as exc:
-            raise DownloadError(
-                "could not download {} from {} ({}). If this machine is offline, download it elsewhere "
-                "and place it at {} (or set ${} to a folder that holds {}).".format(
-                    what, url, exc, target, DATA_ENV, filename)) from exc
-        verify(tmp_name, sha256, "downloaded " + what)
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return target
+            try:
+                with urllib.request.urlopen(source, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(response, out, 1 << 20)
+                verify(tmp_name, sha256, "downloaded " + what, size=size, md5=md5)
+            except (urllib.error.URLError, OSError, DownloadError) as exc:
+                failures.append("{} ({})".format(source, exc))
+                continue
+            os.replace(tmp_name, target)
+            return target
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+    raise DownloadError(
+        "could not download {} from {}. If this machine is offline, download it elsewhere and place it "
+        "at {} (or set ${} to a folder that holds {}).".format(what, "; ".join(failures), target, DATA_ENV,
+                                                               filename))

@@ -68,6 +68,25 @@ def test_fetch_verifies_checksum_and_reports_offline(tmp_path):
         download.fetch("http://127.0.0.1:9/x.tgz", "x.tgz", None, directory=tmp_path / "cache")
 
 
+def test_fetch_tries_mirrors_in_order_and_checks_size_and_md5(tmp_path):
+    import hashlib
+
+    payload = tmp_path / "src.bin"
+    payload.write_bytes(b"hello world")
+    md5 = hashlib.md5(b"hello world").hexdigest()
+    wrong = tmp_path / "wrong.bin"
+    wrong.write_bytes(b"hello worle")                      # same size, different bytes
+    got = download.fetch(["http://127.0.0.1:9/a.bin", wrong.as_uri(), payload.as_uri()], "a.bin", None,
+                         directory=tmp_path / "cache", size=11, md5=md5)
+    assert got.read_bytes() == b"hello world"
+    with pytest.raises(download.DownloadError, match=r"11 bytes, expected 12"):
+        download.verify(got, None, size=12)
+    with pytest.raises(download.DownloadError) as info:
+        download.fetch([wrong.as_uri()], "b.bin", None, directory=tmp_path / "cache", md5=md5)
+    assert "md5 " + hashlib.md5(b"hello worle").hexdigest() in str(info.value)
+    assert not (tmp_path / "cache" / "b.bin").exists()
+
+
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(download.DATA_ENV, str(tmp_path))
     assert download.cache_dir() == tmp_path

@@ -216,21 +216,97 @@ def test_converter_rejects_a_missing_node():
         convert.graph_def_to_arrays(tf.compat.v1.GraphDef())
 
 
+@pytest.fixture
+def pinned_fixture(fixture_graph, monkeypatch):
+    """The fixture graph's bytes, with the converter's size/md5 pins pointed at them (the real pins are
+    for the real 95 MB graph, which these machines cannot download)."""
+    import hashlib
+
+    data = fixture_graph.SerializeToString()
+    monkeypatch.setattr(convert, "GRAPH_SIZE", len(data))
+    monkeypatch.setattr(convert, "GRAPH_MD5", hashlib.md5(data).hexdigest())
+    return data
+
+
+def _tgz(path, data):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as archive:
+        info = tarfile.TarInfo(convert.GRAPH_MEMBER)
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_real_weight_pins_are_consistent():
+    # The archive holds the graph plus labels, compressed: smaller than the graph, not far smaller.
+    assert 0.8 * convert.GRAPH_SIZE < convert.INCEPTION_ARCHIVE_SIZE < convert.GRAPH_SIZE
+    assert len(convert.GRAPH_MD5) == 32 and int(convert.GRAPH_MD5, 16) >= 0
+    assert convert.GRAPH_MIRROR_URL.endswith("/" + convert.GRAPH_MEMBER)
+
+
 def test_offline_weights_message_says_which_file_to_place_where(tmp_path, monkeypatch):
     from chainer_va import download
 
     monkeypatch.setattr(convert, "INCEPTION_URL", "http://127.0.0.1:9/inception-2015-12-05.tgz")
+    monkeypatch.setattr(convert, "GRAPH_MIRROR_URL", "http://127.0.0.1:9/classify_image_graph_def.pb")
     with pytest.raises(download.DownloadError) as info:
         convert.inception_weights(cache=tmp_path)
     message = str(info.value)
     for needed in (str(tmp_path), "inception-2015-12-05.tgz", "classify_image_graph_def.pb",
-                   "inception-2015-12-05.npz"):
+                   "inception-2015-12-05.npz", "127.0.0.1:9/inception", "127.0.0.1:9/classify"):
         assert needed in message
     assert not list(tmp_path.glob(".part-*"))  # no half-downloaded file left behind
 
 
-def test_weights_are_found_in_the_cache_as_a_graph_file(fixture_graph, tmp_path):
-    (tmp_path / convert.GRAPH_MEMBER).write_bytes(fixture_graph.SerializeToString())
+def test_weights_are_found_in_the_cache_as_a_graph_file(pinned_fixture, tmp_path):
+    (tmp_path / convert.GRAPH_MEMBER).write_bytes(pinned_fixture)
     path = convert.inception_weights(cache=tmp_path)
     assert path == tmp_path / convert.CONVERTED_NAME and path.is_file()
     assert os.path.getsize(path) > 90e6  # 23.8M float32 weights
+
+
+def test_a_corrupted_graph_in_the_cache_is_refused_with_the_fix(pinned_fixture, tmp_path):
+    from chainer_va import download
+
+    bad = bytearray(pinned_fixture)
+    bad[len(bad) // 2] ^= 0xFF                               # same size, one flipped byte
+    (tmp_path / convert.GRAPH_MEMBER).write_bytes(bytes(bad))
+    with pytest.raises(download.DownloadError, match=r"md5 .* expected .*Delete it.*python -m chainer_va.metrics.convert"):
+        convert.inception_weights(cache=tmp_path)
+    assert not (tmp_path / convert.CONVERTED_NAME).exists()
+
+
+def test_archive_is_downloaded_size_checked_and_converted(pinned_fixture, tmp_path, monkeypatch):
+    from chainer_va import download
+
+    served = _tgz(tmp_path / "served.tgz", pinned_fixture)
+    monkeypatch.setattr(convert, "INCEPTION_URL", served.as_uri())
+    monkeypatch.setattr(convert, "GRAPH_MIRROR_URL", "http://127.0.0.1:9/classify_image_graph_def.pb")
+    monkeypatch.setattr(convert, "INCEPTION_ARCHIVE_SIZE", served.stat().st_size + 1)
+    with pytest.raises(download.DownloadError, match=r"truncated or not the expected file: \d+ bytes, expected"):
+        convert.inception_weights(cache=tmp_path / "a")     # wrong size and no mirror: refused
+    assert not (tmp_path / "a" / convert.INCEPTION_ARCHIVE).exists()
+    monkeypatch.setattr(convert, "INCEPTION_ARCHIVE_SIZE", served.stat().st_size)
+    path = convert.inception_weights(cache=tmp_path / "b")
+    assert path.is_file() and (tmp_path / "b" / convert.INCEPTION_ARCHIVE).is_file()
+
+
+def test_mirror_graph_is_used_when_the_archive_is_unreachable(pinned_fixture, tmp_path, monkeypatch):
+    served = tmp_path / "mirror.pb"
+    served.write_bytes(pinned_fixture)
+    monkeypatch.setattr(convert, "INCEPTION_URL", "http://127.0.0.1:9/inception-2015-12-05.tgz")
+    monkeypatch.setattr(convert, "GRAPH_MIRROR_URL", served.as_uri())
+    path = convert.inception_weights(cache=tmp_path / "c")
+    assert path.is_file() and (tmp_path / "c" / convert.GRAPH_MEMBER).read_bytes() == pinned_fixture
+    arrays = convert.load_arrays(path)
+    assert arrays["softmax/W"].shape == (arch.NUM_LOGITS, 2048)
+
+
+def test_explicit_conversion_of_an_unpinned_graph_warns_and_converts(fixture_graph, tmp_path, capsys):
+    pb = tmp_path / "mine.pb"
+    pb.write_bytes(fixture_graph.SerializeToString())       # not the pinned bytes (random weights)
+    assert convert.main([str(pb), str(tmp_path / "mine.npz")]) == 0
+    assert "warning: " in capsys.readouterr().out
+    assert (tmp_path / "mine.npz").is_file()

