@@ -4,8 +4,10 @@
     python benchmarks/step_time.py --device 0 --repeat 30            # paper sizes on a GPU
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
-process on the same random 32x32 data, and the annealing overhead is printed as a ratio to that
-baseline. A step is ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
+process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
+as a ratio to that baseline. For ``jsd`` with ``lik`` the step that recomputes r_data(f_fake) for the
+annealing term (instead of reusing DFM's) is timed too: the before/after of that speed-up. A step is
+``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ def _synchronize(device) -> None:
         device.xp.cuda.Stream.null.synchronize()
 
 
-def time_steps(objective: str, anneal: str, images: numpy.ndarray, args, device) -> list:
-    """Seconds of each of ``args.repeat`` steps after ``args.warmup`` warm-up steps."""
+def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True):
+    """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up."""
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0"]
     if anneal != "none":
@@ -35,15 +37,27 @@ def time_steps(objective: str, anneal: str, images: numpy.ndarray, args, device)
     config = train.resolve_config(flags)
     config["channels"], config["image_size"] = images.shape[1], images.shape[2]
     updater = train.build_updater(config, images, device)
+    for _, denoiser in updater.denoisers.items():
+        denoiser.reuse_reconstruction = reuse
     for _ in range(args.warmup):
         updater.update()
     _synchronize(device)
-    times = []
-    for _ in range(args.repeat):
-        start = time.perf_counter()
-        updater.update()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
+    return updater
+
+
+def time_interleaved(updaters: dict, repeat: int, device) -> dict:
+    """Seconds per step of each updater, ``repeat`` rounds of one step each, interleaved.
+
+    Interleaving (A B C A B C ...) spreads any drift in machine load over every configuration
+    equally, so the ratios stay meaningful on a shared machine where absolute times do not.
+    """
+    times = {name: [] for name in updaters}
+    for _ in range(repeat):
+        for name, updater in updaters.items():
+            start = time.perf_counter()
+            updater.update()
+            _synchronize(device)
+            times[name].append(time.perf_counter() - start)
     return times
 
 
@@ -61,17 +75,22 @@ def main(argv=None) -> int:
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
         -1, 1, (max(4 * args.batchsize * args.n_critic, 256), 3, 32, 32)).astype(numpy.float32)
-    print("device {}, width {}, batch {}, {} timed steps after {} warm-up; median seconds per step".format(
-        device, args.width, args.batchsize, args.repeat, args.warmup))
-    print("{:<8} {:<6} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_s", "min_s", "ratio_vs_none"))
+    print("device {}, width {}, batch {}, {} interleaved timed steps after {} warm-up; median seconds per "
+          "step".format(device, args.width, args.batchsize, args.repeat, args.warmup))
+    print("{:<8} {:<22} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_s", "min_s", "ratio_vs_none"))
     for objective in args.objectives.split(","):
-        base = None
-        for anneal in ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]:
-            times = time_steps(objective, anneal, images, args, device)
-            median = statistics.median(times)
-            base = median if anneal == "none" else base
-            print("{:<8} {:<6} {:>10.4f} {:>10.4f} {:>16.3f}".format(
-                objective, anneal, median, min(times), median / base), flush=True)
+        anneals = ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]
+        updaters = {a: build(objective, a, images, args, device) for a in anneals}
+        if objective == "jsd" and "lik" in anneals:
+            # before/after of reusing r_data(f_fake) between DFM's term and the lik term
+            updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
+        times = time_interleaved(updaters, args.repeat, device)
+        base = statistics.median(times["none"])
+        for name, values in times.items():
+            median = statistics.median(values)
+            print("{:<8} {:<22} {:>10.4f} {:>10.4f} {:>16.3f}".format(
+                objective, name, median, min(values), median / base), flush=True)
+        del updaters
     return 0
 
 

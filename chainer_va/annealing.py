@@ -53,7 +53,7 @@ class FeatureDenoiser:
     """
 
     def __init__(self, name: str, link: chainer.Link, optimizer: chainer.Optimizer, noise: NoiseSource,
-                 sigma: float = DENOISER_SIGMA):
+                 sigma: float = DENOISER_SIGMA, reuse_reconstruction: bool = False):
         if not sigma > 0:
             raise ValueError("the denoiser's noise level sigma must be positive, got {}".format(sigma))
         self.name = name
@@ -61,6 +61,17 @@ class FeatureDenoiser:
         self.optimizer = optimizer
         self.noise = noise
         self.sigma = float(sigma)
+        #: Reuse sg r(f) when asked again for the same feature array object before the next update
+        #: (JSD + lik: DFM's term and the annealing term both need r_data(f_fake)); the result is
+        #: identical. Off by default: only safe where inputs are never modified in place (the
+        #: updaters' fresh feature arrays; the pool turns it on).
+        self.reuse_reconstruction = bool(reuse_reconstruction)
+        self._last = None  # (input array, its reconstruction)
+        self.forward_count = 0  # inference forwards run (a counter for tests and benchmarks)
+
+    def forget(self) -> None:
+        """Drop the remembered reconstruction (the parameters are about to change)."""
+        self._last = None
 
     def loss(self, features) -> chainer.Variable:
         """L_r on a batch of (detached) features: mean (r(f + sigma eps) - f)^2."""
@@ -71,15 +82,25 @@ class FeatureDenoiser:
 
     def update(self, loss: chainer.Variable) -> None:
         """One optimizer step on ``loss``."""
+        self.forget()
         self.link.cleargrads()
         loss.backward()
         self.optimizer.update()
 
     def reconstruct(self, features):
-        """sg r(f): the denoiser in inference mode (BN running statistics, no noise), detached array."""
+        """sg r(f): the denoiser in inference mode (BN running statistics, no noise), detached array.
+
+        Asked twice for the same array object between two updates, it returns the first result
+        (``reuse_reconstruction``); the updater also forgets it at the start of every step.
+        """
         f = features.array if isinstance(features, chainer.Variable) else features
+        if self.reuse_reconstruction and self._last is not None and self._last[0] is f:
+            return self._last[1]
         with chainer.using_config("train", False), chainer.no_backprop_mode():
-            return self.link(f).array
+            r = self.link(f).array
+        self.forward_count += 1
+        self._last = (f, r) if self.reuse_reconstruction else None
+        return r
 
     def score(self, x):
         """DAE-score estimate of grad log p_sigma at x: (r(x) - x) / sigma^2 (SPEC section 1)."""
@@ -91,12 +112,13 @@ class DenoiserPool:
 
     def __init__(self, make_link: Callable[[], chainer.Link],
                  make_optimizer: Callable[[chainer.Link], chainer.Optimizer], noise: NoiseSource,
-                 sigma: float = DENOISER_SIGMA, device=None):
+                 sigma: float = DENOISER_SIGMA, device=None, reuse_reconstruction: bool = True):
         self._make_link = make_link
         self._make_optimizer = make_optimizer
         self.noise = noise
         self.sigma = sigma
         self.device = device
+        self.reuse_reconstruction = reuse_reconstruction
         self._denoisers: Dict[str, FeatureDenoiser] = {}
 
     def get(self, source: str) -> FeatureDenoiser:
@@ -108,7 +130,8 @@ class DenoiserPool:
             if self.device is not None:
                 link.to_device(self.device)
             self._denoisers[source] = FeatureDenoiser(
-                "denoiser_" + source, link, self._make_optimizer(link), self.noise, self.sigma)
+                "denoiser_" + source, link, self._make_optimizer(link), self.noise, self.sigma,
+                reuse_reconstruction=self.reuse_reconstruction)
         return self._denoisers[source]
 
     def items(self):

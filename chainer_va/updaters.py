@@ -181,7 +181,15 @@ class GANUpdater(StandardUpdater):
         values["beta"] = self.annealing.implied_beta(lam)
         chainer.reporter.report(values)
 
+    def update(self) -> None:
+        """One iteration; denoisers forget reconstructions remembered from the previous one first."""
+        for _, denoiser in self.denoisers.items():
+            denoiser.forget()
+        super().update()
+
     def serialize(self, serializer) -> None:
+        for _, denoiser in self.denoisers.items():
+            denoiser.forget()  # loading may replace the parameters
         super().serialize(serializer)
         self.latent.serialize(serializer["latent"])
         self.noise.serialize(serializer["noise"])

@@ -249,3 +249,38 @@ def test_celeba_size_networks_train(tmp_path, objective):
     assert updater.gen.size == 128 and updater.dis.size == 128
     obs = run_steps(updater, 1)[0]
     assert all(numpy.isfinite(obs[k]) for k in ("loss_gen", "loss_dis", "loss_anneal", "loss_denoiser_data"))
+
+
+@pytest.mark.parametrize("objective,anneal,forwards_per_step", [("jsd", "lik", (1, 2)), ("jsd", "none", (1, 1)),
+                                                                 ("rkl", "lik", (1, 1))])
+def test_reused_reconstruction_gives_the_unoptimised_step_exactly(images, objective, anneal, forwards_per_step):
+    # JSD + lik needs sg r_data(f_fake) twice per step (DFM's term and the annealing term): the pool's
+    # denoisers compute it once. The optimised step must be bit-identical to the step that recomputes it.
+    flags = ("--objective", objective, "--anneal", anneal) + (("--lambda0", "0.5") if anneal != "none" else ())
+    optimised, _ = make_updater(images, *flags)
+    plain, _ = make_updater(images, *flags)
+    for _, denoiser in plain.denoisers.items():
+        denoiser.reuse_reconstruction = False
+    assert all(d.reuse_reconstruction for _, d in optimised.denoisers.items())
+    steps = 3
+    obs_optimised, obs_plain = run_steps(optimised, steps), run_steps(plain, steps)
+    assert obs_optimised == obs_plain
+    a, b = snapshot_params(optimised), snapshot_params(plain)
+    for name in a:
+        for p in a[name]:
+            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    data_optimised = dict(optimised.denoisers.items())["data"]
+    data_plain = dict(plain.denoisers.items())["data"]
+    assert (data_optimised.forward_count, data_plain.forward_count) == tuple(steps * n for n in forwards_per_step)
+
+
+def test_reuse_never_returns_a_reconstruction_from_before_an_update():
+    pool = make_pool((4, 2, 2))
+    denoiser = pool.get("data")
+    f = numpy.random.RandomState(4).normal(size=(6, 4, 2, 2)).astype(numpy.float32)
+    first = denoiser.reconstruct(f)
+    assert denoiser.reconstruct(f) is first and denoiser.forward_count == 1
+    assert denoiser.reconstruct(f.copy()) is not first          # another array object: recomputed
+    denoiser.update(denoiser.loss(f))
+    again = denoiser.reconstruct(f)
+    assert denoiser.forward_count == 3 and not numpy.array_equal(again, first)

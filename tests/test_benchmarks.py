@@ -1,0 +1,30 @@
+"""The benchmark scripts run and print what they promise (tiny sizes; timings themselves are not asserted)."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location("bench_" + name, BENCHMARKS / (name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_time_prints_a_ratio_per_annealing_term_and_the_reuse_before_after(capsys):
+    step_time = _load("step_time")
+    assert step_time.main(["--device", "-1", "--width", "0.0625", "--batchsize", "4", "--repeat", "2",
+                           "--objectives", "jsd,rkl", "--anneal", "lik,ent"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    names = [" ".join(r[:-3]) for r in rows]
+    assert names == ["jsd none", "jsd lik", "jsd ent", "jsd lik (r recomputed)", "rkl none", "rkl lik", "rkl ent"]
+    ratios = {name: float(r[-1]) for name, r in zip(names, rows)}
+    assert ratios["jsd none"] == ratios["rkl none"] == 1.0
+    assert all(0 < value < 100 for value in ratios.values())
