@@ -83,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true",
                    help="rebuild blr.md/csv/png from the cached results in OUT/cache without running anything")
     p.add_argument("--nuts-parametrisation", default="noncentred", choices=("noncentred", "collapsed", "centred"))
+    p.add_argument("--nuts-target-accept", type=float, default=reference.BLR_TARGET_ACCEPT,
+                   help="NUTS dual-averaging target acceptance ({}; 0.8 left divergent, stuck chains on "
+                        "cancer and sonar)".format(reference.BLR_TARGET_ACCEPT))
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
     for key, value in base.items():
@@ -107,7 +110,8 @@ def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uc
     """Train/run one sampler on one split; returns (samples (n, D+1), info)."""
     if name == "nuts":
         res = reference.blr_reference(model_full, chains=args.nuts_chains, draws=args.nuts_draws,
-                                      burnin=args.nuts_burnin, seed=seed, parametrisation=args.nuts_parametrisation)
+                                      burnin=args.nuts_burnin, seed=seed, parametrisation=args.nuts_parametrisation,
+                                      target_accept=args.nuts_target_accept)
         info = dict(max_rhat=res.max_rhat, min_ess=res.min_ess, accept=res.accept_rate,
                     divergences=res.divergences, rhat_w_max=float(np.max(res.rhat[:-1])),
                     rhat_log_alpha=float(res.rhat[-1]))
@@ -147,6 +151,14 @@ def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uc
     return samples, {}
 
 
+def nuts_settings_tag(args) -> str:
+    """Part of a NUTS cache file's name that changes with the settings of the chain (not the retries):
+    a cached reference is reused only by runs that asked for the same sampler settings."""
+    if args.nuts_parametrisation == "noncentred" and args.nuts_target_accept == 0.8:
+        return ""                                   # the name used before these settings were options
+    return "_{}_ta{:g}".format(args.nuts_parametrisation, args.nuts_target_accept)
+
+
 def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
                ref) -> tuple[np.ndarray, dict, float]:
     """Run a sampler unless its result for this split is cached (then load it).
@@ -162,7 +174,7 @@ def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, sp
         sub = argparse.Namespace(**vars(args))
         sub.nuts_draws, sub.nuts_burnin = args.nuts_draws * 2 ** k, args.nuts_burnin * 2 ** k
         suffix = "" if k == 0 else "_retry{}".format(k)
-        path = cache / "{}_s{}_nuts{}.npz".format(split.name, seed, suffix)
+        path = cache / "{}_s{}_nuts{}{}.npz".format(split.name, seed, nuts_settings_tag(args), suffix)
         if args.report_only and not path.exists():
             break
         result = _cached_single(path, name, model, split, sub, seed + 1000 * k, ref)
@@ -329,8 +341,9 @@ def main(argv=None) -> int:
             model = blr.BayesianLogisticRegression(split.x_train, split.y_train, seed=seed)
             ref_samples = None
             for name in args.samplers:
+                tag = nuts_settings_tag(args) if name == "nuts" else ""
                 if args.report_only and (ref_samples is None and name != "nuts" or not (
-                        cache / "{}_s{}_{}.npz".format(ds, seed, name)).exists()):
+                        cache / "{}_s{}_{}{}.npz".format(ds, seed, name, tag)).exists()):
                     done += 1
                     continue
                 try:

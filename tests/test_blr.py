@@ -150,3 +150,50 @@ def test_nuts_reference_recovers_a_gaussian_and_reports_rhat():
     rhat = reference.tfp.mcmc.potential_scale_reduction(np.transpose(stuck, (1, 0, 2)), independent_chain_ndims=1,
                                                         split_chains=True).numpy()
     assert np.all(rhat > 1.5)
+
+
+def _grid_posterior_moments(x, y, a0=1.0, b0=0.01):
+    """E and std of (w0, w1, log alpha) under the BLR posterior by brute-force quadrature on a grid.
+
+    Independent of tfp_flows: p(w, log alpha | data) is proportional to
+    prod_i Bern(y_i | sigmoid(x_i w)) N(w | 0, alpha^-1 I) Gamma(alpha | a0, b0) alpha (the Jacobian).
+    """
+    from scipy.special import log_expit
+
+    w0 = np.linspace(-5, 5, 161)
+    w1 = np.linspace(-4, 8, 193)
+    la = np.linspace(-9, 7, 161)
+    W0, W1 = np.meshgrid(w0, w1, indexing="ij")
+    logits = W0[..., None] * x[:, 0] + W1[..., None] * x[:, 1]              # (161, 193, N)
+    loglik = np.sum(y * log_expit(logits) + (1 - y) * log_expit(-logits), axis=-1)
+    sq = (W0 ** 2 + W1 ** 2)[..., None]
+    alpha = np.exp(la)
+    d = x.shape[1]
+    logp = loglik[..., None] + 0.5 * d * la - 0.5 * alpha * sq + a0 * la - b0 * alpha   # Gamma in log alpha
+    p = np.exp(logp - logp.max())
+    p /= p.sum()
+    moments = []
+    for grid in (W0[..., None], W1[..., None], la[None, None, :]):
+        m = float(np.sum(p * grid))
+        moments.append((m, float(np.sqrt(np.sum(p * (grid - m) ** 2)))))
+    return np.array(moments)
+
+
+@pytest.mark.parametrize("parametrisation", ["noncentred", "collapsed"])
+def test_blr_reference_matches_quadrature_on_a_two_weight_model(parametrisation):
+    from tfp_flows import reference
+
+    rng = np.random.default_rng(5)
+    n = 40
+    x = np.stack([np.ones(n), rng.normal(size=n)], axis=1)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(0.3 + 1.5 * x[:, 1])))).astype(np.float64)
+    model = blr.BayesianLogisticRegression(x, y, dtype=tf.float64)
+    res = reference.blr_reference(model, chains=4, draws=600, burnin=400, seed=2, parametrisation=parametrisation)
+    assert res.draws.shape == (4, 600, 3) and res.config["parametrisation"] == parametrisation
+    assert res.config["target_accept"] == reference.BLR_TARGET_ACCEPT
+    assert res.converged(threshold=1.05), res.rhat
+    expected = _grid_posterior_moments(x, y)
+    got_mean, got_std = res.samples.mean(0), res.samples.std(0)
+    # means within 4 Monte Carlo standard errors, stds within 12 %
+    assert np.all(np.abs(got_mean - expected[:, 0]) < 4 * expected[:, 1] / np.sqrt(res.ess)), (got_mean, expected, res.ess)
+    np.testing.assert_allclose(got_std, expected[:, 1], rtol=0.12)
