@@ -85,6 +85,10 @@ def build_grid(out_root: str, objectives: Sequence[str] = OBJECTIVES, variants: 
     return specs
 
 
+#: Device specs that mean the CPU.
+CPU_DEVICES = ("-1", "@numpy")
+
+
 def run_state(run_dir) -> str:
     """"done" (result.json completed), "partial" (snapshots to resume from) or "new"."""
     run_dir = Path(run_dir)
@@ -107,11 +111,11 @@ def train_command(spec: RunSpec, device: str = "-1", resume: bool = False) -> Li
 
 
 def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
-            runner: Callable[[List[str]], int] = None) -> dict:
+            runner: Callable[[List[str]], int] = None, cpu_threads: Optional[int] = None) -> dict:
     """Train (skipping finished runs, resuming unfinished ones) and score one run. Returns a summary.
 
     ``runner`` executes a command line and returns its exit status (default: a subprocess whose
-    output goes to ``run_dir/train.out``).
+    output goes to ``run_dir/train.out``, with ``cpu_threads`` BLAS threads when given).
     """
     if isinstance(spec, dict):
         spec = RunSpec(**spec)
@@ -120,7 +124,7 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
     if state != "done":
         cmd = train_command(spec, device, resume=(state == "partial"))
         Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
-        status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out"))(cmd)
+        status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out", cpu_threads))(cmd)
         if status != 0 or run_state(spec.run_dir) != "done":
             summary["error"] = "training failed (exit status {}); see {}/train.out".format(status, spec.run_dir)
             return summary
@@ -132,30 +136,51 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
     return summary
 
 
-def _subprocess_runner(log_path: Path) -> Callable[[List[str]], int]:
+#: Environment variables that cap the BLAS/OpenMP threads of a CPU run.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _subprocess_runner(log_path: Path, cpu_threads: Optional[int] = None) -> Callable[[List[str]], int]:
+    env = dict(os.environ)
+    if cpu_threads is not None:
+        env.update({name: str(cpu_threads) for name in THREAD_VARIABLES})
+
     def run(cmd: List[str]) -> int:
         with open(log_path, "a") as log:
             log.write("$ {}\n".format(" ".join(cmd)))
             log.flush()
-            return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+            return subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     return run
+
+
+def cpu_threads_per_run(concurrent_cpu_runs: int, cores: Optional[int] = None) -> Optional[int]:
+    """BLAS threads for each of ``concurrent_cpu_runs`` CPU runs so they do not oversubscribe the cores
+    (None, i.e. the library default, for a single run)."""
+    if concurrent_cpu_runs <= 1:
+        return None
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // concurrent_cpu_runs)
 
 
 def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_gpu: int = 1,
               evaluate: bool = True, log: Callable[[str], None] = print) -> List[dict]:
-    """Run the grid with ``jobs_per_gpu`` concurrent runs on each device of ``gpus`` ("-1" = CPU)."""
+    """Run the grid with ``jobs_per_gpu`` concurrent runs on each device of ``gpus`` ("-1" = CPU).
+
+    Concurrent CPU runs share the cores: each gets ``cores // runs`` BLAS threads (:func:`cpu_threads_per_run`).
+    """
     if jobs_per_gpu < 1:
         raise ValueError("--jobs-per-gpu must be >= 1, got {}".format(jobs_per_gpu))
     slots: "queue.Queue[str]" = queue.Queue()
     for device in gpus:
         for _ in range(jobs_per_gpu):
             slots.put(str(device))
+    cpu_threads = cpu_threads_per_run(sum(jobs_per_gpu for device in gpus if str(device) in CPU_DEVICES))
 
     def work(spec: RunSpec) -> dict:
         device = slots.get()
         try:
             log("[{}] {} seed {} on device {}".format(run_state(spec.run_dir), spec.cell, spec.seed, device))
-            return run_one(spec, device, evaluate)
+            return run_one(spec, device, evaluate, cpu_threads=cpu_threads if device in CPU_DEVICES else None)
         finally:
             slots.put(device)
 

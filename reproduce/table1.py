@@ -37,8 +37,12 @@ except ImportError:  # python -m reproduce.table1
 HERE = Path(__file__).resolve().parent
 REFERENCE_CSV = HERE / "reference_numbers.csv"
 #: --quick: sized for a 2-core CPU in under 30 minutes (see docs/status/metrics.md for measured times).
-QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations=100, batchsize=32, seeds=2,
-             variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier")
+#: Generator iterations per objective: a WGAN-GP iteration holds 5 critic steps with double backprop
+#: (about 7x a DFM step on the CPU), so it gets fewer. lr 2e-4 (chainer-gan-lib's WGAN-GP setting; at
+#: the paper's 1e-4 these short runs stay at noise level). Two runs at a time, one BLAS thread each.
+QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 400, "rkl": 400, "wgan": 120},
+             batchsize=32, seeds=2, variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier",
+             lr=2e-4, jobs=2)
 #: chainer-gan-lib's own runs that correspond to a baseline cell of the table.
 CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "chainer-gan-lib/wgan-gp"}
 
@@ -60,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambda0-search", action="store_true",
                    help="run lambda0 in {0.1, 1, 10} and report the best (highest mean IS), as the paper did")
     p.add_argument("--gpus", default=None, help="comma-separated GPU ids for the local pool (default: CPU)")
-    p.add_argument("--jobs-per-gpu", type=int, default=1, help="concurrent runs per GPU (local pool)")
+    p.add_argument("--jobs-per-gpu", type=int, default=None,
+                   help="concurrent runs per GPU, or on the CPU without --gpus (default 1; quick: 2)")
     p.add_argument("--submitit", choices=("slurm", "local"), default=None, help="submit runs through submitit")
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--n-is", type=int, default=None, help="IS samples (50000)")
@@ -90,17 +95,16 @@ def make_specs(args) -> tuple:
     dataset = args.dataset or (QUICK["dataset"] if quick else "cifar10")
     seeds = parse_seeds(args.seeds, QUICK["seeds"] if quick else 3)
     iterations = args.iterations or (QUICK["iterations"] if quick else 150000)
+    if not isinstance(iterations, dict):
+        iterations = {o: iterations for o in grid.OBJECTIVES}
     batchsize = args.batchsize or (QUICK["batchsize"] if quick else 64)
     width = args.width or (QUICK["width"] if quick else 1.0)
     objectives = args.only.split(",") if args.only else list(grid.OBJECTIVES)
     variants = args.variants.split(",") if args.variants else list(QUICK["variants"] if quick else grid.VARIANTS)
     lambda0s = grid.LAMBDA0_GRID if args.lambda0_search else (args.lambda0,)
-    common = ["--dataset", dataset, "--iterations", str(iterations), "--batchsize", str(batchsize),
-              "--width", repr(width)]
+    common = ["--dataset", dataset, "--batchsize", str(batchsize), "--width", repr(width)]
     if quick:
-        common += ["--channels", str(QUICK["channels"]), "--snapshot-interval", str(max(iterations // 2, 1)),
-                   "--sample-interval", str(iterations), "--log-interval", str(max(iterations // 4, 1)),
-                   "--plot-interval", str(iterations), "--progress-interval", str(max(iterations // 4, 1))]
+        common += ["--channels", str(QUICK["channels"]), "--lr", repr(QUICK["lr"])]
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
     common += args.extra_train_args.split()
@@ -111,10 +115,35 @@ def make_specs(args) -> tuple:
     if dataset == "celeba":
         eval_kwargs["reference"] = "celeba"
         eval_kwargs["data_dir"] = args.data_dir
-    specs = grid.build_grid(str(Path(args.runs_dir) / dataset), objectives, variants, seeds,
-                            args.schedules.split(","), lambda0s, common, eval_kwargs)
-    return specs, dict(dataset=dataset, seeds=seeds, iterations=iterations, batchsize=batchsize, width=width,
-                       scorer=scorer, quick=quick, **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
+    specs = []
+    for objective in objectives:
+        per_objective = ["--iterations", str(iterations[objective])] + (
+            interval_args(iterations[objective]) if quick else [])
+        specs += grid.build_grid(str(Path(args.runs_dir) / dataset), [objective], variants, seeds,
+                                 args.schedules.split(","), lambda0s, per_objective + common, eval_kwargs)
+    used = {o: iterations[o] for o in objectives}
+    return specs, dict(dataset=dataset, seeds=seeds, iterations=used, batchsize=batchsize, width=width,
+                       scorer=scorer, quick=quick, lr=QUICK["lr"] if quick else None,
+                       **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
+
+
+def interval_args(iterations: int) -> List[str]:
+    """Snapshot/log/plot/sample intervals for a short (quick) run of ``iterations`` iterations."""
+    return ["--snapshot-interval", str(max(iterations // 2, 1)), "--sample-interval", str(iterations),
+            "--log-interval", str(max(iterations // 4, 1)), "--plot-interval", str(iterations),
+            "--progress-interval", str(max(iterations // 4, 1))]
+
+
+def describe_iterations(iterations) -> str:
+    """{"jsd": 400, "rkl": 400, "wgan": 120} -> "400 (wgan: 120)"; one value -> "400"."""
+    if not isinstance(iterations, dict):
+        return str(iterations)
+    values = sorted(set(iterations.values()), key=list(iterations.values()).count, reverse=True)
+    if len(values) == 1:
+        return str(values[0])
+    common = values[0]
+    others = ", ".join("{}: {}".format(o, n) for o, n in iterations.items() if n != common)
+    return "{} ({})".format(common, others)
 
 
 def read_references(path) -> Dict[tuple, dict]:
@@ -210,9 +239,10 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     else:
         lines.append("**Quick mode: classifier-based IS and FID (small MNIST classifier), NOT comparable with the "
                      "paper or with Inception-based scores.** IS over {n_is} samples, FID over {n_fid}.".format(**info))
-    lines += ["Runs: {iterations} iterations, batch {batchsize}, width {width}, seeds {seeds}; mean ± sample "
+    lines += ["Runs: {} generator iterations, batch {batchsize}, width {width}, seeds {seeds}{}; mean ± sample "
               "std over seeds. Paper values are `n/a` until transcribed into reproduce/reference_numbers.csv."
-              .format(**info), "",
+              .format(describe_iterations(info["iterations"]),
+                      ", lr {:g}".format(info["lr"]) if info.get("lr") else "", **info), "",
               "| cell | lambda0 | seeds | IS | FID | paper IS | Δ IS | paper FID | Δ FID | chainer-gan-lib IS / FID |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -278,7 +308,8 @@ def main(argv=None) -> int:
                                           slurm_partition=args.slurm_partition)
         else:
             gpus = args.gpus.split(",") if args.gpus else ["-1"]
-            summaries = grid.run_local(specs, gpus, args.jobs_per_gpu)
+            jobs = args.jobs_per_gpu or (QUICK["jobs"] if info["quick"] and not args.gpus else 1)
+            summaries = grid.run_local(specs, gpus, jobs)
         failed = [s for s in summaries if "error" in s]
         for s in failed:
             print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)

@@ -83,7 +83,7 @@ def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypat
 
     active, seen, lock = {}, [], threading.Lock()
 
-    def fake_run_one(spec, device, evaluate):
+    def fake_run_one(spec, device, evaluate, cpu_threads=None):
         with lock:
             assert device not in active.values(), "two runs on one slot"
             active[spec.run_dir] = device
@@ -98,6 +98,40 @@ def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypat
     assert len(results) == 4 and set(seen) <= {"0", "1"}
     with pytest.raises(ValueError, match="jobs-per-gpu"):
         grid.run_local(specs, gpus=["0"], jobs_per_gpu=0)
+
+
+def test_quick_specs_use_per_objective_iterations_lr_and_two_cpu_jobs(tmp_path):
+    args = table1.build_parser().parse_args(["--quick", "--runs-dir", str(tmp_path)])
+    specs, info = table1.make_specs(args)
+    assert len(specs) == 3 * 2 * 2                                   # jsd/rkl/wgan x none/lik x 2 seeds
+
+    def flag(spec, name):
+        values = spec.train_args
+        return values[len(values) - 1 - values[::-1].index(name) + 1]  # argparse keeps the last one
+
+    for spec in specs:
+        assert int(flag(spec, "--iterations")) == table1.QUICK["iterations"][spec.objective]
+        assert int(flag(spec, "--snapshot-interval")) == table1.QUICK["iterations"][spec.objective] // 2
+        assert float(flag(spec, "--lr")) == table1.QUICK["lr"]
+    assert info["iterations"] == {"jsd": 400, "rkl": 400, "wgan": 120}
+    assert table1.describe_iterations(info["iterations"]) == "400 (wgan: 120)"
+    assert table1.describe_iterations({"jsd": 7}) == "7" and table1.describe_iterations(150000) == "150000"
+    # a user's --iterations and --extra-train-args win
+    args = table1.build_parser().parse_args(["--quick", "--runs-dir", str(tmp_path), "--iterations", "9",
+                                             "--extra-train-args", "--lr 1e-4"])
+    specs, info = table1.make_specs(args)
+    assert {int(flag(s, "--iterations")) for s in specs} == {9} and {flag(s, "--lr") for s in specs} == {"1e-4"}
+
+
+def test_concurrent_cpu_runs_split_the_cores_between_them(tmp_path):
+    assert grid.cpu_threads_per_run(1, cores=8) is None
+    assert grid.cpu_threads_per_run(2, cores=2) == 1 and grid.cpu_threads_per_run(3, cores=8) == 2
+    assert grid.cpu_threads_per_run(4, cores=2) == 1
+    log = tmp_path / "out.txt"
+    run = grid._subprocess_runner(log, cpu_threads=1)
+    assert run([sys.executable, "-c", "import os; print('threads', os.environ['OMP_NUM_THREADS'], "
+                                      "os.environ['OPENBLAS_NUM_THREADS'])"]) == 0
+    assert "threads 1 1" in log.read_text()
 
 
 def _write_metrics(run_dir, IS, FID):
