@@ -52,7 +52,7 @@ GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+RESUME_MUTABLE = ("device", "adam", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
                   "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
                   "plot_interval")
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
@@ -103,6 +103,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--lr", default=updaters.LR, type=float, help="Adam learning rate (1e-4)")
     add("--beta1", default=updaters.BETA1, type=float, help="Adam beta1 (0.5)")
     add("--beta2", default=updaters.BETA2, type=float, help="Adam beta2 (0.9)")
+    add("--adam", default="fused", choices=("fused", "chainer"),
+        help="fused: one whole-network update per link (same numbers, fewer kernel launches); chainer: "
+             "chainer.optimizers.Adam, one update per parameter (fused)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
@@ -354,7 +357,8 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     dis.to_device(device)
 
     def optimizer(link):
-        return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"])
+        return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"],
+                                  fused=config.get("adam", "fused") == "fused")
 
     noise = NoiseSource(noise_seed)
     pool = annealing.DenoiserPool(lambda: nets.Denoiser(dis.feature_shape, width=config["width"]),
