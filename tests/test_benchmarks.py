@@ -29,3 +29,15 @@ def test_step_time_prints_a_ratio_per_annealing_term_and_the_reuse_before_after(
     ratios = {name: float(r[-1]) for name, r in zip(names, rows)}
     assert ratios["jsd none"] == ratios["rkl none"] == 1.0
     assert all(0 < value < 100 for value in ratios.values())
+
+
+def test_concurrency_benchmark_reports_aggregate_rates_against_one_run(capsys):
+    concurrency = _load("concurrency")
+    assert concurrency.main(["--device", "-1", "--runs", "2", "--width", "0.0625", "--batchsize", "4",
+                             "--steps", "2", "--warmup", "1", "--anneal", "none"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [int(r[0]) for r in rows] == [1, 2]
+    ratios = [float(r[-1]) for r in rows]
+    assert ratios[0] == 1.0 and ratios[1] > 0
+    for runs, wall, rate, _ in rows:
+        assert float(rate) == pytest.approx(2 * int(runs) / float(wall), rel=0.01)
