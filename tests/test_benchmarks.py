@@ -41,3 +41,20 @@ def test_concurrency_benchmark_reports_aggregate_rates_against_one_run(capsys):
     assert ratios[0] == 1.0 and ratios[1] > 0
     for runs, wall, rate, _ in rows:
         assert float(rate) == pytest.approx(2 * int(runs) / float(wall), rel=0.01)
+
+
+def test_compare_torch_prints_both_chainer_steps_and_their_ratio_to_pytorch(capsys):
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(BENCHMARKS))  # compare_torch imports its siblings by name, as a script
+    try:
+        compare_torch = _load("compare_torch")
+        assert compare_torch.main(["--device", "-1", "--width", "0.0625", "--batchsize", "4", "--repeat", "2",
+                                   "--warmup", "1", "--threads", "1"]) == 0
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    lines = capsys.readouterr().out.splitlines()
+    torch_s = float(lines[1].split()[1])
+    for line, name in zip(lines[2:], ("chainer", "chainer, per-parameter Adam")):
+        assert line.startswith(name + " ")
+        seconds, ratio = float(line.split()[-5]), float(line.split()[-1])
+        assert ratio == pytest.approx(seconds / torch_s, abs=0.01)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Everything issue 8 needs a GPU for, in one prepared run that fits a 15-minute device lease:
+#   the GPU tests, per-objective step times with the annealing overhead and the speed-ups' before/after,
+#   the Chainer/PyTorch ratio at the paper's sizes, and the throughput of concurrent runs.
+#
+#   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
+#
+# Each part has its own time cap so one slow part cannot eat the others' time; every output goes to
+# OUT_DIR/<part>.txt. Needs the package installed with CuPy (pip install -e ".[gpu,crosscheck]").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-results/gpu_session}"
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python
+mkdir -p "$OUT"
+part() {  # part NAME SECONDS COMMAND...
+    local name="$1" limit="$2"; shift 2
+    echo "== $name (cap ${limit}s): $*" | tee "$OUT/$name.txt"
+    local start=$SECONDS
+    timeout "$limit" "$@" >>"$OUT/$name.txt" 2>&1
+    echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/$name.txt"
+}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
+"$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
+part gpu_tests 150 "$PY" -m pytest -q -m gpu tests/test_gpu.py
+part step_time 180 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
+part compare_torch 90 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
+part concurrency 150 "$PY" benchmarks/concurrency.py --device 0 --runs 1,2,4 --steps 60 --anneal lik
+echo "wrote $OUT"
