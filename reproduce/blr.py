@@ -25,6 +25,7 @@ import numpy as np
 
 import tfp_flows  # noqa: F401  (compat layer + TF_USE_LEGACY_KERAS before TF)
 from chainer_va.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
+import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)
 from tfp_flows import blr, reference, svgd, uci
 
 SAMPLERS = ("nuts", "svgd", "svgd_collapsed", "direct_vi", "ugan", "ugan_linear", "ugan_sinusoidal")
@@ -83,6 +84,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true",
                    help="rebuild blr.md/csv/png from the cached results in OUT/cache without running anything")
     p.add_argument("--nuts-parametrisation", default="noncentred", choices=("noncentred", "collapsed", "centred"))
+    p.add_argument("--nuts-dtype", default="float64", choices=("float64", "float32"),
+                   help="precision of the NUTS reference (float64; in float32 the leapfrog steps on cancer "
+                        "diverged and chains stuck more often)")
     p.add_argument("--nuts-target-accept", type=float, default=reference.BLR_TARGET_ACCEPT,
                    help="NUTS dual-averaging target acceptance ({}; 0.8 left divergent, stuck chains on "
                         "cancer and sonar)".format(reference.BLR_TARGET_ACCEPT))
@@ -109,6 +113,9 @@ def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uc
                 ref: reference.NUTSResult | None) -> tuple[np.ndarray, dict]:
     """Train/run one sampler on one split; returns (samples (n, D+1), info)."""
     if name == "nuts":
+        if args.nuts_dtype != model_full.dtype.name:   # the reference runs in its own precision (float64)
+            model_full = blr.BayesianLogisticRegression(split.x_train, split.y_train, a0=model_full.a0,
+                                                        b0=model_full.b0, dtype=tf.as_dtype(args.nuts_dtype))
         res = reference.blr_reference(model_full, chains=args.nuts_chains, draws=args.nuts_draws,
                                       burnin=args.nuts_burnin, seed=seed, parametrisation=args.nuts_parametrisation,
                                       target_accept=args.nuts_target_accept)
@@ -154,9 +161,10 @@ def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uc
 def nuts_settings_tag(args) -> str:
     """Part of a NUTS cache file's name that changes with the settings of the chain (not the retries):
     a cached reference is reused only by runs that asked for the same sampler settings."""
-    if args.nuts_parametrisation == "noncentred" and args.nuts_target_accept == 0.8:
+    if args.nuts_parametrisation == "noncentred" and args.nuts_target_accept == 0.8 and args.nuts_dtype == "float32":
         return ""                                   # the name used before these settings were options
-    return "_{}_ta{:g}".format(args.nuts_parametrisation, args.nuts_target_accept)
+    return "_{}_ta{:g}{}".format(args.nuts_parametrisation, args.nuts_target_accept,
+                                 "" if args.nuts_dtype == "float32" else "_" + args.nuts_dtype)
 
 
 def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
