@@ -23,7 +23,7 @@ from chainer_va.device import add_device_argument, get_device, parse_device_spec
 import step_time  # benchmarks/ is the script's own folder
 
 
-def time_torch(args) -> list:
+def time_torch(args, clock=time.perf_counter) -> list:
     import torch
 
     import torch_reference
@@ -39,10 +39,10 @@ def time_torch(args) -> list:
     sync()
     times = []
     for _ in range(args.repeat):
-        start = time.perf_counter()
+        start = clock()
         step()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return times
 
 
@@ -65,8 +65,9 @@ def main(argv=None) -> int:
              "chainer, per-parameter Adam": step_time.build("jsd", "none", images, args, device, adam="chainer")}
     chainer_times = step_time.time_interleaved(steps, args.repeat, device)
     del steps
-    torch_s = statistics.median(time_torch(args))
-    print("device {}, width {}, batch {}: median seconds per DFM step".format(device, args.width, args.batchsize))
+    clock, unit = step_time.clock_for(device)   # the same clock on both sides (CPU time on the CPU)
+    torch_s = statistics.median(time_torch(args, clock))
+    print("device {}, width {}, batch {}: median {} per DFM step".format(device, args.width, args.batchsize, unit))
     print("pytorch {:.4f}".format(torch_s))
     for name, times in chainer_times.items():
         median = statistics.median(times)

@@ -47,19 +47,27 @@ def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reus
     return updater
 
 
+def clock_for(device):
+    """The clock a benchmark on ``device`` reads: this process's CPU time on the CPU (other processes
+    on a shared machine do not inflate it; with several BLAS threads it is their sum, i.e. the work
+    done), wall time on a GPU (where the work is the device's, not this process's)."""
+    return (time.process_time, "cpu_s") if device.xp is numpy else (time.perf_counter, "wall_s")
+
+
 def time_interleaved(updaters: dict, repeat: int, device) -> dict:
-    """Seconds per step of each updater, ``repeat`` rounds of one step each, interleaved.
+    """Seconds per step of each updater (:func:`clock_for`), ``repeat`` rounds of one step each, interleaved.
 
     Interleaving (A B C A B C ...) spreads any drift in machine load over every configuration
     equally, so the ratios stay meaningful on a shared machine where absolute times do not.
     """
+    clock, _ = clock_for(device)
     times = {name: [] for name in updaters}
     for _ in range(repeat):
         for name, updater in updaters.items():
-            start = time.perf_counter()
+            start = clock()
             updater.update()
             _synchronize(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return times
 
 
@@ -77,9 +85,11 @@ def main(argv=None) -> int:
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
         -1, 1, (max(4 * args.batchsize * args.n_critic, 256), 3, 32, 32)).astype(numpy.float32)
-    print("device {}, width {}, batch {}, {} interleaved timed steps after {} warm-up; median seconds per "
-          "step".format(device, args.width, args.batchsize, args.repeat, args.warmup))
-    print("{:<8} {:<22} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_s", "min_s", "ratio_vs_none"))
+    _, unit = clock_for(device)
+    print("device {}, width {}, batch {}, {} interleaved timed steps after {} warm-up; median {} per "
+          "step".format(device, args.width, args.batchsize, args.repeat, args.warmup, unit))
+    print("{:<8} {:<22} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_" + unit.split("_")[0],
+                                                      "min_" + unit.split("_")[0], "ratio_vs_none"))
     for objective in args.objectives.split(","):
         anneals = ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]
         updaters = {a: build(objective, a, images, args, device) for a in anneals}

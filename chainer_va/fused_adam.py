@@ -27,9 +27,6 @@ from chainer import backend
 
 __all__ = ["FusedAdam"]
 
-_HYPERPARAMETERS = ("alpha", "beta1", "beta2", "eps", "eta", "weight_decay_rate", "amsgrad", "adabound")
-
-
 class _Packing:
     """Parameters, m and v of one link as views into three flat buffers."""
 
@@ -104,15 +101,14 @@ class FusedAdam(chainer.optimizers.Adam):
         hp = self.hyperparam
         if hp.amsgrad or hp.adabound:
             return None
-        reference = tuple(getattr(hp, name) for name in _HYPERPARAMETERS)
         device, t = params[0].device, params[0].update_rule.t
         for p in params:
             rule = p.update_rule
-            if (p.array is None or p.grad is None or p.array.dtype != numpy.float32 or not rule.enabled
+            own = rule.hyperparam.__dict__  # a rule's hyperparameters are the optimizer's unless set on it
+            if (len(own) != 1 or own.get("_parent") is not hp or p.array is None or p.grad is None
+                    or p.array.dtype != numpy.float32 or p.grad.dtype != numpy.float32 or not rule.enabled
                     or rule._use_fp32_update or rule._hookable._pre_update_hooks
-                    or rule._hookable._post_update_hooks or rule.t != t or p.device != device
-                    or p.grad.dtype != numpy.float32
-                    or tuple(getattr(rule.hyperparam, name) for name in _HYPERPARAMETERS) != reference):
+                    or rule._hookable._post_update_hooks or rule.t != t or p.device != device):
                 return None
         return params
 
@@ -122,16 +118,29 @@ class FusedAdam(chainer.optimizers.Adam):
             self._packing = _Packing(params, xp)
         flat = self._packing.flat
         rule = params[0].update_rule
-        hp = rule.hyperparam
+        hp = self.hyperparam
         rule._check_eps(numpy.float32)
         grad = xp.concatenate([p.grad.ravel() for p in params])
-        m, v, param = flat["m"], flat["v"], flat["param"]
-        # the operations of chainer.optimizers.adam.AdamRule.update_core_cpu, on the whole link at once
-        m += (1.0 - hp.beta1) * (grad - m)
-        v += (1.0 - hp.beta2) * (grad * grad - v)
-        step = rule.alpha_t / (xp.sqrt(v) + hp.eps)
-        scale = 1.0 - hp.eta * hp.weight_decay_rate
-        if scale == 1:
-            param += -hp.eta * (step * m)
-        else:
-            param[...] = scale * param + -hp.eta * (step * m)
+        alpha_t, scale = rule.alpha_t, 1.0 - hp.eta * hp.weight_decay_rate
+        total = grad.size
+        # On the CPU, numpy runs each operation over its whole operand: chunks that stay in cache
+        # keep the ten operations below from streaming the link's arrays through memory ten times.
+        chunk = CPU_CHUNK if xp is numpy else total
+        for start in range(0, total, chunk):
+            window = slice(start, min(start + chunk, total))
+            _adam(grad[window], flat["param"][window], flat["m"][window], flat["v"][window], hp, alpha_t, scale, xp)
+
+
+#: Elements per chunk of the CPU update (32Ki float32 = 128 KiB per array: four arrays fit in L2).
+CPU_CHUNK = 1 << 15
+
+
+def _adam(grad, param, m, v, hp, alpha_t: float, scale: float, xp) -> None:
+    """In place on flat float32 arrays: the operations of ``chainer.optimizers.adam.AdamRule.update_core_cpu``."""
+    m += (1.0 - hp.beta1) * (grad - m)
+    v += (1.0 - hp.beta2) * (grad * grad - v)
+    step = alpha_t / (xp.sqrt(v) + hp.eps)
+    if scale == 1:
+        param += -hp.eta * (step * m)
+    else:
+        param[...] = scale * param + -hp.eta * (step * m)

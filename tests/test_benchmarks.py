@@ -58,3 +58,19 @@ def test_compare_torch_prints_both_chainer_steps_and_their_ratio_to_pytorch(caps
         assert line.startswith(name + " ")
         seconds, ratio = float(line.split()[-5]), float(line.split()[-1])
         assert ratio == pytest.approx(seconds / torch_s, abs=0.01)
+
+
+def test_optimizer_update_benchmark_counts_arrays_and_prints_the_ratio(capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        optimizer_update = _load("optimizer_update")
+        assert optimizer_update.main(["--device", "-1", "--width", "0.0625", "--repeat", "2"]) == 0
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["generator", "discriminator", "denoiser"]
+    nets = optimizer_update.networks(0.0625)
+    for row in rows:
+        params = list(nets[row[0]].params())
+        assert int(row[1]) == len(params) and int(row[2]) == sum(p.size for p in params)
+        assert float(row[5]) == pytest.approx(float(row[4]) / float(row[3]), abs=0.01)
