@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     for name, link in networks(args.width).items():
         params = list(link.params())
         result = time_updates(link, device, args.repeat)
-        print("{:<14} {:>7} {:>12} {:>12.5f} {:>12.5f} {:>14.2f}".format(
+        print("{:<14} {:>7} {:>12} {:>12.4e} {:>12.4e} {:>14.2f}".format(
             name, len(params), sum(p.size for p in params), result["fused"], result["chainer"],
             result["chainer"] / result["fused"]), flush=True)
     return 0
