@@ -1,13 +1,15 @@
 """Time of one training step per objective, without and with each annealing term, on one device.
 
-    python benchmarks/step_time.py --device -1 --width 0.25 --batchsize 64 --repeat 5
+    MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 OPENBLAS_NUM_THREADS=1 \
+        python benchmarks/step_time.py --device -1 --width 0.5 --repeat 25 --objectives jsd   # CPU
     python benchmarks/step_time.py --device 0 --repeat 30            # paper sizes on a GPU
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
 process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
 as a ratio to that baseline. For ``jsd`` with ``lik`` the step that recomputes r_data(f_fake) for the
 annealing term (instead of reusing DFM's) is timed too: the before/after of that speed-up. A step is
-``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
+``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
+settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
 from __future__ import annotations
 
