@@ -6,8 +6,9 @@
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
 process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
-as a ratio to that baseline. For ``jsd`` with ``lik`` the step that recomputes r_data(f_fake) for the
-annealing term (instead of reusing DFM's) is timed too: the before/after of that speed-up. A step is
+as a ratio to that baseline. For ``jsd`` two more rows give the before/after of the two speed-ups:
+``none`` with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, and
+``lik`` recomputing r_data(f_fake) for the annealing term instead of reusing DFM's. A step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
 settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
