@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from chainer_va.device import cpu_thread_env
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,10 +57,7 @@ def worker(args) -> int:
 def run_concurrent(n: int, args) -> dict:
     """Start ``n`` workers, release them together, return their aggregate rate."""
     with tempfile.TemporaryDirectory() as sync:
-        env = dict(os.environ)
-        if args.device in ("-1", "@numpy"):
-            threads = str(max(1, (os.cpu_count() or 1) // n))
-            env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        env = cpu_thread_env(n) if args.device in ("-1", "@numpy") else dict(os.environ)
         common = [sys.executable, str(Path(__file__).resolve()), "--device", str(args.device), "--width",
                   str(args.width), "--batchsize", str(args.batchsize), "--steps", str(args.steps), "--objective",
                   args.objective, "--anneal", args.anneal, "--n-critic", str(args.n_critic), "--warmup",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import warnings
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
@@ -58,3 +59,26 @@ def add_device_argument(parser: argparse.ArgumentParser, default: str = "-1") ->
         "--device", default=default,
         help="-1 or @numpy for the CPU (default), a GPU id (0) or @cupy:0 for a GPU",
     )
+
+
+#: Environment variables that cap the BLAS/OpenMP threads of a CPU process.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_threads_per_run(concurrent_cpu_runs: int, cores: int | None = None) -> int | None:
+    """BLAS threads for each of ``concurrent_cpu_runs`` CPU processes so that together they do not
+    oversubscribe the cores: ``cores // runs`` (at least 1), or None (the library default) for one run."""
+    if concurrent_cpu_runs <= 1:
+        return None
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores // concurrent_cpu_runs)
+
+
+def cpu_thread_env(concurrent_cpu_runs: int, base: dict | None = None) -> dict:
+    """A copy of ``base`` (default ``os.environ``) with :data:`THREAD_VARIABLES` set for one of
+    ``concurrent_cpu_runs`` concurrent CPU processes (unchanged for a single run)."""
+    env = dict(os.environ if base is None else base)
+    threads = cpu_threads_per_run(concurrent_cpu_runs)
+    if threads is not None:
+        env.update({name: str(threads) for name in THREAD_VARIABLES})
+    return env

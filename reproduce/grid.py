@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
+from chainer_va.device import cpu_thread_env
+
 #: The paper's objectives (Table 1 rows) and annealing variants (columns).
 OBJECTIVES = ("jsd", "rkl", "wgan")
 #: variant -> (anneal term, schedule). "none" is the baseline without VA (lambda_t = 0).
@@ -111,11 +113,12 @@ def train_command(spec: RunSpec, device: str = "-1", resume: bool = False) -> Li
 
 
 def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
-            runner: Callable[[List[str]], int] = None, cpu_threads: Optional[int] = None) -> dict:
+            runner: Callable[[List[str]], int] = None, concurrent_cpu_runs: int = 1) -> dict:
     """Train (skipping finished runs, resuming unfinished ones) and score one run. Returns a summary.
 
     ``runner`` executes a command line and returns its exit status (default: a subprocess whose
-    output goes to ``run_dir/train.out``, with ``cpu_threads`` BLAS threads when given).
+    output goes to ``run_dir/train.out``; with ``concurrent_cpu_runs`` > 1 it gets its share of the
+    cores' BLAS threads, :func:`chainer_va.device.cpu_thread_env`).
     """
     if isinstance(spec, dict):
         spec = RunSpec(**spec)
@@ -124,7 +127,7 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
     if state != "done":
         cmd = train_command(spec, device, resume=(state == "partial"))
         Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
-        status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out", cpu_threads))(cmd)
+        status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out", concurrent_cpu_runs))(cmd)
         if status != 0 or run_state(spec.run_dir) != "done":
             summary["error"] = "training failed (exit status {}); see {}/train.out".format(status, spec.run_dir)
             return summary
@@ -136,14 +139,8 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
     return summary
 
 
-#: Environment variables that cap the BLAS/OpenMP threads of a CPU run.
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def _subprocess_runner(log_path: Path, cpu_threads: Optional[int] = None) -> Callable[[List[str]], int]:
-    env = dict(os.environ)
-    if cpu_threads is not None:
-        env.update({name: str(cpu_threads) for name in THREAD_VARIABLES})
+def _subprocess_runner(log_path: Path, concurrent_cpu_runs: int = 1) -> Callable[[List[str]], int]:
+    env = cpu_thread_env(concurrent_cpu_runs)
 
     def run(cmd: List[str]) -> int:
         with open(log_path, "a") as log:
@@ -153,20 +150,12 @@ def _subprocess_runner(log_path: Path, cpu_threads: Optional[int] = None) -> Cal
     return run
 
 
-def cpu_threads_per_run(concurrent_cpu_runs: int, cores: Optional[int] = None) -> Optional[int]:
-    """BLAS threads for each of ``concurrent_cpu_runs`` CPU runs so they do not oversubscribe the cores
-    (None, i.e. the library default, for a single run)."""
-    if concurrent_cpu_runs <= 1:
-        return None
-    cores = cores or os.cpu_count() or 1
-    return max(1, cores // concurrent_cpu_runs)
-
-
 def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_gpu: int = 1,
               evaluate: bool = True, log: Callable[[str], None] = print) -> List[dict]:
     """Run the grid with ``jobs_per_gpu`` concurrent runs on each device of ``gpus`` ("-1" = CPU).
 
-    Concurrent CPU runs share the cores: each gets ``cores // runs`` BLAS threads (:func:`cpu_threads_per_run`).
+    Concurrent CPU runs share the cores: each gets ``cores // runs`` BLAS threads
+    (:func:`chainer_va.device.cpu_threads_per_run`).
     """
     if jobs_per_gpu < 1:
         raise ValueError("--jobs-per-gpu must be >= 1, got {}".format(jobs_per_gpu))
@@ -174,13 +163,13 @@ def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_
     for device in gpus:
         for _ in range(jobs_per_gpu):
             slots.put(str(device))
-    cpu_threads = cpu_threads_per_run(sum(jobs_per_gpu for device in gpus if str(device) in CPU_DEVICES))
+    cpu_runs = sum(jobs_per_gpu for device in gpus if str(device) in CPU_DEVICES)
 
     def work(spec: RunSpec) -> dict:
         device = slots.get()
         try:
             log("[{}] {} seed {} on device {}".format(run_state(spec.run_dir), spec.cell, spec.seed, device))
-            return run_one(spec, device, evaluate, cpu_threads=cpu_threads if device in CPU_DEVICES else None)
+            return run_one(spec, device, evaluate, concurrent_cpu_runs=cpu_runs if device in CPU_DEVICES else 1)
         finally:
             slots.put(device)
 

@@ -83,7 +83,7 @@ def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypat
 
     active, seen, lock = {}, [], threading.Lock()
 
-    def fake_run_one(spec, device, evaluate, cpu_threads=None):
+    def fake_run_one(spec, device, evaluate, concurrent_cpu_runs=1):
         with lock:
             assert device not in active.values(), "two runs on one slot"
             active[spec.run_dir] = device
@@ -123,12 +123,16 @@ def test_quick_specs_use_per_objective_iterations_lr_and_two_cpu_jobs(tmp_path):
     assert {int(flag(s, "--iterations")) for s in specs} == {9} and {flag(s, "--lr") for s in specs} == {"1e-4"}
 
 
-def test_concurrent_cpu_runs_split_the_cores_between_them(tmp_path):
-    assert grid.cpu_threads_per_run(1, cores=8) is None
-    assert grid.cpu_threads_per_run(2, cores=2) == 1 and grid.cpu_threads_per_run(3, cores=8) == 2
-    assert grid.cpu_threads_per_run(4, cores=2) == 1
+def test_concurrent_cpu_runs_split_the_cores_between_them(tmp_path, monkeypatch):
+    from chainer_va import device
+
+    assert device.cpu_threads_per_run(1, cores=8) is None
+    assert device.cpu_threads_per_run(2, cores=2) == 1 and device.cpu_threads_per_run(3, cores=8) == 2
+    assert device.cpu_threads_per_run(4, cores=2) == 1
+    assert device.cpu_thread_env(1, base={"A": "1"}) == {"A": "1"}
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 2)
     log = tmp_path / "out.txt"
-    run = grid._subprocess_runner(log, cpu_threads=1)
+    run = grid._subprocess_runner(log, concurrent_cpu_runs=2)
     assert run([sys.executable, "-c", "import os; print('threads', os.environ['OMP_NUM_THREADS'], "
                                       "os.environ['OPENBLAS_NUM_THREADS'])"]) == 0
     assert "threads 1 1" in log.read_text()
