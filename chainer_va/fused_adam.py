@@ -5,7 +5,8 @@ kernel launch (plus Python dispatch) per array, about 40 for the DFM denoiser al
 the parameters and Adam's moment estimates ``m`` and ``v`` live as views into three flat buffers per
 link, the gradients are concatenated once, and the update is the same arithmetic as Chainer's
 ``AdamRule.update_core_cpu`` (Kingma & Ba 2015, Alg. 1, with Loshchilov & Hutter's decoupled weight
-decay) applied to the flat arrays: about ten array operations per link instead of ten per parameter.
+decay) applied to the flat arrays: about ten array operations per link instead of ten per parameter
+(on the CPU per cache-sized chunk of the link, :data:`CPU_CHUNK`).
 
 Nothing else changes: the optimizer state is stored per parameter under Chainer's names, so snapshots
 are interchangeable with plain Adam; on the CPU the result is bit-identical to Chainer's Adam (tested);
@@ -25,7 +26,8 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 import chainer
 from chainer import backend
 
-__all__ = ["FusedAdam"]
+__all__ = ["FusedAdam", "CPU_CHUNK"]
+
 
 class _Packing:
     """Parameters, m and v of one link as views into three flat buffers."""
