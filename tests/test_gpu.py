@@ -23,30 +23,36 @@ def images(tmp_path_factory):
     return str(path)
 
 
-def _params(updater):
-    return {(name, p): chainer.backend.CpuDevice().send(a.array)
+def _grads(updater):
+    """Every optimizer's gradients after a step (left in place by ``optimize``), on the host."""
+    return {(name, p): chainer.backend.CpuDevice().send(a.grad)
             for name, opt in updater.get_all_optimizers().items() for p, a in opt.target.namedparams()}
 
 
 @pytest.mark.parametrize("objective,anneal", [("jsd", "lik"), ("rkl", "ent"), ("wgan", "lgan")])
 def test_a_training_step_on_the_gpu_matches_the_cpu(images, objective, anneal):
+    # One step from the same initial parameters and inputs: the losses and every gradient agree to
+    # float32 rounding of different kernels. (Parameters after Adam's first step are not compared:
+    # Adam's first update is about lr * sign(g), so a gradient element at rounding level can flip it.)
     results = {}
     for device in ("@numpy", "@cupy:0"):
         config = train.resolve_config(["--dataset", images, *FLAGS, "--objective", objective, "--anneal", anneal,
-                                       "--lambda0", "0.5", "--n-critic", "2"])
+                                       "--lambda0", "0.5", "--n-critic", "1"])
         updater = train.build_updater(config, train.load_dataset(config), chainer.get_device(device))
         reporter = chainer.Reporter()
         observation = {}
         with reporter.scope(observation):
             updater.update()
-        results[device] = (_params(updater), {k: float(v.array if isinstance(v, chainer.Variable) else v)
-                                              for k, v in observation.items()})
-    (cpu_params, cpu_obs), (gpu_params, gpu_obs) = results["@numpy"], results["@cupy:0"]
+        results[device] = (_grads(updater), {k: float(v.array if isinstance(v, chainer.Variable) else v)
+                                             for k, v in observation.items()})
+    (cpu_grads, cpu_obs), (gpu_grads, gpu_obs) = results["@numpy"], results["@cupy:0"]
     assert cpu_obs.keys() == gpu_obs.keys()
     for key in cpu_obs:
         assert gpu_obs[key] == pytest.approx(cpu_obs[key], rel=1e-3, abs=1e-5), key
-    for key in cpu_params:
-        numpy.testing.assert_allclose(gpu_params[key], cpu_params[key], rtol=1e-3, atol=1e-5, err_msg=str(key))
+    assert cpu_grads.keys() == gpu_grads.keys()
+    for key, cpu in cpu_grads.items():
+        scale = float(numpy.abs(cpu).max()) or 1.0
+        numpy.testing.assert_allclose(gpu_grads[key], cpu, rtol=1e-2, atol=1e-3 * scale, err_msg=str(key))
 
 
 def test_fused_adam_on_cupy_matches_chainers_gpu_adam():
