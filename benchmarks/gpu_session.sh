@@ -5,8 +5,14 @@
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
-# Each part has its own time cap so one slow part cannot eat the others' time; every output goes to
-# OUT_DIR/<part>.txt. Needs the package installed with CuPy (pip install -e ".[gpu,crosscheck]").
+# Each part has its own time cap (520 s in all, under the device tool's 600 s per call) so one slow part
+# cannot eat the others' time; every output goes to OUT_DIR/<part>.txt. Needs Chainer, CuPy and torch:
+# either the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device
+# machine (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
+# `.venv/bin/python -m pip wheel --no-deps --no-build-isolation -w .whl chainer==7.8.1`; .whl/ is in
+# .git/info/exclude) and this command, with carry [".whl"] and timeout_s 590:
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+#   PYTHONPATH=/tmp/site:$PWD PYTHON=python3 bash benchmarks/gpu_session.sh "$OUT"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-results/gpu_session}"
@@ -22,8 +28,8 @@ part() {  # part NAME SECONDS COMMAND...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 "$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
-part gpu_tests 150 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-part step_time 180 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
-part compare_torch 90 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
+part gpu_tests 120 "$PY" -m pytest -q -m gpu tests/test_gpu.py
+part step_time 170 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
+part compare_torch 80 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
 part concurrency 150 "$PY" benchmarks/concurrency.py --device 0 --runs 1,2,4 --steps 60 --anneal lik
 echo "wrote $OUT"
