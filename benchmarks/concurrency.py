@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chainer_va.device import cpu_thread_env
+from chainer_va.device import cpu_thread_env, parse_device_spec
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,7 +57,7 @@ def worker(args) -> int:
 def run_concurrent(n: int, args) -> dict:
     """Start ``n`` workers, release them together, return their aggregate rate."""
     with tempfile.TemporaryDirectory() as sync:
-        env = cpu_thread_env(n) if args.device in ("-1", "@numpy") else dict(os.environ)
+        env = cpu_thread_env(n) if parse_device_spec(args.device) == "@numpy" else dict(os.environ)
         common = [sys.executable, str(Path(__file__).resolve()), "--device", str(args.device), "--width",
                   str(args.width), "--batchsize", str(args.batchsize), "--steps", str(args.steps), "--objective",
                   args.objective, "--anneal", args.anneal, "--n-critic", str(args.n_critic), "--warmup",

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from chainer_va.device import cpu_thread_env
+from chainer_va.device import cpu_thread_env, parse_device_spec
 
 #: The paper's objectives (Table 1 rows) and annealing variants (columns).
 OBJECTIVES = ("jsd", "rkl", "wgan")
@@ -85,10 +85,6 @@ def build_grid(out_root: str, objectives: Sequence[str] = OBJECTIVES, variants: 
             specs.append(RunSpec(objective, variant, anneal, schedule, lam, seed, run_dir, args,
                                  dict(eval_kwargs or {})))
     return specs
-
-
-#: Device specs that mean the CPU.
-CPU_DEVICES = ("-1", "@numpy")
 
 
 def run_state(run_dir) -> str:
@@ -163,13 +159,14 @@ def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_
     for device in gpus:
         for _ in range(jobs_per_gpu):
             slots.put(str(device))
-    cpu_runs = sum(jobs_per_gpu for device in gpus if str(device) in CPU_DEVICES)
+    cpu_runs = sum(jobs_per_gpu for device in gpus if parse_device_spec(device) == "@numpy")
 
     def work(spec: RunSpec) -> dict:
         device = slots.get()
         try:
             log("[{}] {} seed {} on device {}".format(run_state(spec.run_dir), spec.cell, spec.seed, device))
-            return run_one(spec, device, evaluate, concurrent_cpu_runs=cpu_runs if device in CPU_DEVICES else 1)
+            on_cpu = parse_device_spec(device) == "@numpy"
+            return run_one(spec, device, evaluate, concurrent_cpu_runs=cpu_runs if on_cpu else 1)
         finally:
             slots.put(device)
 
