@@ -284,3 +284,38 @@ def test_reuse_never_returns_a_reconstruction_from_before_an_update():
     denoiser.update(denoiser.loss(f))
     again = denoiser.reconstruct(f)
     assert denoiser.forward_count == 3 and not numpy.array_equal(again, first)
+
+
+def test_type_checks_run_on_the_first_step_only_and_change_nothing(images, monkeypatch):
+    calls = []
+    original = chainer.FunctionNode._check_data_type_forward
+
+    def counting(self, in_data):
+        calls.append(type(self).__name__)
+        return original(self, in_data)
+
+    monkeypatch.setattr(chainer.FunctionNode, "_check_data_type_forward", counting)
+    flags = ("--objective", "wgan", "--anneal", "ent", "--lambda0", "0.5", "--n-critic", "2")
+    first_only, _ = make_updater(images, *flags)
+    every, _ = make_updater(images, *flags)
+    every.check_types_every_step = True
+    per_step = {}
+    for name, updater in (("first_only", first_only), ("every", every)):
+        counts = []
+        for _ in range(3):
+            del calls[:]
+            run_steps(updater, 1)
+            counts.append(len(calls))
+        per_step[name] = counts
+    assert per_step["first_only"][0] > 0 and per_step["first_only"][1:] == [0, 0]
+    assert per_step["every"] == [per_step["first_only"][0]] * 3
+    a, b = snapshot_params(first_only), snapshot_params(every)
+    for name in a:
+        for p in a[name]:
+            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    # a process-wide CHAINER_TYPE_CHECK=0 is respected on the first step too
+    fresh, _ = make_updater(images, *flags)
+    del calls[:]
+    with chainer.using_config("type_check", False):
+        run_steps(fresh, 1)
+    assert calls == []
