@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Everything issue 8 needs a GPU for, in one prepared run that fits a 15-minute device lease:
 #   the GPU tests, per-objective step times with the annealing overhead and the speed-ups' before/after,
-#   the Chainer/PyTorch ratio at the paper's sizes, and the throughput of concurrent runs.
+#   the Chainer/PyTorch ratio at the paper's sizes, where a step's time goes (host dispatch per network,
+#   kernels per step and GPU busy time), and the throughput of concurrent runs.
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
-# Each part has its own time cap (520 s in all, under the device tool's 600 s per call) so one slow part
+# Each part has its own time cap (510 s in all, under the device tool's 600 s per call) so one slow part
 # cannot eat the others' time; every output goes to OUT_DIR/<part>.txt. Needs Chainer, CuPy and torch:
 # either the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device
 # machine (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
@@ -28,8 +29,9 @@ part() {  # part NAME SECONDS COMMAND...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 "$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
-part gpu_tests 120 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-part step_time 170 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
-part compare_torch 80 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
-part concurrency 150 "$PY" benchmarks/concurrency.py --device 0 --runs 1,2,4 --steps 60 --anneal lik
+part gpu_tests 110 "$PY" -m pytest -q -m gpu tests/test_gpu.py
+part step_time 150 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
+part compare_torch 70 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
+part profile 50 "$PY" benchmarks/profile_step.py --device 0 --anneal none,ent --steps 5 --kernels --out "$OUT/profile.json"
+part concurrency 130 "$PY" benchmarks/concurrency.py --device 0 --runs 1,2,4 --steps 60 --anneal lik
 echo "wrote $OUT"

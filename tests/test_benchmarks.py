@@ -74,3 +74,118 @@ def test_optimizer_update_benchmark_counts_arrays_and_prints_the_ratio(capsys):
         params = list(nets[row[0]].params())
         assert int(row[1]) == len(params) and int(row[2]) == sum(p.size for p in params)
         assert float(row[5]) == pytest.approx(float(row[4]) / float(row[3]), abs=0.01)
+
+
+def _profile_module():
+    sys.path.insert(0, str(BENCHMARKS))  # profile_step imports step_time by name, as a script
+    try:
+        return _load("profile_step")
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _tiny_updater(profile_step, objective, anneal, reuse=True):
+    import argparse
+
+    import numpy
+
+    from chainer_va.device import get_device
+
+    args = argparse.Namespace(width=0.0625, batchsize=4, n_critic=1, warmup=1)
+    images = numpy.random.RandomState(0).uniform(-1, 1, (16, 3, 32, 32)).astype(numpy.float32)
+    device = get_device("-1")
+    return profile_step.step_time.build(objective, anneal, images, args, device, reuse=reuse), device
+
+
+def _count(links, cls):
+    return sum(isinstance(link, cls) for link in links)
+
+
+def test_profile_charges_every_node_to_its_network_and_phase():
+    import chainer
+    import chainer.links as L
+
+    profile_step = _profile_module()
+    steps = 2
+    updater, device = _tiny_updater(profile_step, "jsd", "ent")
+    profile = profile_step.profile_steps(updater, steps, device)
+    calls = {key: n / steps for key, n in profile.calls.items()}
+    n_linear = _count(updater.denoisers.get("fake").link.links(), L.Linear)
+    # r_fake: one training forward (back-propagated) and one inference forward for the entropy term;
+    # r_data: one training forward and one inference forward for DFM's term
+    for source in ("data", "fake"):
+        assert calls[("denoiser_" + source, "forward", "LinearFunction")] == 2 * n_linear
+        assert calls[("denoiser_" + source, "backward", "LinearFunction.backward")] == n_linear
+        assert calls[("denoiser_" + source, "update", "optimizer")] == 1
+    assert calls[("gen", "forward", "Deconvolution2DFunction")] == _count(updater.gen.links(), L.Deconvolution2D)
+    assert calls[("dis", "forward", "Convolution2DFunction")] == 2 * _count(updater.dis.links(), L.Convolution2D)
+    assert not any(network == "losses" and "Convolution" in function for network, _, function in calls)
+    # exclusive times: nothing is counted twice, so the timed parts fit inside the steps
+    assert all(seconds >= 0 for seconds in profile.seconds.values())
+    assert 0 <= profile.other_seconds() < sum(profile.step_seconds)
+    # the hooks are gone afterwards
+    assert len(chainer.get_function_hooks()) == 0
+    for name, optimizer in updater.get_all_optimizers().items():
+        assert "update" not in vars(optimizer)
+        assert len(optimizer.target.local_link_hooks) == 0
+
+
+def test_profile_counts_show_the_reused_reconstruction_and_the_penalty_double_backprop():
+    import chainer.links as L
+
+    profile_step = _profile_module()
+    for reuse, inference_forwards in ((True, 1), (False, 2)):  # lik: DFM's r_data(f_fake) reused or not
+        updater, device = _tiny_updater(profile_step, "jsd", "lik", reuse=reuse)
+        profile = profile_step.profile_steps(updater, 1, device)
+        n_linear = _count(updater.denoisers.get("data").link.links(), L.Linear)
+        assert profile.calls[("denoiser_data", "forward", "LinearFunction")] == (1 + inference_forwards) * n_linear
+    updater, device = _tiny_updater(profile_step, "wgan", "none")
+    profile = profile_step.profile_steps(updater, 1, device)
+    n_conv = _count(updater.dis.links(), L.Convolution2D)
+    # critic step (n_critic=1): real, fake and x_hat forwards; generator step: fake (+ real features for r)
+    assert profile.calls[("dis", "forward", "Convolution2DFunction")] == 5 * n_conv
+    # the penalty's input gradient applies nodes inside a backward pass; they are charged to the critic
+    applied_in_backward = {f: n for (net, phase, f), n in profile.calls.items()
+                           if net == "dis" and phase == "backward" and not f.endswith(".backward")}
+    assert applied_in_backward.get("Deconvolution2DFunction", 0) >= n_conv  # grad wrt the conv inputs
+
+
+def test_profiling_does_not_change_the_step():
+    import numpy
+
+    profile_step = _profile_module()
+    plain, device = _tiny_updater(profile_step, "jsd", "ent")
+    profiled, _ = _tiny_updater(profile_step, "jsd", "ent")
+    profile_step.time_plain_steps(plain, 2, device)
+    profile_step.profile_steps(profiled, 2, device)
+    for name, optimizer in plain.get_all_optimizers().items():
+        other = profiled.get_optimizer(name).target
+        for (path, p), (_, q) in zip(sorted(optimizer.target.namedparams()), sorted(other.namedparams())):
+            numpy.testing.assert_array_equal(p.array, q.array, err_msg=name + path)
+
+
+def test_kernel_summary_counts_kernels_and_the_union_of_their_busy_intervals():
+    profile_step = _profile_module()
+    events = [
+        dict(ph="X", cat="kernel", ts=0, dur=10), dict(ph="X", cat="kernel", ts=5, dur=10),  # overlap: 0-15
+        dict(ph="X", cat="kernel", ts=20, dur=10), dict(ph="X", cat="gpu_memcpy", ts=28, dur=4),  # 20-32
+        dict(ph="X", cat="cuda_runtime", ts=0, dur=100), dict(ph="i", cat="kernel", ts=50),  # not kernels
+    ]
+    assert profile_step.kernel_summary(events) == dict(kernels=3, kernel_us=30.0, busy_us=27.0, copies=1)
+    assert profile_step.busy_time([(3, 4), (0, 1), (0.5, 2)]) == 3.0
+
+
+def test_profile_step_prints_a_table_per_term_and_writes_json(capsys, tmp_path):
+    import json
+
+    profile_step = _profile_module()
+    out = tmp_path / "profile.json"
+    assert profile_step.main(["--device", "-1", "--width", "0.0625", "--batchsize", "4", "--anneal", "none,ent",
+                              "--steps", "1", "--warmup", "1", "--kernels", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "--kernels: the CPU launches no kernels; skipped" in text
+    results = json.loads(out.read_text())["results"]
+    assert [r["name"] for r in results] == ["jsd + none", "jsd + ent"]
+    networks = [{row["network"] for row in r["rows"]} for r in results]
+    assert "denoiser_fake" not in networks[0] and "denoiser_fake" in networks[1]
+    assert results[1]["node_calls"]["applied"] > results[0]["node_calls"]["applied"]
