@@ -32,6 +32,8 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
+from chainer_va.fused_layers import fused_layer
+
 __all__ = ["scaled", "count_parameters", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
            "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE"]
 
@@ -69,8 +71,9 @@ class Generator(chainer.Chain):
     """DCGAN generator (Table S1 for 32x32, Table S2 for 128x128): z (B, latent_dim) -> x (B, C, size, size) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 3, width: float = 1.0,
-                 size: int = 32, weight_scale: float = WEIGHT_SCALE):
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
+        self.fused = bool(fused)  # each Linear/Deconv + BN + ReLU layer as one node (chainer_va.fused_layers)
         self.latent_dim = int(latent_dim)
         self.out_channels = _check_channels(out_channels, "out_channels")
         self.size = _check_size(size)
@@ -99,10 +102,10 @@ class Generator(chainer.Chain):
                 self.out = L.Deconvolution2D(c_in, self.out_channels, 4, 2, 1, initialW=w)
 
     def forward(self, z):
-        h = F.relu(self.bn0(self.l0(z)))
+        h = fused_layer(z, self.l0, self.bn0, "relu", fused=self.fused)
         h = F.reshape(h, (len(z), self.bottom_channels, BOTTOM_WIDTH, BOTTOM_WIDTH))
         for dc, bn in self._hidden:
-            h = F.relu(getattr(self, bn)(getattr(self, dc)(h)))
+            h = fused_layer(h, getattr(self, dc), getattr(self, bn), "relu", fused=self.fused)
         return F.tanh(self.out(h))
 
 
@@ -110,8 +113,9 @@ class DFMDiscriminator(chainer.Chain):
     """DFM discriminator (Tables S1/S2): x -> (feature f (B, 512, 2, 2), logit (B, 1))."""
 
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE):
+                 weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
+        self.fused = bool(fused)  # each Conv + BN + lReLU layer as one node (chainer_va.fused_layers)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -141,7 +145,7 @@ class DFMDiscriminator(chainer.Chain):
     def forward(self, x):
         h = F.leaky_relu(self.c0(x), LEAKY_SLOPE)
         for c, bn in self._hidden:
-            h = F.leaky_relu(getattr(self, bn)(getattr(self, c)(h)), LEAKY_SLOPE)
+            h = fused_layer(h, getattr(self, c), getattr(self, bn), "leaky_relu", LEAKY_SLOPE, fused=self.fused)
         feature = self.bn_feature(self.c_feature(h))
         return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
 
@@ -185,8 +189,9 @@ class Denoiser(chainer.Chain):
     """DFM denoiser r(f) (Tables S1/S2): MLP with ``n_layers`` x (Linear ``hidden``, BN, lReLU), then Linear back to f's shape."""
 
     def __init__(self, feature_shape=(BASE_CHANNELS, 2, 2), width: float = 1.0,
-                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS):
+                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS, fused: bool = True):
         super().__init__()
+        self.fused = bool(fused)  # each Linear + BN + lReLU layer as one node (chainer_va.fused_layers)
         self.feature_shape = tuple(int(n) for n in feature_shape)
         size = 1
         for n in self.feature_shape:
@@ -205,7 +210,8 @@ class Denoiser(chainer.Chain):
     def forward(self, f):
         h = F.reshape(f, (len(f), self.feature_size))
         for i in range(self.n_layers):
-            h = F.leaky_relu(getattr(self, "bn{}".format(i))(getattr(self, "l{}".format(i))(h)), LEAKY_SLOPE)
+            h = fused_layer(h, getattr(self, "l{}".format(i)), getattr(self, "bn{}".format(i)), "leaky_relu",
+                            LEAKY_SLOPE, fused=self.fused)
         return F.reshape(self.l_out(h), (len(f),) + self.feature_shape)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -45,14 +46,14 @@ from chainer_va.snapshots import (AtomicSnapshot, SnapshotError, latest_snapshot
                                   load_npz_checked, save_npz_atomic)
 
 __all__ = ["ConfigError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
-           "make_generator", "make_discriminator", "build_updater", "main", "load_generator", "cli",
+           "make_generator", "make_discriminator", "make_denoiser", "build_updater", "main", "load_generator", "cli",
            "GEN_FINAL", "RESULT_FILE"]
 
 GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "adam", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+RESUME_MUTABLE = ("device", "adam", "layers", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
                   "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
                   "plot_interval")
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
@@ -106,6 +107,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--adam", default="fused", choices=("fused", "chainer"),
         help="fused: one whole-network update per link (same numbers, fewer kernel launches); chainer: "
              "chainer.optimizers.Adam, one update per parameter (fused)")
+    add("--layers", default="fused", choices=("fused", "chainer"),
+        help="fused: each affine + BN + activation layer of G, D and the denoisers as one function node "
+             "(same numbers, a third of the host work; no double backprop through them); chainer: "
+             "Chainer's three nodes per layer (fused)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
@@ -331,16 +336,30 @@ def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     return images
 
 
+def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
+    """``fused=`` for a network class that takes it (``--layers``; plugin classes may not)."""
+    if "fused" not in inspect.signature(cls).parameters:
+        return {}
+    return {"fused": config.get("layers", "fused") == "fused"}
+
+
 def make_generator(config: Dict[str, Any]) -> chainer.Link:
     """The generator of a (resolved) configuration."""
     return nets.Generator(latent_dim=config["latent_dim"], out_channels=config["channels"],
-                          width=config["width"], size=config["image_size"])
+                          width=config["width"], size=config["image_size"],
+                          **_fused_layers(config, nets.Generator))
 
 
 def make_discriminator(config: Dict[str, Any]) -> chainer.Link:
     """The discriminator/critic the objective asks for (its ``discriminator_class``)."""
     cls = updaters.get(config["objective"]).discriminator_class
-    return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"])
+    return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"],
+               **_fused_layers(config, cls))
+
+
+def make_denoiser(config: Dict[str, Any], feature_shape) -> chainer.Link:
+    """A DFM denoiser for discriminator features of ``feature_shape``."""
+    return nets.Denoiser(feature_shape, width=config["width"], **_fused_layers(config, nets.Denoiser))
 
 
 def _child_seeds(seed: int, n: int) -> List[int]:
@@ -361,7 +380,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
                                   fused=config.get("adam", "fused") == "fused")
 
     noise = NoiseSource(noise_seed)
-    pool = annealing.DenoiserPool(lambda: nets.Denoiser(dis.feature_shape, width=config["width"]),
+    pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape),
                                   optimizer, noise, sigma=config["sigma"], device=device)
     term = annealing.get(config["anneal"])(pool, weight=config["anneal_weight"])
     updater_cls = updaters.get(config["objective"])

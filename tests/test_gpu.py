@@ -1,7 +1,8 @@
 """GPU checks (marked ``gpu``: skipped without CuPy and a CUDA device; see conftest.py).
 
 The same step on the GPU and on the CPU from the same parameters and inputs agrees to float32
-rounding; FusedAdam on CuPy agrees with Chainer's own GPU Adam; the NaN check reads CuPy scalars.
+rounding; FusedAdam on CuPy agrees with Chainer's own GPU Adam; the fused layers give the unfused ones'
+arrays; the NaN check reads CuPy scalars.
 """
 import numpy
 import pytest
@@ -85,3 +86,34 @@ def test_non_finite_check_reads_cupy_scalars(images):
 
     with pytest.raises(updaters.NonFiniteLossError, match="loss_x"):
         updater.check_finite({"loss_x": chainer.Variable(cupy.asarray(numpy.float32("nan")))})
+
+
+@pytest.mark.parametrize("network", ["denoiser", "generator", "discriminator"])
+def test_fused_layers_on_cupy_match_the_unfused_ones(network):
+    # the fused node runs Chainer's own GPU kernels in the same order: identical arrays
+    import cupy
+
+    from chainer_va import nets
+
+    make, shape = {
+        "denoiser": (lambda fused: nets.Denoiser((8, 2, 2), width=0.05, fused=fused), (16, 8, 2, 2)),
+        "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused), (6, 8)),
+        "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused),
+                          (6, 1, 32, 32)),
+    }[network]
+    numpy.random.seed(0)
+    fused, plain = make(True), make(False)
+    plain.copyparams(fused)
+    x0 = numpy.random.RandomState(1).normal(size=shape).astype(numpy.float32)
+    results = []
+    for link in (fused, plain):
+        link.to_device("@cupy:0")
+        x = chainer.Variable(cupy.asarray(x0))
+        out = link(x)
+        y = out[0] if isinstance(out, tuple) else out
+        chainer.functions.sum(y * y).backward()
+        results.append([cupy.asnumpy(y.array), cupy.asnumpy(x.grad), cupy.asnumpy(link.bn1.avg_var)]
+                       + [cupy.asnumpy(p.grad) for _, p in sorted(link.namedparams()) if p.grad is not None])
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        numpy.testing.assert_array_equal(a, b)

@@ -319,3 +319,23 @@ def test_type_checks_run_on_the_first_step_only_and_change_nothing(images, monke
     with chainer.using_config("type_check", False):
         run_steps(fresh, 1)
     assert calls == []
+
+
+@pytest.mark.parametrize("objective,anneal", [("jsd", "ent"), ("rkl", "lik"), ("wgan", "lik")])
+def test_fused_layers_give_the_unfused_step_exactly(images, objective, anneal):
+    # --layers fused (default) runs each affine + BN + activation layer of G, D and the denoisers as one
+    # node; the steps must be bit-identical to Chainer's own three nodes per layer
+    flags = ("--objective", objective, "--anneal", anneal, "--lambda0", "0.5", "--n-critic", "2")
+    fused, config = make_updater(images, *flags)
+    plain, _ = make_updater(images, *flags, "--layers", "chainer")
+    assert config["layers"] == "fused" and fused.gen.fused and not plain.gen.fused
+    assert all(d.link.fused for _, d in fused.denoisers.items())
+    assert all(not d.link.fused for _, d in plain.denoisers.items())
+    assert run_steps(fused, 3) == run_steps(plain, 3)
+    a, b = snapshot_params(fused), snapshot_params(plain)
+    for name in a:
+        for p in a[name]:
+            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    numpy.testing.assert_array_equal(fused.gen.bn1.avg_var, plain.gen.bn1.avg_var)
+    for (_, d), (_, e) in zip(fused.denoisers.items(), plain.denoisers.items()):
+        numpy.testing.assert_array_equal(d.link.bn3.avg_var, e.link.bn3.avg_var)

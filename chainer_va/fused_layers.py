@@ -1,0 +1,244 @@
+"""One function node per hidden layer act(BN(affine(x))) instead of Chainer's three (issue 8).
+
+A Chainer step is bounded by its host's per-node cost more than by arithmetic on a GPU (docs/status/gan.md,
+"Where a step's time goes"): every :class:`chainer.FunctionNode` application and backward call costs
+Python dispatch, and a JSD step applies a few hundred. The networks' hidden layers are all
+``activation(BatchNormalization(affine(x)))`` with the affine a Linear, Convolution2D or
+Deconvolution2D link and the activation a (leaky) ReLU (SPEC section 4). Here each such layer is one
+node whose forward and backward run the *same Chainer functions' own code* on raw arrays, in the order
+Chainer's graph runs them:
+
+* forward: ``LinearFunction`` / ``Convolution2DFunction`` / ``Deconvolution2DFunction``, then
+  ``BatchNormalization`` (with the link's running-statistics update) or, in inference mode,
+  ``FixedBatchNormalization``, then ``LeakyReLU`` / ``ReLU``;
+* backward: ``_LeakyReLUGrad`` / ``ReLUGrad2`` (``ReLUGradCudnn`` where ReLU used cuDNN),
+  ``BatchNormalizationGrad``, and the affine function's data, weight and bias gradients
+  (``LinearGradData`` / ``LinearGradWeight``, ``Deconvolution2DFunction`` / ``Convolution2DFunction`` and
+  ``Convolution2DGradW``, ``Sum``).
+
+So outputs, gradients and running statistics are bit-identical to the unfused layer (tested on the CPU;
+on a GPU the same kernels run in the same order), and whatever Chainer selects inside those functions
+(generic code, cuDNN, iDeep) it selects here too.
+
+Limits: no double backprop (none of the fused networks needs it: the WGAN-GP critic, the one network
+differentiated twice, has no BN and is never fused; asking for it raises, naming ``--layers chainer``),
+and the fused path is taken only in training mode or without a graph (``chainer.no_backprop_mode``):
+inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
+"""
+from __future__ import annotations
+
+from chainer_va import compat  # noqa: F401  (must precede chainer)
+
+import chainer
+import chainer.functions as F
+import chainer.links as L
+from chainer.functions.activation.leaky_relu import LeakyReLU, _LeakyReLUGrad
+from chainer.functions.activation.relu import ReLU, ReLUGrad2, ReLUGradCudnn
+from chainer.functions.connection.convolution_2d import Convolution2DFunction, Convolution2DGradW
+from chainer.functions.connection.deconvolution_2d import Deconvolution2DFunction
+from chainer.functions.connection.linear import LinearFunction, LinearGradData, LinearGradWeight
+from chainer.functions.math.sum import Sum
+from chainer.functions.normalization.batch_normalization import (BatchNormalization,
+                                                                 BatchNormalizationGrad,
+                                                                 FixedBatchNormalization)
+
+__all__ = ["AffineBNActivation", "fused_layer", "can_fuse", "ACTIVATIONS"]
+
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+def _run(node: chainer.FunctionNode, inputs: tuple) -> tuple:
+    """``node.forward(inputs)`` outside the graph machinery. ``FunctionNode.apply`` first records the
+    inputs' memory layouts (chainer/function_node.py:304), which these functions read; plain arrays
+    have none."""
+    node._input_layouts = (None,) * len(inputs)
+    return node.forward(inputs)
+
+
+# -- the affine part: forward, and the data / weight / bias gradients of its backward ---------------------
+class _Linear:
+    """``LinearFunction`` and its backward (chainer/functions/connection/linear.py, ``backward``)."""
+
+    def __init__(self, link: L.Linear):
+        self.node = None
+
+    def forward(self, x, W, b):
+        self.node = LinearFunction()
+        return _run(self.node, (x, W, b))[0]
+
+    def backward(self, x, W, gy, indexes):
+        grads = {}
+        if 0 in indexes:
+            grads[0], = _run(LinearGradData(), (W, gy))
+        if 1 in indexes:
+            grads[1], = _run(LinearGradWeight(W.dtype), (x, gy))
+        if 2 in indexes:
+            grads[2], = _run(Sum(axis=0), (gy,))
+        return grads
+
+
+class _Convolution:
+    """Shared by the two convolution kinds: forward by ``kind``; backward = data gradient (the other
+    kind's function), ``Convolution2DGradW``, and the bias sum over (N, H, W)."""
+
+    kind = None  # the forward FunctionNode class
+
+    def __init__(self, link):
+        self.args, self.kwargs = self.arguments(link)
+        self.node = None
+
+    def forward(self, x, W, b):
+        self.node = self.kind(*self.args, **self.kwargs)
+        return _run(self.node, (x, W, b))[0]
+
+    def backward(self, x, W, gy, indexes):
+        grads = {}
+        if 0 in indexes:
+            grads[0], = _run(self.data_gradient(x.shape), (gy, W))
+        if 1 in indexes:
+            grads[1], = _run(Convolution2DGradW(self.node, W.shape, W.dtype, None), self.weight_inputs(x, gy))
+        if 2 in indexes:
+            grads[2], = _run(Sum(axis=(0, 2, 3)), (gy,))
+        return grads
+
+
+class _Convolution2D(_Convolution):
+    """``Convolution2DFunction`` and its backward (chainer/functions/connection/convolution_2d.py)."""
+
+    kind = Convolution2DFunction
+
+    @staticmethod
+    def arguments(link: L.Convolution2D):
+        return (link.stride, link.pad), dict(dilate=link.dilate, groups=link.groups, cudnn_fast=link.cudnn_fast)
+
+    def data_gradient(self, x_shape):
+        n = self.node
+        return Deconvolution2DFunction((n.sy, n.sx), (n.ph, n.pw), x_shape[2:], dilate=(n.dy, n.dx),
+                                       groups=n.groups)
+
+    @staticmethod
+    def weight_inputs(x, gy):
+        return x, gy
+
+
+class _Deconvolution2D(_Convolution):
+    """``Deconvolution2DFunction`` and its backward (chainer/functions/connection/deconvolution_2d.py)."""
+
+    kind = Deconvolution2DFunction
+
+    @staticmethod
+    def arguments(link: L.Deconvolution2D):
+        return (link.stride, link.pad, link.outsize), dict(dilate=link.dilate, groups=link.groups)
+
+    def backward(self, x, W, gy, indexes):
+        if self.node.cover_all is None:
+            self.node._set_cover_all(x.shape, W.shape)
+        return super().backward(x, W, gy, indexes)
+
+    def data_gradient(self, x_shape):
+        n = self.node
+        return Convolution2DFunction((n.sy, n.sx), (n.ph, n.pw), n.cover_all, dilate=(n.dy, n.dx),
+                                     groups=n.groups)
+
+    @staticmethod
+    def weight_inputs(x, gy):
+        return gy, x
+
+
+_AFFINE = {L.Linear: _Linear, L.Convolution2D: _Convolution2D, L.Deconvolution2D: _Deconvolution2D}
+
+
+# -- the activation ------------------------------------------------------------------------------------
+class _LeakyReLUPart:
+    def __init__(self, slope: float):
+        self.slope = slope
+
+    def forward(self, h):
+        return _run(LeakyReLU(self.slope), (h,))[0]
+
+    def backward(self, y, gy):
+        return _run(_LeakyReLUGrad(y, self.slope), (gy,))[0]
+
+
+class _ReLUPart:
+    def __init__(self):
+        self.node = None
+
+    def forward(self, h):
+        self.node = ReLU()
+        return _run(self.node, (h,))[0]
+
+    def backward(self, y, gy):
+        if self.node._use_cudnn and chainer.should_use_cudnn(">=auto"):
+            return _run(ReLUGradCudnn(y), (gy,))[0]
+        return _run(ReLUGrad2(y), (gy,))[0]
+
+
+class AffineBNActivation(chainer.FunctionNode):
+    """y = act(BN(affine(x; W, b); gamma, beta)) as one node; inputs (x, W, b, gamma, beta).
+
+    ``affine`` is the Linear / Convolution2D / Deconvolution2D link, ``bn`` the BatchNormalization
+    link (its running statistics are updated in training mode exactly as its own ``forward`` does),
+    ``activation`` ``"relu"`` or ``"leaky_relu"`` (with ``slope``).
+    """
+
+    def __init__(self, affine: chainer.Link, bn: L.BatchNormalization, activation: str, slope: float = 0.2):
+        self.affine = _AFFINE[type(affine)](affine)
+        if activation not in ACTIVATIONS:
+            raise ValueError("unknown activation {!r}; use one of {}".format(activation, ACTIVATIONS))
+        self.activation = _LeakyReLUPart(slope) if activation == "leaky_relu" else _ReLUPart()
+        self.train = bool(chainer.config.train)
+        self.eps, self.axis, self.decay = bn.eps, bn.axis, bn.decay
+        self.running = (bn.avg_mean, bn.avg_var)
+
+    def forward(self, inputs):
+        x, W, b, gamma, beta = inputs
+        z = self.affine.forward(x, W, b)
+        if self.train:
+            self._bn = BatchNormalization(self.eps, self.running[0], self.running[1], self.decay, self.axis)
+            h, = _run(self._bn, (z, gamma, beta))
+        else:
+            h, = _run(FixedBatchNormalization(self.eps, self.axis), (z, gamma, beta) + self.running)
+        y = self.activation.forward(h)
+        self._z, self._y = z, y  # what the unfused BN and activation nodes retain
+        self.retain_inputs((0, 1, 3))  # x and W (the affine's gradients), gamma (BN's)
+        return y,
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            raise NotImplementedError(
+                "a fused layer (chainer_va.fused_layers) does not support double backprop; train with "
+                "--layers chainer (or build the network with fused=False) for higher-order gradients")
+        if not self.train:
+            raise NotImplementedError("the fused layer's backward exists only in training mode")
+        x, W, gamma = (v.array for v in self.get_retained_inputs())
+        gh = self.activation.backward(self._y, grad_outputs[0].array)
+        bn = self._bn
+        var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
+        gz, ggamma, gbeta = _run(BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, bn.inv_std,
+                                                        bn.key_axis, bn._impl, bn.forward_data),
+                                 (self._z, gamma, gh))
+        grads = self.affine.backward(x, W, gz, indexes)
+        grads[3], grads[4] = ggamma, gbeta
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+
+
+def can_fuse(affine: chainer.Link, bn: chainer.Link) -> bool:
+    """Whether :func:`fused_layer` reproduces the unfused layer for these links in this configuration."""
+    return (type(affine) in _AFFINE and type(bn) is L.BatchNormalization
+            and affine.W.array is not None and affine.b is not None
+            and bn.gamma is not None and bn.beta is not None and bn.avg_mean is not None
+            and (chainer.config.train or not chainer.config.enable_backprop)
+            and not chainer.config.in_recomputing
+            and not affine.local_link_hooks and not bn.local_link_hooks)
+
+
+def fused_layer(x, affine: chainer.Link, bn: L.BatchNormalization, activation: str, slope: float = 0.2,
+                fused: bool = True) -> chainer.Variable:
+    """``act(bn(affine(x)))`` (act = F.relu or F.leaky_relu(., slope)), as one node when ``fused`` and
+    :func:`can_fuse`, else with Chainer's own links and functions."""
+    if not fused or not can_fuse(affine, bn):
+        h = bn(affine(x))
+        return F.leaky_relu(h, slope) if activation == "leaky_relu" else F.relu(h)
+    y, = AffineBNActivation(affine, bn, activation, slope).apply((x, affine.W, affine.b, bn.gamma, bn.beta))
+    return y

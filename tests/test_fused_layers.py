@@ -1,0 +1,162 @@
+"""The fused denoiser layer gives Chainer's unfused lReLU(BN(Linear(x))) exactly, with fewer nodes."""
+import io
+
+import numpy
+import pytest
+
+import chainer
+import chainer.functions as F
+
+from chainer_va import nets
+from chainer_va.fused_layers import AffineBNActivation, can_fuse, fused_layer
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+SHAPE = (8, 2, 2)
+
+
+def twin_denoisers(width=0.05):
+    return twins(lambda fused: nets.Denoiser(SHAPE, width=width, fused=fused))
+
+
+def twins(make):
+    fused, plain = make(True), make(False)
+    plain.copyparams(fused)
+    return fused, plain
+
+
+# (network, input shape, loss of its output): each kind of fused layer (Linear/Conv/Deconv + BN +
+# lReLU/ReLU) and each place the fused layers sit in (after a raw input, after a reshape, inside)
+NETWORKS = {
+    "denoiser": (lambda fused: nets.Denoiser(SHAPE, width=0.05, fused=fused), (16,) + SHAPE,
+                 lambda y, x: F.mean_squared_error(y, x)),
+    "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused), (6, 8),
+                  lambda y, x: F.mean(y * y)),
+    "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused),
+                      (6, 1, 32, 32), lambda out, x: F.mean(out[0] ** 2) + F.mean(F.softplus(out[1]))),
+}
+
+
+def saved(link):
+    buf = io.BytesIO()
+    chainer.serializers.save_npz(buf, link)
+    with numpy.load(io.BytesIO(buf.getvalue())) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+class NodeCounter(chainer.FunctionHook):
+    name = "count"
+
+    def __init__(self):
+        self.applied, self.backward = [], []
+
+    def forward_preprocess(self, function, in_data):
+        self.applied.append(function.label)
+
+    def backward_preprocess(self, function, in_data, out_grad):
+        self.backward.append(function.label)
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_training_steps_are_bit_identical_to_the_unfused_layers(network):
+    # outputs, every gradient (input included), the updated parameters and BN's running statistics
+    make, shape, lossfun = NETWORKS[network]
+    numpy.random.seed(0)
+    fused, plain = twins(make)
+    optimizers = {}
+    for link in (fused, plain):
+        optimizers[link] = chainer.optimizers.Adam(alpha=1e-3, beta1=0.5, beta2=0.9)
+        optimizers[link].setup(link)
+    rs = numpy.random.RandomState(1)
+    for _ in range(3):
+        x0 = rs.normal(size=shape).astype(numpy.float32)
+        outputs, input_grads = [], []
+        for link in (fused, plain):
+            x = chainer.Variable(x0.copy())
+            link.cleargrads()
+            out = link(x)
+            lossfun(out, x0).backward()
+            optimizers[link].update()
+            outputs.append(out[0].array if isinstance(out, tuple) else out.array)
+            input_grads.append(x.grad)
+        numpy.testing.assert_array_equal(outputs[0], outputs[1])
+        numpy.testing.assert_array_equal(input_grads[0], input_grads[1])
+        assert numpy.abs(input_grads[0]).sum() > 0
+    for (name, p), (_, q) in zip(sorted(fused.namedparams()), sorted(plain.namedparams())):
+        numpy.testing.assert_array_equal(p.array, q.array, err_msg=name)
+        numpy.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+    a, b = saved(fused), saved(plain)
+    assert sorted(a) == sorted(b) and any(k.endswith("avg_var") for k in a)  # snapshots interchangeable
+    for key in a:
+        numpy.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not numpy.array_equal(a["bn1/avg_mean"], numpy.zeros_like(a["bn1/avg_mean"]))  # stats did move
+    with chainer.using_config("train", False), chainer.no_backprop_mode():
+        out_fused, out_plain = fused(x0), plain(x0)
+        for u, v in zip(out_fused if isinstance(out_fused, tuple) else (out_fused,),
+                        out_plain if isinstance(out_plain, tuple) else (out_plain,)):
+            numpy.testing.assert_array_equal(u.array, v.array)
+    assert any(isinstance(n, AffineBNActivation) for n in _creators(fused, x0))  # the fused path ran
+
+
+def _creators(link, x0):
+    """Every function node in the graph of ``link(x0)``."""
+    out = link(x0)
+    stack = [v.node for v in (out if isinstance(out, tuple) else (out,))]
+    seen, nodes = set(), []
+    while stack:
+        node = stack.pop().creator
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        nodes.append(node)
+        stack.extend(node.inputs)
+    return nodes
+
+
+def test_one_node_per_layer_instead_of_three():
+    fused, plain = twin_denoisers()
+    f = numpy.random.RandomState(2).normal(size=(8,) + SHAPE).astype(numpy.float32)
+    counts = {}
+    for name, link in (("fused", fused), ("plain", plain)):
+        with NodeCounter() as counter:
+            F.sum(link(f)).backward()
+        counts[name] = counter
+    layers = fused.n_layers
+    assert counts["fused"].applied.count("AffineBNActivation") == layers
+    assert counts["plain"].applied.count("BatchNormalization") == layers
+    # forward: 3 nodes -> 1 per layer; backward: the 5 nodes Chainer applies per layer (lReLU grad, BN
+    # grad, Linear's data and weight grads, bias sum) are gone; the first layer needs no data grad
+    assert len(counts["plain"].applied) - len(counts["fused"].applied) == (3 - 1) * layers + 5 * layers - 1
+    assert len(counts["plain"].backward) - len(counts["fused"].backward) == (3 - 1) * layers
+
+
+def test_inference_mode_fuses_without_a_graph_and_falls_back_with_one():
+    fused, plain = twin_denoisers()
+    f = numpy.random.RandomState(3).normal(size=(8,) + SHAPE).astype(numpy.float32)
+    with chainer.using_config("train", False):
+        with chainer.no_backprop_mode():
+            assert can_fuse(fused.l0, fused.bn0)
+            numpy.testing.assert_array_equal(fused(f).array, plain(f).array)
+        # eval mode with a graph (differentiating through r): the unfused layers, same gradient
+        assert not can_fuse(fused.l0, fused.bn0)
+        grads = []
+        for link in (fused, plain):
+            x = chainer.Variable(f)
+            F.sum(link(x) ** 2).backward()
+            grads.append(x.grad)
+        numpy.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_the_layer_matches_its_formula_and_refuses_double_backprop():
+    link = nets.Denoiser(SHAPE, width=0.05)
+    rs = numpy.random.RandomState(4)
+    x = rs.normal(size=(6, link.l0.W.shape[1])).astype(numpy.float32)
+    y = fused_layer(x, link.l0, link.bn0, "leaky_relu", 0.2)
+    assert isinstance(y.creator, AffineBNActivation)
+    z = x @ link.l0.W.array.T + link.l0.b.array
+    h = (z - z.mean(0)) / numpy.sqrt(z.var(0) + link.bn0.eps) * link.bn0.gamma.array + link.bn0.beta.array
+    numpy.testing.assert_allclose(y.array, numpy.where(h > 0, h, 0.2 * h), rtol=1e-4, atol=1e-5)
+    xv = chainer.Variable(x)
+    y = fused_layer(xv, link.l0, link.bn0, "leaky_relu", 0.2)
+    with pytest.raises(NotImplementedError, match="double backprop.*--layers chainer"):
+        chainer.grad([F.sum(y)], [xv], enable_double_backprop=True)
