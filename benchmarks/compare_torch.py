@@ -4,8 +4,9 @@
     python benchmarks/compare_torch.py --device 0 --repeat 30                  # paper sizes on a GPU
 
 The Chainer step is ``chainer_va``'s ``jsd`` updater (discriminator, generator with DFM's denoiser
-term, denoiser); the PyTorch step is ``benchmarks/torch_reference.py`` with the same layer shapes.
-Prints both medians and their ratio. Needs torch (``pip install -e .[crosscheck]``); the PyTorch side
+term, denoiser) as shipped, and with each of its host-side speed-ups off (Chainer's per-parameter
+Adam; Chainer's three nodes per affine + BN + activation layer; both), interleaved; the PyTorch step is
+``benchmarks/torch_reference.py`` with the same layer shapes. Prints the medians and their ratios. Needs torch (``pip install -e .[crosscheck]``); the PyTorch side
 runs on ``cuda:N`` when ``--device N`` names a GPU.
 """
 from __future__ import annotations
@@ -62,7 +63,10 @@ def main(argv=None) -> int:
 
     images = numpy.random.RandomState(0).uniform(-1, 1, (4 * args.batchsize, 3, 32, 32)).astype(numpy.float32)
     steps = {"chainer": step_time.build("jsd", "none", images, args, device),
-             "chainer, per-parameter Adam": step_time.build("jsd", "none", images, args, device, adam="chainer")}
+             "chainer, per-parameter Adam": step_time.build("jsd", "none", images, args, device, adam="chainer"),
+             "chainer, unfused layers": step_time.build("jsd", "none", images, args, device, layers="chainer"),
+             "chainer, neither speed-up": step_time.build("jsd", "none", images, args, device, adam="chainer",
+                                                          layers="chainer")}
     chainer_times = step_time.time_interleaved(steps, args.repeat, device)
     del steps
     clock, unit = step_time.clock_for(device)   # the same clock on both sides (CPU time on the CPU)

@@ -6,9 +6,11 @@
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
 process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
-as a ratio to that baseline. For ``jsd`` two more rows give the before/after of the two speed-ups:
-``none`` with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, and
-``lik`` recomputing r_data(f_fake) for the annealing term instead of reusing DFM's. A step is
+as a ratio to that baseline. For ``jsd`` three more rows give the before/after of three speed-ups:
+``none`` with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, ``none``
+with every affine + BN + activation layer as Chainer's three nodes instead of one
+(``--layers chainer``; :mod:`chainer_va.fused_layers`), and ``lik`` recomputing r_data(f_fake) for the
+annealing term instead of reusing DFM's. A step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
 settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
@@ -32,11 +34,14 @@ def _synchronize(device) -> None:
 
 
 def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True,
-          adam: str = "fused"):
-    """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up."""
+          adam: str = "fused", layers: str = "fused"):
+    """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up.
+
+    ``reuse``, ``adam`` and ``layers`` switch the speed-ups off for before/after rows.
+    """
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0",
-             "--adam", adam]
+             "--adam", adam, "--layers", layers]
     if anneal != "none":
         flags += ["--lambda0", "1"]
     config = train.resolve_config(flags)
@@ -100,6 +105,7 @@ def main(argv=None) -> int:
             # before/after of the two speed-ups: Chainer's per-parameter Adam instead of the fused one,
             # and recomputing r_data(f_fake) for the lik term instead of reusing DFM's
             updaters["none (chainer Adam)"] = build(objective, "none", images, args, device, adam="chainer")
+            updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
         if objective == "jsd" and "lik" in anneals:
             updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
         times = time_interleaved(updaters, args.repeat, device)

@@ -24,7 +24,8 @@ def test_step_time_prints_a_ratio_per_annealing_term_and_the_reuse_before_after(
                            "--objectives", "jsd,rkl", "--anneal", "lik,ent"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     names = [" ".join(r[:-3]) for r in rows]
-    assert names == ["jsd none", "jsd lik", "jsd ent", "jsd none (chainer Adam)", "jsd lik (r recomputed)",
+    assert names == ["jsd none", "jsd lik", "jsd ent", "jsd none (chainer Adam)", "jsd none (chainer layers)",
+                     "jsd lik (r recomputed)",
                      "rkl none", "rkl lik", "rkl ent"]
     ratios = {name: float(r[-1]) for name, r in zip(names, rows)}
     assert ratios["jsd none"] == ratios["rkl none"] == 1.0
@@ -54,7 +55,9 @@ def test_compare_torch_prints_both_chainer_steps_and_their_ratio_to_pytorch(caps
         sys.path.remove(str(BENCHMARKS))
     lines = capsys.readouterr().out.splitlines()
     torch_s = float(lines[1].split()[1])
-    for line, name in zip(lines[2:], ("chainer", "chainer, per-parameter Adam")):
+    names = ("chainer", "chainer, per-parameter Adam", "chainer, unfused layers", "chainer, neither speed-up")
+    assert len(lines) == 2 + len(names)
+    for line, name in zip(lines[2:], names):
         assert line.startswith(name + " ")
         seconds, ratio = float(line.split()[-5]), float(line.split()[-1])
         assert ratio == pytest.approx(seconds / torch_s, abs=0.01)
@@ -84,7 +87,7 @@ def _profile_module():
         sys.path.remove(str(BENCHMARKS))
 
 
-def _tiny_updater(profile_step, objective, anneal, reuse=True):
+def _tiny_updater(profile_step, objective, anneal, reuse=True, layers="fused"):
     import argparse
 
     import numpy
@@ -94,31 +97,40 @@ def _tiny_updater(profile_step, objective, anneal, reuse=True):
     args = argparse.Namespace(width=0.0625, batchsize=4, n_critic=1, warmup=1)
     images = numpy.random.RandomState(0).uniform(-1, 1, (16, 3, 32, 32)).astype(numpy.float32)
     device = get_device("-1")
-    return profile_step.step_time.build(objective, anneal, images, args, device, reuse=reuse), device
+    return profile_step.step_time.build(objective, anneal, images, args, device, reuse=reuse, layers=layers), device
 
 
 def _count(links, cls):
     return sum(isinstance(link, cls) for link in links)
 
 
-def test_profile_charges_every_node_to_its_network_and_phase():
+@pytest.mark.parametrize("layers", ["chainer", "fused"])
+def test_profile_charges_every_node_to_its_network_and_phase(layers):
     import chainer
     import chainer.links as L
 
     profile_step = _profile_module()
     steps = 2
-    updater, device = _tiny_updater(profile_step, "jsd", "ent")
+    updater, device = _tiny_updater(profile_step, "jsd", "ent", layers=layers)
     profile = profile_step.profile_steps(updater, steps, device)
     calls = {key: n / steps for key, n in profile.calls.items()}
-    n_linear = _count(updater.denoisers.get("fake").link.links(), L.Linear)
+    denoiser = updater.denoisers.get("fake").link
+    n_linear, n_hidden = _count(denoiser.links(), L.Linear), denoiser.n_layers
+    n_deconv, n_conv = _count(updater.gen.links(), L.Deconvolution2D), _count(updater.dis.links(), L.Convolution2D)
+    fused = {"chainer": 0, "fused": 1}[layers]  # hidden layers run as one AffineBNActivation node each
     # r_fake: one training forward (back-propagated) and one inference forward for the entropy term;
     # r_data: one training forward and one inference forward for DFM's term
     for source in ("data", "fake"):
-        assert calls[("denoiser_" + source, "forward", "LinearFunction")] == 2 * n_linear
-        assert calls[("denoiser_" + source, "backward", "LinearFunction.backward")] == n_linear
-        assert calls[("denoiser_" + source, "update", "optimizer")] == 1
-    assert calls[("gen", "forward", "Deconvolution2DFunction")] == _count(updater.gen.links(), L.Deconvolution2D)
-    assert calls[("dis", "forward", "Convolution2DFunction")] == 2 * _count(updater.dis.links(), L.Convolution2D)
+        net = "denoiser_" + source
+        assert calls[(net, "forward", "LinearFunction")] == 2 * (n_linear - fused * n_hidden)
+        assert calls[(net, "backward", "LinearFunction.backward")] == n_linear - fused * n_hidden
+        assert calls.get((net, "forward", "AffineBNActivation"), 0) == 2 * fused * n_hidden
+        assert calls.get((net, "backward", "AffineBNActivation.backward"), 0) == fused * n_hidden
+        assert calls[(net, "update", "optimizer")] == 1
+    n_gen_fused, n_dis_fused = len(updater.gen._hidden), len(updater.dis._hidden)
+    assert calls[("gen", "forward", "Deconvolution2DFunction")] == n_deconv - fused * n_gen_fused
+    assert calls.get(("gen", "forward", "AffineBNActivation"), 0) == fused * (n_gen_fused + 1)  # + l0/bn0
+    assert calls[("dis", "forward", "Convolution2DFunction")] == 2 * (n_conv - fused * n_dis_fused)
     assert not any(network == "losses" and "Convolution" in function for network, _, function in calls)
     # exclusive times: nothing is counted twice, so the timed parts fit inside the steps
     assert all(seconds >= 0 for seconds in profile.seconds.values())
@@ -137,8 +149,8 @@ def test_profile_counts_show_the_reused_reconstruction_and_the_penalty_double_ba
     for reuse, inference_forwards in ((True, 1), (False, 2)):  # lik: DFM's r_data(f_fake) reused or not
         updater, device = _tiny_updater(profile_step, "jsd", "lik", reuse=reuse)
         profile = profile_step.profile_steps(updater, 1, device)
-        n_linear = _count(updater.denoisers.get("data").link.links(), L.Linear)
-        assert profile.calls[("denoiser_data", "forward", "LinearFunction")] == (1 + inference_forwards) * n_linear
+        n_layers = updater.denoisers.get("data").link.n_layers
+        assert profile.calls[("denoiser_data", "forward", "AffineBNActivation")] == (1 + inference_forwards) * n_layers
     updater, device = _tiny_updater(profile_step, "wgan", "none")
     profile = profile_step.profile_steps(updater, 1, device)
     n_conv = _count(updater.dis.links(), L.Convolution2D)
