@@ -170,9 +170,19 @@ class GANUpdater(StandardUpdater):
         return losses
 
     def check_finite(self, losses: Dict[str, chainer.Variable]) -> None:
-        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss."""
-        for name, loss in losses.items():
-            value = float(loss.array)
+        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss.
+
+        The scalar losses are stacked and brought to the host once: on a GPU that is one
+        synchronisation per check instead of one per loss.
+        """
+        names = list(losses)
+        if not names:
+            return
+        arrays = [losses[name].array if isinstance(losses[name], chainer.Variable) else losses[name]
+                  for name in names]
+        xp = chainer.backend.get_array_module(*arrays)
+        values = chainer.backend.CpuDevice().send(xp.stack([xp.asarray(a) for a in arrays]))
+        for name, value in zip(names, values.tolist()):
             if not math.isfinite(value):
                 raise NonFiniteLossError(name, self.iteration, value)
 

@@ -339,3 +339,15 @@ def test_fused_layers_give_the_unfused_step_exactly(images, objective, anneal):
     numpy.testing.assert_array_equal(fused.gen.bn1.avg_var, plain.gen.bn1.avg_var)
     for (_, d), (_, e) in zip(fused.denoisers.items(), plain.denoisers.items()):
         numpy.testing.assert_array_equal(d.link.bn3.avg_var, e.link.bn3.avg_var)
+
+
+def test_check_finite_names_the_first_bad_loss_of_many(images):
+    updater, _ = make_updater(images, "--objective", "rkl")
+    f32 = numpy.float32
+    ok = {"loss_a": chainer.Variable(numpy.asarray(f32(1.5))), "loss_b": numpy.asarray(f32(-2.0))}
+    updater.check_finite(ok)
+    updater.check_finite({})
+    bad = dict(ok, loss_c=chainer.Variable(numpy.asarray(f32("inf"))), loss_d=numpy.asarray(f32("nan")))
+    with pytest.raises(updaters.NonFiniteLossError, match=r"loss 'loss_c' is inf at iteration 0") as info:
+        updater.check_finite(bad)
+    assert info.value.loss_name == "loss_c" and info.value.value == float("inf")
