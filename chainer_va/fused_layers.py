@@ -1,11 +1,12 @@
-"""One function node per hidden layer act(BN(affine(x))) instead of Chainer's three (issue 8).
+"""One function node per layer act(BN(affine(x))) instead of Chainer's two or three (issue 8).
 
 A Chainer step is bounded by its host's per-node cost more than by arithmetic on a GPU (docs/status/gan.md,
 "Where a step's time goes"): every :class:`chainer.FunctionNode` application and backward call costs
-Python dispatch, and a JSD step applies a few hundred. The networks' hidden layers are all
+Python dispatch, and a JSD step applies a few hundred. The networks' layers are mostly
 ``activation(BatchNormalization(affine(x)))`` with the affine a Linear, Convolution2D or
-Deconvolution2D link and the activation a (leaky) ReLU (SPEC section 4). Here each such layer is one
-node whose forward and backward run the *same Chainer functions' own code* on raw arrays, in the order
+Deconvolution2D link and the activation a (leaky) ReLU (SPEC section 4); the DFM discriminator's first
+layer has no BN and its feature layer no activation (nor BN gamma). Here each such layer is one node
+whose forward and backward run the *same Chainer functions' own code* on raw arrays, in the order
 Chainer's graph runs them:
 
 * forward: ``LinearFunction`` / ``Convolution2DFunction`` / ``Deconvolution2DFunction``, then
@@ -22,10 +23,12 @@ on a GPU the same kernels run in the same order), and whatever Chainer selects i
 
 Limits: no double backprop (none of the fused networks needs it: the WGAN-GP critic, the one network
 differentiated twice, has no BN and is never fused; asking for it raises, naming ``--layers chainer``),
-and the fused path is taken only in training mode or without a graph (``chainer.no_backprop_mode``):
+and a layer with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
 inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
@@ -175,33 +178,41 @@ class _ReLUPart:
 
 
 class AffineBNActivation(chainer.FunctionNode):
-    """y = act(BN(affine(x; W, b); gamma, beta)) as one node; inputs (x, W, b, gamma, beta).
+    """y = act(BN(affine(x; W, b); gamma, beta)) as one node; BN and act are each optional.
 
-    ``affine`` is the Linear / Convolution2D / Deconvolution2D link, ``bn`` the BatchNormalization
-    link (its running statistics are updated in training mode exactly as its own ``forward`` does),
-    ``activation`` ``"relu"`` or ``"leaky_relu"`` (with ``slope``).
+    Inputs (x, W, b), then (gamma, beta) with BN. ``affine`` is the Linear / Convolution2D /
+    Deconvolution2D link; ``bn`` the BatchNormalization link or None (its running statistics are
+    updated in training mode exactly as its own ``forward`` does; without gamma or beta it passes the
+    same constant arrays as the link); ``activation`` ``"relu"``, ``"leaky_relu"`` (with ``slope``) or
+    None.
     """
 
-    def __init__(self, affine: chainer.Link, bn: L.BatchNormalization, activation: str, slope: float = 0.2):
+    def __init__(self, affine: chainer.Link, bn: Optional[L.BatchNormalization], activation: Optional[str],
+                 slope: float = 0.2):
         self.affine = _AFFINE[type(affine)](affine)
-        if activation not in ACTIVATIONS:
-            raise ValueError("unknown activation {!r}; use one of {}".format(activation, ACTIVATIONS))
-        self.activation = _LeakyReLUPart(slope) if activation == "leaky_relu" else _ReLUPart()
+        if activation not in ACTIVATIONS + (None,):
+            raise ValueError("unknown activation {!r}; use one of {} or None".format(activation, ACTIVATIONS))
+        self.activation = {"leaky_relu": lambda: _LeakyReLUPart(slope), "relu": _ReLUPart,
+                           None: lambda: None}[activation]()
         self.train = bool(chainer.config.train)
-        self.eps, self.axis, self.decay = bn.eps, bn.axis, bn.decay
-        self.running = (bn.avg_mean, bn.avg_var)
+        self.with_bn = bn is not None
+        if self.with_bn:
+            self.eps, self.axis, self.decay = bn.eps, bn.axis, bn.decay
+            self.running = (bn.avg_mean, bn.avg_var)
 
     def forward(self, inputs):
-        x, W, b, gamma, beta = inputs
-        z = self.affine.forward(x, W, b)
-        if self.train:
-            self._bn = BatchNormalization(self.eps, self.running[0], self.running[1], self.decay, self.axis)
-            h, = _run(self._bn, (z, gamma, beta))
-        else:
-            h, = _run(FixedBatchNormalization(self.eps, self.axis), (z, gamma, beta) + self.running)
-        y = self.activation.forward(h)
+        x, W, b = inputs[:3]
+        z = h = self.affine.forward(x, W, b)
+        if self.with_bn:
+            gamma, beta = inputs[3:]
+            if self.train:
+                self._bn = BatchNormalization(self.eps, self.running[0], self.running[1], self.decay, self.axis)
+                h, = _run(self._bn, (z, gamma, beta))
+            else:
+                h, = _run(FixedBatchNormalization(self.eps, self.axis), (z, gamma, beta) + self.running)
+        y = self.activation.forward(h) if self.activation else h
         self._z, self._y = z, y  # what the unfused BN and activation nodes retain
-        self.retain_inputs((0, 1, 3))  # x and W (the affine's gradients), gamma (BN's)
+        self.retain_inputs((0, 1, 3) if self.with_bn else (0, 1))  # x, W (the affine's grads), gamma (BN's)
         return y,
 
     def backward(self, indexes, grad_outputs):
@@ -209,36 +220,52 @@ class AffineBNActivation(chainer.FunctionNode):
             raise NotImplementedError(
                 "a fused layer (chainer_va.fused_layers) does not support double backprop; train with "
                 "--layers chainer (or build the network with fused=False) for higher-order gradients")
-        if not self.train:
-            raise NotImplementedError("the fused layer's backward exists only in training mode")
-        x, W, gamma = (v.array for v in self.get_retained_inputs())
-        gh = self.activation.backward(self._y, grad_outputs[0].array)
-        bn = self._bn
-        var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
-        gz, ggamma, gbeta = _run(BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, bn.inv_std,
-                                                        bn.key_axis, bn._impl, bn.forward_data),
-                                 (self._z, gamma, gh))
-        grads = self.affine.backward(x, W, gz, indexes)
-        grads[3], grads[4] = ggamma, gbeta
+        if self.with_bn and not self.train:
+            raise NotImplementedError("the fused layer's backward through BN exists only in training mode")
+        retained = [v.array for v in self.get_retained_inputs()]
+        x, W = retained[:2]
+        g = grad_outputs[0].array
+        if self.activation:
+            g = self.activation.backward(self._y, g)
+        if self.with_bn:
+            bn = self._bn
+            var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
+            g, ggamma, gbeta = _run(BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, bn.inv_std,
+                                                           bn.key_axis, bn._impl, bn.forward_data),
+                                    (self._z, retained[2], g))
+        grads = self.affine.backward(x, W, g, indexes)
+        if self.with_bn:
+            grads[3], grads[4] = ggamma, gbeta
         return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
 
 
-def can_fuse(affine: chainer.Link, bn: chainer.Link) -> bool:
+def can_fuse(affine: chainer.Link, bn: Optional[chainer.Link]) -> bool:
     """Whether :func:`fused_layer` reproduces the unfused layer for these links in this configuration."""
-    return (type(affine) in _AFFINE and type(bn) is L.BatchNormalization
-            and affine.W.array is not None and affine.b is not None
-            and bn.gamma is not None and bn.beta is not None and bn.avg_mean is not None
-            and (chainer.config.train or not chainer.config.enable_backprop)
-            and not chainer.config.in_recomputing
-            and not affine.local_link_hooks and not bn.local_link_hooks)
+    if bn is not None and (type(bn) is not L.BatchNormalization or bn.avg_mean is None or bn.local_link_hooks):
+        return False
+    return (type(affine) in _AFFINE and affine.W.array is not None and affine.b is not None
+            and not affine.local_link_hooks
+            and (chainer.config.train or bn is None or not chainer.config.enable_backprop)
+            and not chainer.config.in_recomputing)
 
 
-def fused_layer(x, affine: chainer.Link, bn: L.BatchNormalization, activation: str, slope: float = 0.2,
-                fused: bool = True) -> chainer.Variable:
-    """``act(bn(affine(x)))`` (act = F.relu or F.leaky_relu(., slope)), as one node when ``fused`` and
-    :func:`can_fuse`, else with Chainer's own links and functions."""
+def _bn_inputs(bn: L.BatchNormalization) -> tuple:
+    """gamma and beta as the link passes them: its parameters, or its constant ones/zeros without them."""
+    gamma = bn.gamma if bn.gamma is not None else bn._get_gamma()[0]
+    beta = bn.beta if bn.beta is not None else bn._get_beta()[0]
+    return gamma, beta
+
+
+def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], activation: Optional[str],
+                slope: float = 0.2, fused: bool = True) -> chainer.Variable:
+    """``act(bn(affine(x)))`` (act = F.relu, F.leaky_relu(., slope) or none; bn optional), as one node
+    when ``fused`` and :func:`can_fuse`, else with Chainer's own links and functions."""
     if not fused or not can_fuse(affine, bn):
-        h = bn(affine(x))
+        h = affine(x)
+        h = bn(h) if bn is not None else h
+        if activation is None:
+            return h
         return F.leaky_relu(h, slope) if activation == "leaky_relu" else F.relu(h)
-    y, = AffineBNActivation(affine, bn, activation, slope).apply((x, affine.W, affine.b, bn.gamma, bn.beta))
+    inputs = (x, affine.W, affine.b) + (_bn_inputs(bn) if bn is not None else ())
+    y, = AffineBNActivation(affine, bn, activation, slope).apply(inputs)
     return y

@@ -115,7 +115,7 @@ class DFMDiscriminator(chainer.Chain):
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
                  weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
-        self.fused = bool(fused)  # each Conv + BN + lReLU layer as one node (chainer_va.fused_layers)
+        self.fused = bool(fused)  # each conv [+ BN] [+ lReLU] as one node (chainer_va.fused_layers)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -143,10 +143,10 @@ class DFMDiscriminator(chainer.Chain):
             self.l_out = L.Linear(top * 4, 1, initialW=w)
 
     def forward(self, x):
-        h = F.leaky_relu(self.c0(x), LEAKY_SLOPE)
+        h = fused_layer(x, self.c0, None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
         for c, bn in self._hidden:
             h = fused_layer(h, getattr(self, c), getattr(self, bn), "leaky_relu", LEAKY_SLOPE, fused=self.fused)
-        feature = self.bn_feature(self.c_feature(h))
+        feature = fused_layer(h, self.c_feature, self.bn_feature, None, fused=self.fused)
         return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
 
 

@@ -160,3 +160,30 @@ def test_the_layer_matches_its_formula_and_refuses_double_backprop():
     y = fused_layer(xv, link.l0, link.bn0, "leaky_relu", 0.2)
     with pytest.raises(NotImplementedError, match="double backprop.*--layers chainer"):
         chainer.grad([F.sum(y)], [xv], enable_double_backprop=True)
+
+
+@pytest.mark.parametrize("bn_kind", [None, "full", "no_gamma"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+def test_every_variant_matches_the_unfused_links(bn_kind, activation):
+    import chainer.links as L
+
+    def make():
+        numpy.random.seed(5)
+        affine = L.Convolution2D(3, 4, 3, 2, 1)
+        bn = {None: None, "full": L.BatchNormalization(4), "no_gamma": L.BatchNormalization(4, use_gamma=False)}[bn_kind]
+        return affine, bn
+
+    x0 = numpy.random.RandomState(6).normal(size=(5, 3, 8, 8)).astype(numpy.float32)
+    results = []
+    for fused in (True, False):
+        affine, bn = make()
+        x = chainer.Variable(x0.copy())
+        y = fused_layer(x, affine, bn, activation, 0.3, fused=fused)
+        assert isinstance(y.creator, AffineBNActivation) == fused
+        F.sum(y * y).backward()
+        links = [affine] + ([bn] if bn is not None else [])
+        results.append([y.array, x.grad] + [p.grad for link in links for _, p in sorted(link.namedparams())]
+                       + ([bn.avg_mean, bn.avg_var] if bn is not None else []))
+    assert len(results[0]) == len(results[1])
+    for a, b in zip(*results):
+        numpy.testing.assert_array_equal(a, b)
