@@ -5,9 +5,10 @@
 
 The Chainer step is ``chainer_va``'s ``jsd`` updater (discriminator, generator with DFM's denoiser
 term, denoiser) as shipped, and with each of its host-side speed-ups off (Chainer's per-parameter
-Adam; Chainer's three nodes per affine + BN + activation layer; both), interleaved; the PyTorch step is
-``benchmarks/torch_reference.py`` with the same layer shapes. Prints the medians and their ratios. Needs torch (``pip install -e .[crosscheck]``); the PyTorch side
-runs on ``cuda:N`` when ``--device N`` names a GPU.
+Adam; Chainer's nodes per affine + BN + activation layer; both); the PyTorch step is
+``benchmarks/torch_reference.py`` with the same layer shapes. All are timed interleaved, step by step,
+on the same clock. Prints the medians and their ratios to PyTorch. Needs torch (``pip install -e
+.[crosscheck]``); the PyTorch side runs on ``cuda:N`` when ``--device N`` names a GPU.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
-from pathlib import Path
 
 import chainer_va  # noqa: F401  (the compat layer before chainer)
 from chainer_va.device import add_device_argument, get_device, parse_device_spec
@@ -24,27 +23,27 @@ from chainer_va.device import add_device_argument, get_device, parse_device_spec
 import step_time  # benchmarks/ is the script's own folder
 
 
-def time_torch(args, clock=time.perf_counter) -> list:
-    import torch
+class TorchStep:
+    """The PyTorch twin of the DFM step behind the updaters' ``update()``, so that it is timed interleaved
+    with the Chainer steps (on a shared machine, timing it apart let the ratio drift by 30%)."""
 
-    import torch_reference
+    def __init__(self, args):
+        import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)  # CPU: compare at the same thread count as numpy's BLAS
-    spec = parse_device_spec(args.device)
-    device = "cpu" if spec == "@numpy" else "cuda:" + spec.split(":")[1]
-    step = torch_reference.DFMStep(width=args.width, batchsize=args.batchsize, device=device)
-    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
-    for _ in range(args.warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(args.repeat):
-        start = clock()
-        step()
-        sync()
-        times.append(clock() - start)
-    return times
+        import torch_reference
+
+        if args.threads:
+            torch.set_num_threads(args.threads)  # CPU: compare at the same thread count as numpy's BLAS
+        spec = parse_device_spec(args.device)
+        device = "cpu" if spec == "@numpy" else "cuda:" + spec.split(":")[1]
+        self.step = torch_reference.DFMStep(width=args.width, batchsize=args.batchsize, device=device)
+        self.sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+        for _ in range(args.warmup):
+            self.update()
+
+    def update(self) -> None:
+        self.step()
+        self.sync()
 
 
 def main(argv=None) -> int:
@@ -62,19 +61,21 @@ def main(argv=None) -> int:
     import numpy
 
     images = numpy.random.RandomState(0).uniform(-1, 1, (4 * args.batchsize, 3, 32, 32)).astype(numpy.float32)
-    steps = {"chainer": step_time.build("jsd", "none", images, args, device),
+    steps = {"pytorch": TorchStep(args),
+             "chainer": step_time.build("jsd", "none", images, args, device),
              "chainer, per-parameter Adam": step_time.build("jsd", "none", images, args, device, adam="chainer"),
              "chainer, unfused layers": step_time.build("jsd", "none", images, args, device, layers="chainer"),
              "chainer, neither speed-up": step_time.build("jsd", "none", images, args, device, adam="chainer",
                                                           layers="chainer")}
-    chainer_times = step_time.time_interleaved(steps, args.repeat, device)
+    times = step_time.time_interleaved(steps, args.repeat, device)  # the same clock for both frameworks
     del steps
-    clock, unit = step_time.clock_for(device)   # the same clock on both sides (CPU time on the CPU)
-    torch_s = statistics.median(time_torch(args, clock))
-    print("device {}, width {}, batch {}: median {} per DFM step".format(device, args.width, args.batchsize, unit))
+    _, unit = step_time.clock_for(device)
+    torch_s = statistics.median(times.pop("pytorch"))
+    print("device {}, width {}, batch {}: median {} per DFM step, {} interleaved steps each".format(
+        device, args.width, args.batchsize, unit, args.repeat))
     print("pytorch {:.4f}".format(torch_s))
-    for name, times in chainer_times.items():
-        median = statistics.median(times)
+    for name, values in times.items():
+        median = statistics.median(values)
         print("{} {:.4f}  ratio to pytorch {:.2f}".format(name, median, median / torch_s))
     return 0
 
