@@ -14,9 +14,14 @@
 # .git/info/exclude) and this command, with carry [".whl"] and timeout_s 590:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
 #   PYTHONPATH=/tmp/site:$PWD PYTHON=python3 bash benchmarks/gpu_session.sh "$OUT"
+#
+# DEVICE and WIDTH (default 0 and 1.0) exist for a dry run of the whole script on the CPU before a lease:
+#   DEVICE=-1 WIDTH=0.0625 bash benchmarks/gpu_session.sh /tmp/gpu_session_dry
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-results/gpu_session}"
+DEV="${DEVICE:-0}"
+W="${WIDTH:-1.0}"
 PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python
 mkdir -p "$OUT"
@@ -30,8 +35,9 @@ part() {  # part NAME SECONDS COMMAND...
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 "$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
 part gpu_tests 110 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-part step_time 150 "$PY" benchmarks/step_time.py --device 0 --repeat 20 --warmup 3
-part compare_torch 70 "$PY" benchmarks/compare_torch.py --device 0 --repeat 30
-part profile 50 "$PY" benchmarks/profile_step.py --device 0 --anneal none,ent --steps 5 --kernels --out "$OUT/profile.json"
-part concurrency 130 "$PY" benchmarks/concurrency.py --device 0 --runs 1,2,4 --steps 60 --anneal lik
+part step_time 150 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3
+part compare_torch 70 "$PY" benchmarks/compare_torch.py --device "$DEV" --width "$W" --repeat 30
+part profile 50 "$PY" benchmarks/profile_step.py --device "$DEV" --width "$W" --anneal none,ent --steps 5 --kernels \
+    --out "$OUT/profile.json"
+part concurrency 130 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
 echo "wrote $OUT"
