@@ -6,7 +6,7 @@
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
-# Each part has its own time cap (510 s in all, under the device tool's 600 s per call) so one slow part
+# Each part has its own time cap (540 s in all, under the device tool's 600 s per call) so one slow part
 # cannot eat the others' time; every output goes to OUT_DIR/<part>.txt. Needs Chainer, CuPy and torch:
 # either the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device
 # machine (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
@@ -34,10 +34,15 @@ part() {  # part NAME SECONDS COMMAND...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
 "$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
-part gpu_tests 110 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-part step_time 150 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3
+part gpu_tests 100 "$PY" -m pytest -q -m gpu tests/test_gpu.py
+# the training CLI end to end on the device: 200 iterations, a stop, --resume to 300 (snapshots, log, plots, grids)
+RUN="$OUT/train_run"
+part train 60 bash -c "'$PY' -m chainer_va.train --objective jsd --anneal lik --lambda0 1 --dataset mnist5k \
+    --width $W --iterations 300 --snapshot-interval 100 --sample-interval 100 --log-interval 50 --stop-at 200 \
+    --device $DEV --out '$RUN' && '$PY' -m chainer_va.train --out '$RUN' --resume --device $DEV && ls '$RUN'"
+part step_time 140 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3
 part compare_torch 70 "$PY" benchmarks/compare_torch.py --device "$DEV" --width "$W" --repeat 30
 part profile 50 "$PY" benchmarks/profile_step.py --device "$DEV" --width "$W" --anneal none,ent --steps 5 --kernels \
     --out "$OUT/profile.json"
-part concurrency 130 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
+part concurrency 120 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
 echo "wrote $OUT"
