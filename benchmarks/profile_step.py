@@ -155,21 +155,20 @@ def named_links(updater) -> Dict[str, chainer.Link]:
 def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = None) -> StepProfile:
     """Run ``steps`` updates of ``updater`` under the hooks; the hooks are removed afterwards."""
     profile = profile or StepProfile()
-    links = named_links(updater)
-    for name, link in links.items():
-        link.add_hook(_NetworkLabel(profile, name))
-    originals = {}
-    for name, optimizer in updater.get_all_optimizers().items():
-        originals[name] = optimizer.update
-
-        def timed(*args, _name=name, _update=optimizer.update, **kwargs):
-            profile.push(_name, "update", "optimizer")
-            try:
-                return _update(*args, **kwargs)
-            finally:
-                profile.pop()
-        optimizer.update = timed
+    hooked, wrapped = [], []
     try:
+        for name, link in named_links(updater).items():
+            link.add_hook(_NetworkLabel(profile, name))
+            hooked.append(link)
+        for name, optimizer in updater.get_all_optimizers().items():
+            def timed(*args, _name=name, _update=optimizer.update, **kwargs):
+                profile.push(_name, "update", "optimizer")
+                try:
+                    return _update(*args, **kwargs)
+                finally:
+                    profile.pop()
+            optimizer.update = timed  # an instance attribute over the class's method
+            wrapped.append(optimizer)
         with _FunctionTimer(profile):
             for _ in range(steps):
                 start = profile.clock()
@@ -177,10 +176,10 @@ def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = 
                 step_time._synchronize(device)
                 profile.step_seconds.append(profile.clock() - start)
     finally:
-        for name, link in links.items():
+        for link in hooked:
             link.delete_hook(_NetworkLabel.name)
-        for name, optimizer in updater.get_all_optimizers().items():
-            del optimizer.update  # the instance attribute; the class's method shows through again
+        for optimizer in wrapped:
+            del optimizer.update  # the class's method shows through again
     return profile
 
 
