@@ -6,10 +6,10 @@
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
 process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
-as a ratio to that baseline. For ``jsd`` three more rows give the before/after of three speed-ups:
-``none`` with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, ``none``
-with every affine + BN + activation layer as Chainer's three nodes instead of one
-(``--layers chainer``; :mod:`chainer_va.fused_layers`), and ``lik`` recomputing r_data(f_fake) for the
+as a ratio to that baseline. More rows give the before/after of three speed-ups: for every objective
+``none`` with each affine + BN + activation layer as Chainer's nodes instead of one (``--layers
+chainer``; :mod:`chainer_va.fused_layers`); for ``jsd`` also ``none`` with Chainer's per-parameter Adam
+instead of :class:`chainer_va.fused_adam.FusedAdam`, and ``lik`` recomputing r_data(f_fake) for the
 annealing term instead of reusing DFM's. A step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
 settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             # before/after of the two speed-ups: Chainer's per-parameter Adam instead of the fused one,
             # and recomputing r_data(f_fake) for the lik term instead of reusing DFM's
             updaters["none (chainer Adam)"] = build(objective, "none", images, args, device, adam="chainer")
-            updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
+        updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
         if objective == "jsd" and "lik" in anneals:
             updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
         times = time_interleaved(updaters, args.repeat, device)

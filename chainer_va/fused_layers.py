@@ -21,9 +21,11 @@ So outputs, gradients and running statistics are bit-identical to the unfused la
 on a GPU the same kernels run in the same order), and whatever Chainer selects inside those functions
 (generic code, cuDNN, iDeep) it selects here too.
 
-Limits: no double backprop (none of the fused networks needs it: the WGAN-GP critic, the one network
-differentiated twice, has no BN and is never fused; asking for it raises, naming ``--layers chainer``),
-and a layer with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
+Double backprop (the WGAN-GP penalty differentiates the critic's input gradient): a layer without BN
+then builds its gradient from the same Chainer gradient functions as graph nodes, exactly as the
+unfused layers do, so second-order gradients are Chainer's too (tested). A layer with BN does not
+support it and says so, naming ``--layers chainer``; none of the shipped objectives needs it. A layer
+with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
 inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
 """
 from __future__ import annotations
@@ -58,6 +60,11 @@ def _run(node: chainer.FunctionNode, inputs: tuple) -> tuple:
     return node.forward(inputs)
 
 
+def _apply(node: chainer.FunctionNode, inputs: tuple) -> tuple:
+    """``node.apply(inputs)``: the same function as a differentiable graph node (for double backprop)."""
+    return node.apply(inputs)
+
+
 # -- the affine part: forward, and the data / weight / bias gradients of its backward ---------------------
 class _Linear:
     """``LinearFunction`` and its backward (chainer/functions/connection/linear.py, ``backward``)."""
@@ -69,14 +76,14 @@ class _Linear:
         self.node = LinearFunction()
         return _run(self.node, (x, W, b))[0]
 
-    def backward(self, x, W, gy, indexes):
+    def backward(self, x, W, gy, indexes, call=_run):
         grads = {}
         if 0 in indexes:
-            grads[0], = _run(LinearGradData(), (W, gy))
+            grads[0], = call(LinearGradData(), (W, gy))
         if 1 in indexes:
-            grads[1], = _run(LinearGradWeight(W.dtype), (x, gy))
+            grads[1], = call(LinearGradWeight(W.dtype), (x, gy))
         if 2 in indexes:
-            grads[2], = _run(Sum(axis=0), (gy,))
+            grads[2], = call(Sum(axis=0), (gy,))
         return grads
 
 
@@ -94,14 +101,14 @@ class _Convolution:
         self.node = self.kind(*self.args, **self.kwargs)
         return _run(self.node, (x, W, b))[0]
 
-    def backward(self, x, W, gy, indexes):
+    def backward(self, x, W, gy, indexes, call=_run):
         grads = {}
         if 0 in indexes:
-            grads[0], = _run(self.data_gradient(x.shape), (gy, W))
+            grads[0], = call(self.data_gradient(x.shape), (gy, W))
         if 1 in indexes:
-            grads[1], = _run(Convolution2DGradW(self.node, W.shape, W.dtype, None), self.weight_inputs(x, gy))
+            grads[1], = call(Convolution2DGradW(self.node, W.shape, W.dtype, None), self.weight_inputs(x, gy))
         if 2 in indexes:
-            grads[2], = _run(Sum(axis=(0, 2, 3)), (gy,))
+            grads[2], = call(Sum(axis=(0, 2, 3)), (gy,))
         return grads
 
 
@@ -133,10 +140,10 @@ class _Deconvolution2D(_Convolution):
     def arguments(link: L.Deconvolution2D):
         return (link.stride, link.pad, link.outsize), dict(dilate=link.dilate, groups=link.groups)
 
-    def backward(self, x, W, gy, indexes):
+    def backward(self, x, W, gy, indexes, call=_run):
         if self.node.cover_all is None:
             self.node._set_cover_all(x.shape, W.shape)
-        return super().backward(x, W, gy, indexes)
+        return super().backward(x, W, gy, indexes, call)
 
     def data_gradient(self, x_shape):
         n = self.node
@@ -159,8 +166,8 @@ class _LeakyReLUPart:
     def forward(self, h):
         return _run(LeakyReLU(self.slope), (h,))[0]
 
-    def backward(self, y, gy):
-        return _run(_LeakyReLUGrad(y, self.slope), (gy,))[0]
+    def backward(self, y, gy, call=_run):
+        return call(_LeakyReLUGrad(y, self.slope), (gy,))[0]
 
 
 class _ReLUPart:
@@ -171,10 +178,10 @@ class _ReLUPart:
         self.node = ReLU()
         return _run(self.node, (h,))[0]
 
-    def backward(self, y, gy):
+    def backward(self, y, gy, call=_run):
         if self.node._use_cudnn and chainer.should_use_cudnn(">=auto"):
-            return _run(ReLUGradCudnn(y), (gy,))[0]
-        return _run(ReLUGrad2(y), (gy,))[0]
+            return call(ReLUGradCudnn(y), (gy,))[0]
+        return call(ReLUGrad2(y), (gy,))[0]
 
 
 class AffineBNActivation(chainer.FunctionNode):
@@ -216,27 +223,37 @@ class AffineBNActivation(chainer.FunctionNode):
         return y,
 
     def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
+        # Asked for double backprop (chainer.grad(..., enable_double_backprop=True)), the gradient is built
+        # from the same Chainer gradient functions as graph nodes, exactly as the unfused layers' backward
+        # builds it; otherwise they run on raw arrays. A BN layer's graph would need its (internal) affine
+        # output as a variable: not supported.
+        graph = chainer.config.enable_backprop
+        if graph and self.with_bn:
             raise NotImplementedError(
-                "a fused layer (chainer_va.fused_layers) does not support double backprop; train with "
-                "--layers chainer (or build the network with fused=False) for higher-order gradients")
+                "a fused layer with BatchNormalization (chainer_va.fused_layers) does not support double "
+                "backprop; train with --layers chainer (or build the network with fused=False) for "
+                "higher-order gradients through BN layers")
         if self.with_bn and not self.train:
             raise NotImplementedError("the fused layer's backward through BN exists only in training mode")
-        retained = [v.array for v in self.get_retained_inputs()]
+        call = _apply if graph else _run
+        retained = self.get_retained_inputs()
+        if not graph:
+            retained = [v.array for v in retained]
         x, W = retained[:2]
-        g = grad_outputs[0].array
+        g = grad_outputs[0] if graph else grad_outputs[0].array
         if self.activation:
-            g = self.activation.backward(self._y, g)
+            g = self.activation.backward(self._y, g, call)
         if self.with_bn:
             bn = self._bn
             var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
             g, ggamma, gbeta = _run(BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, bn.inv_std,
                                                            bn.key_axis, bn._impl, bn.forward_data),
                                     (self._z, retained[2], g))
-        grads = self.affine.backward(x, W, g, indexes)
+        grads = self.affine.backward(x, W, g, indexes, call)
         if self.with_bn:
             grads[3], grads[4] = ggamma, gbeta
-        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
+        wrap = (lambda v: v) if graph else chainer.Variable
+        return tuple(wrap(grads[i]) if i in grads else None for i in indexes)
 
 
 def can_fuse(affine: chainer.Link, bn: Optional[chainer.Link]) -> bool:
@@ -267,5 +284,11 @@ def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], act
             return h
         return F.leaky_relu(h, slope) if activation == "leaky_relu" else F.relu(h)
     inputs = (x, affine.W, affine.b) + (_bn_inputs(bn) if bn is not None else ())
-    y, = AffineBNActivation(affine, bn, activation, slope).apply(inputs)
+    node = AffineBNActivation(affine, bn, activation, slope)
+    y, = node.apply(inputs)
+    # Backprop visits nodes by rank (chainer/_backprop.py:164), and the order in which a parameter's
+    # gradient contributions are summed follows it. The node keeps the affine node's rank (its weight
+    # gradients are summed when the unfused affine's would be) and its output gets the rank the unfused
+    # layer's output would have (one per absorbed node), so every node downstream keeps its rank too.
+    y.node._rank = node.rank + 1 + (bn is not None) + (activation is not None)
     return y

@@ -26,7 +26,7 @@ def test_step_time_prints_a_ratio_per_annealing_term_and_the_reuse_before_after(
     names = [" ".join(r[:-3]) for r in rows]
     assert names == ["jsd none", "jsd lik", "jsd ent", "jsd none (chainer Adam)", "jsd none (chainer layers)",
                      "jsd lik (r recomputed)",
-                     "rkl none", "rkl lik", "rkl ent"]
+                     "rkl none", "rkl lik", "rkl ent", "rkl none (chainer layers)"]
     ratios = {name: float(r[-1]) for name, r in zip(names, rows)}
     assert ratios["jsd none"] == ratios["rkl none"] == 1.0
     assert all(0 < value < 100 for value in ratios.values())
@@ -155,8 +155,10 @@ def test_profile_counts_show_the_reused_reconstruction_and_the_penalty_double_ba
     updater, device = _tiny_updater(profile_step, "wgan", "none")
     profile = profile_step.profile_steps(updater, 1, device)
     n_conv = _count(updater.dis.links(), L.Convolution2D)
-    # critic step (n_critic=1): real, fake and x_hat forwards; generator step: fake (+ real features for r)
-    assert profile.calls[("dis", "forward", "Convolution2DFunction")] == 5 * n_conv
+    # critic step (n_critic=1): real, fake and x_hat forwards; generator step: fake (+ real features for
+    # r); every conv but the feature conv is fused with its lReLU
+    assert profile.calls[("dis", "forward", "Convolution2DFunction")] == 5
+    assert profile.calls[("dis", "forward", "AffineBNActivation")] == 5 * (n_conv - 1)
     # the penalty's input gradient applies nodes inside a backward pass; they are charged to the critic
     applied_in_backward = {f: n for (net, phase, f), n in profile.calls.items()
                            if net == "dis" and phase == "backward" and not f.endswith(".backward")}

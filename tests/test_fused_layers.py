@@ -187,3 +187,47 @@ def test_every_variant_matches_the_unfused_links(bn_kind, activation):
     assert len(results[0]) == len(results[1])
     for a, b in zip(*results):
         numpy.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu", None])
+def test_double_backprop_through_a_layer_without_bn_is_chainers(activation):
+    # the WGAN-GP pattern: penalise the input gradient, then back-propagate the penalty to the weights
+    import chainer.links as L
+
+    x0 = numpy.random.RandomState(7).normal(size=(4, 3, 8, 8)).astype(numpy.float32)
+    results = []
+    for fused in (True, False):
+        numpy.random.seed(8)
+        conv = L.Convolution2D(3, 5, 4, 2, 1)
+        x = chainer.Variable(x0.copy())
+        y = fused_layer(x, conv, None, activation, 0.2, fused=fused)
+        assert isinstance(y.creator, AffineBNActivation) == fused
+        gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=True)
+        penalty = F.mean(F.square(F.sqrt(F.sum(F.square(F.reshape(gx, (4, -1))), axis=1)) - 1.0))
+        conv.cleargrads()
+        penalty.backward()
+        results.append([gx.array, penalty.array, conv.W.grad, conv.b.grad])
+        assert numpy.abs(conv.W.grad).sum() > 0
+    for a, b in zip(*results):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_wgan_critic_penalty_and_wasserstein_gradients_are_chainers():
+    # several passes (real, fake, the penalty's x_hat and its double backprop) add up in each weight's
+    # gradient; the fused nodes keep Chainer's ranks, so the sums run in Chainer's order (bit-identical)
+    from chainer_va import updaters
+
+    rs = numpy.random.RandomState(4)
+    x_real, x_fake = (rs.uniform(-1, 1, (4, 1, 32, 32)).astype(numpy.float32) for _ in range(2))
+    u = rs.uniform(0, 1, (4, 1, 1, 1)).astype(numpy.float32)
+    grads = []
+    for fused in (True, False):
+        numpy.random.seed(3)
+        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused)
+        loss = (F.mean(-critic(x_real)[1]) + F.mean(critic(x_fake)[1])
+                + updaters.gradient_penalty(critic, x_real, x_fake, u))
+        loss.backward()
+        grads.append({name: p.grad for name, p in critic.namedparams()})
+    assert sorted(grads[0]) == sorted(grads[1])
+    for name in grads[0]:
+        numpy.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
