@@ -108,9 +108,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="fused: one whole-network update per link (same numbers, fewer kernel launches); chainer: "
              "chainer.optimizers.Adam, one update per parameter (fused)")
     add("--layers", default="fused", choices=("fused", "chainer"),
-        help="fused: each affine + BN + activation layer of G, D and the denoisers as one function node "
-             "(same numbers, a third of the host work; no double backprop through them); chainer: "
-             "Chainer's three nodes per layer (fused)")
+        help="fused: each affine [+ BN] [+ activation] layer of G, D, the critic and the denoisers as one "
+             "function node (same numbers, less host work; no double backprop through BN layers); chainer: "
+             "Chainer's own nodes per layer (fused)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
