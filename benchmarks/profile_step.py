@@ -284,6 +284,9 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", action="store_true",
                         help="GPU only: also count kernels and GPU busy time with torch.profiler")
     parser.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    for name in ("layers", "losses", "adam"):
+        parser.add_argument("--" + name, default="fused", choices=("fused", "chainer"),
+                            help="as train's --{}: chainer profiles the step without that speed-up".format(name))
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
@@ -292,7 +295,8 @@ def main(argv=None) -> int:
           "asynchronously)".format(device, args.objective, args.width, args.batchsize))
     results = []
     for anneal in [a for a in args.anneal.split(",") if a]:
-        updater = step_time.build(args.objective, anneal, images, args, device)
+        updater = step_time.build(args.objective, anneal, images, args, device, adam=args.adam,
+                                  layers=args.layers, losses=args.losses)
         plain, profile = [], StepProfile()
         for _ in range(args.steps):  # interleaved, so drift in machine load hits both equally
             plain += time_plain_steps(updater, 1, device)

@@ -6,11 +6,13 @@
 
 For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
 process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
-as a ratio to that baseline. More rows give the before/after of three speed-ups: for every objective
+as a ratio to that baseline. More rows give the before/after of four speed-ups: for every objective
 ``none`` with each affine + BN + activation layer as Chainer's nodes instead of one (``--layers
-chainer``; :mod:`chainer_va.fused_layers`); for ``jsd`` also ``none`` with Chainer's per-parameter Adam
-instead of :class:`chainer_va.fused_adam.FusedAdam`, and ``lik`` recomputing r_data(f_fake) for the
-annealing term instead of reusing DFM's. A step is
+chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and ``ent``) with each loss chain as
+Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`); for ``jsd`` also ``none``
+with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, ``lik``
+recomputing r_data(f_fake) for the annealing term instead of reusing DFM's, and ``none`` with all of
+them off and Chainer's type checks on every step (the step before issue 8). A step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
 settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
@@ -34,14 +36,14 @@ def _synchronize(device) -> None:
 
 
 def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True,
-          adam: str = "fused", layers: str = "fused"):
+          adam: str = "fused", layers: str = "fused", losses: str = "fused"):
     """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up.
 
-    ``reuse``, ``adam`` and ``layers`` switch the speed-ups off for before/after rows.
+    ``reuse``, ``adam``, ``layers`` and ``losses`` switch the speed-ups off for before/after rows.
     """
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0",
-             "--adam", adam, "--layers", layers]
+             "--adam", adam, "--layers", layers, "--losses", losses]
     if anneal != "none":
         flags += ["--lambda0", "1"]
     config = train.resolve_config(flags)
@@ -106,8 +108,17 @@ def main(argv=None) -> int:
             # and recomputing r_data(f_fake) for the lik term instead of reusing DFM's
             updaters["none (chainer Adam)"] = build(objective, "none", images, args, device, adam="chainer")
         updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
+        updaters["none (chainer losses)"] = build(objective, "none", images, args, device, losses="chainer")
+        if "ent" in anneals:
+            updaters["ent (chainer losses)"] = build(objective, "ent", images, args, device, losses="chainer")
         if objective == "jsd" and "lik" in anneals:
             updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
+        if objective == "jsd":
+            # every speed-up off (with type checks on every step): the step before issue 8
+            before = build(objective, "none", images, args, device, reuse=False, adam="chainer",
+                           layers="chainer", losses="chainer")
+            before.check_types_every_step = True
+            updaters["none (all speed-ups off)"] = before
         times = time_interleaved(updaters, args.repeat, device)
         base = statistics.median(times["none"])
         for name, values in times.items():

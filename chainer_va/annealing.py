@@ -34,6 +34,7 @@ import chainer
 import chainer.functions as F
 
 from chainer_va import schedules
+from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource
 
 __all__ = ["DENOISER_SIGMA", "ANNEAL_WEIGHT", "FeatureDenoiser", "DenoiserPool", "residual_energy",
@@ -139,24 +140,30 @@ class DenoiserPool:
         return [(s, self._denoisers[s]) for s in SOURCES if s in self._denoisers]
 
 
-def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser) -> chainer.Variable:
-    """mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 (f - r(f)) / N."""
-    return F.mean(F.square(f - denoiser.reconstruct(f)))
+def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser, scale: Optional[float] = None,
+                    fused: bool = True) -> chainer.Variable:
+    """[scale *] mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 scale (f - r(f)) / N.
+
+    ``fused``: one function node (:func:`chainer_va.fused_losses.scaled_mean_square`, same numbers).
+    """
+    return scaled_mean_square(f, denoiser.reconstruct(f), scale, fused)
 
 
 class AnnealingTerm:
     """Base class of an annealing term: ``generator_loss(f_fake, lam)`` is added to L_G.
 
     ``sources`` names the denoisers the term needs; ``keeps_dfm_term`` says whether the JSD (DFM)
-    objective keeps its own 0.03 feature term next to this one.
+    objective keeps its own 0.03 feature term next to this one. ``fused_losses``: build the term as
+    one function node where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers).
     """
 
     name = "base"
     sources: tuple = ()
     keeps_dfm_term = True
 
-    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT):
+    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, fused_losses: bool = True):
         self.weight = float(weight)
+        self.fused_losses = bool(fused_losses)
         self.denoisers = {source: denoisers.get(source) for source in self.sources}
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
@@ -211,7 +218,7 @@ class LikelihoodAnnealing(AnnealingTerm):
     sources = ("data",)
 
     def generator_loss(self, f_fake, lam):
-        return self.weight * lam * residual_energy(f_fake, self.denoisers["data"])
+        return residual_energy(f_fake, self.denoisers["data"], self.weight * lam, self.fused_losses)
 
 
 @register("ent")
@@ -221,7 +228,7 @@ class EntropyAnnealing(AnnealingTerm):
     sources = ("fake",)
 
     def generator_loss(self, f_fake, lam):
-        return -self.weight * lam * residual_energy(f_fake, self.denoisers["fake"])
+        return residual_energy(f_fake, self.denoisers["fake"], -self.weight * lam, self.fused_losses)
 
 
 @register("lgan")
@@ -235,5 +242,5 @@ class LGANAnnealing(AnnealingTerm):
     keeps_dfm_term = False
 
     def generator_loss(self, f_fake, lam):
-        r = self.denoisers["data"].reconstruct(f_fake)
-        return lam * F.mean((r - f_fake) * f_fake)
+        return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam,
+                                            self.fused_losses)

@@ -53,7 +53,7 @@ GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "adam", "layers", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+RESUME_MUTABLE = ("device", "adam", "layers", "losses", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
                   "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
                   "plot_interval")
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
@@ -111,6 +111,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="fused: each affine [+ BN] [+ activation] layer of G, D, the critic and the denoisers as one "
              "function node (same numbers, less host work; no double backprop through BN layers); chainer: "
              "Chainer's own nodes per layer (fused)")
+    add("--losses", default="fused", choices=("fused", "chainer"),
+        help="fused: each loss term that is a chain of elementwise functions (softplus means, the feature "
+             "terms, the gradient penalty) as one function node (same numbers, less host work; no double "
+             "backprop through a loss); chainer: Chainer's own nodes (fused)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
@@ -336,11 +340,20 @@ def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     return images
 
 
-def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
-    """``fused=`` for a network class that takes it (``--layers``; plugin classes may not)."""
-    if "fused" not in inspect.signature(cls).parameters:
+def _switch(cls, keyword: str, config: Dict[str, Any], key: str, via_kwargs: bool = False) -> Dict[str, bool]:
+    """``{keyword: config[key] == "fused"}`` for a class whose constructor takes ``keyword`` (plugin
+    classes may not; ``via_kwargs``: also when it passes ``**kwargs`` on, as updater subclasses do to
+    :class:`~chainer_va.updaters.GANUpdater`). The key defaults to fused for configurations saved
+    before it existed."""
+    parameters = inspect.signature(cls).parameters.values()
+    if not any(p.name == keyword or (via_kwargs and p.kind is p.VAR_KEYWORD) for p in parameters):
         return {}
-    return {"fused": config.get("layers", "fused") == "fused"}
+    return {keyword: config.get(key, "fused") == "fused"}
+
+
+def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
+    """``fused=`` for a network class that takes it (``--layers``)."""
+    return _switch(cls, "fused", config, "layers")
 
 
 def make_generator(config: Dict[str, Any]) -> chainer.Link:
@@ -382,13 +395,14 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     noise = NoiseSource(noise_seed)
     pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape),
                                   optimizer, noise, sigma=config["sigma"], device=device)
-    term = annealing.get(config["anneal"])(pool, weight=config["anneal_weight"])
+    term_cls = annealing.get(config["anneal"])
+    term = term_cls(pool, weight=config["anneal_weight"], **_switch(term_cls, "fused_losses", config, "losses"))
     updater_cls = updaters.get(config["objective"])
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
     return updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
                        LatentSampler(config["latent_dim"], latent_seed), noise, pool, device=device,
-                       **objective_options)
+                       **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True), **objective_options)
 
 
 def _every_and_at(interval: int, last: int):

@@ -20,8 +20,10 @@ decorate it with ``@register("name")`` (docs/extending.md).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
+import operator
 from typing import Dict
 
 import numpy
@@ -35,10 +37,11 @@ from chainer.training import StandardUpdater
 from chainer_va import nets
 from chainer_va.fused_adam import FusedAdam
 from chainer_va.annealing import AnnealingTerm, DenoiserPool, residual_energy
+from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
 
 __all__ = ["NonFiniteLossError", "GANUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
-           "names", "get", "options", "gradient_penalty", "make_adam", "LR", "BETA1", "BETA2",
+           "names", "get", "options", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
            "DFM_WEIGHT", "GP_WEIGHT", "N_CRITIC"]
 
 LR = 1e-4  # Adam learning rate (supplement J.1)
@@ -72,21 +75,26 @@ def make_adam(link: chainer.Link, lr: float = LR, beta1: float = BETA1, beta2: f
     return optimizer
 
 
-def gradient_penalty(critic: chainer.Link, x_real, x_fake, u, weight: float = GP_WEIGHT) -> chainer.Variable:
+def gradient_penalty(critic: chainer.Link, x_real, x_fake, u, weight: float = GP_WEIGHT,
+                     fused: bool = True) -> chainer.Variable:
     """WGAN-GP penalty weight * mean_i (||grad_x D(xhat_i)||_2 - 1)^2, xhat = u x_real + (1 - u) x_fake.
 
     The input gradient comes from ``chainer.grad(..., enable_double_backprop=True)``, so the
     penalty's own gradient reaches the critic's weights (Gulrajani et al. 2017; SPEC section 2).
-    ``u`` has shape (B, 1, 1, 1) (or broadcastable to the inputs).
+    ``u`` has shape (B, 1, 1, 1) (or broadcastable to the inputs). ``fused``: the norm-to-penalty chain
+    as one node (:func:`chainer_va.fused_losses.gradient_norm_penalty`, same numbers).
     """
     x_real = x_real.array if isinstance(x_real, chainer.Variable) else x_real
     x_fake = x_fake.array if isinstance(x_fake, chainer.Variable) else x_fake
     x_hat = chainer.Variable(u * x_real + (1.0 - u) * x_fake)
     _, y_hat = critic(x_hat)
     grad, = chainer.grad([F.sum(y_hat)], [x_hat], enable_double_backprop=True)
-    grad = F.reshape(grad, (len(grad), -1))
-    norm = F.sqrt(F.sum(F.square(grad), axis=1))
-    return weight * F.mean(F.square(norm - 1.0))
+    return gradient_norm_penalty(grad, weight, fused)
+
+
+def total(losses) -> chainer.Variable:
+    """The sum of loss terms (without the ``0 +`` node that the builtin ``sum`` would add)."""
+    return functools.reduce(operator.add, losses)
 
 
 class GANUpdater(StandardUpdater):
@@ -100,6 +108,8 @@ class GANUpdater(StandardUpdater):
         schedule: callable iteration -> lambda_t.
         latent: sampler of z; noise: source of eps and u; denoisers: the run's denoiser pool.
         device: the Chainer device the links live on.
+        fused_losses: build each loss term that is a chain of elementwise functions as one function
+            node (:mod:`chainer_va.fused_losses`; ``--losses``): the same numbers, less host work.
     """
 
     discriminator_class = nets.DFMDiscriminator
@@ -113,8 +123,9 @@ class GANUpdater(StandardUpdater):
     def __init__(self, iterator, generator: chainer.Link, discriminator: chainer.Link,
                  gen_optimizer: chainer.Optimizer, dis_optimizer: chainer.Optimizer,
                  annealing: AnnealingTerm, schedule, latent: LatentSampler, noise: NoiseSource,
-                 denoisers: DenoiserPool, device=None):
+                 denoisers: DenoiserPool, device=None, fused_losses: bool = True):
         super().__init__(iterator, {"gen": gen_optimizer, "dis": dis_optimizer})
+        self.fused_losses = bool(fused_losses)
         self.gen = generator
         self.dis = discriminator
         self.annealing = annealing
@@ -236,7 +247,8 @@ class OneStepUpdater(GANUpdater):
 
     def discriminator_loss(self, y_real, y_fake) -> chainer.Variable:
         """L_D = mean softplus(-y_real) + mean softplus(y_fake) (SPEC section 2)."""
-        return F.mean(F.softplus(-y_real)) + F.mean(F.softplus(y_fake))
+        return (mean_softplus(y_real, negate=True, fused=self.fused_losses)
+                + mean_softplus(y_fake, fused=self.fused_losses))
 
     def generator_adversarial_loss(self, y_fake) -> chainer.Variable:
         raise NotImplementedError
@@ -255,7 +267,7 @@ class OneStepUpdater(GANUpdater):
         parts = {"loss_gen_adv": self.generator_adversarial_loss(y_fake)}
         parts.update(self.generator_extra_losses(f_fake))
         parts.update(self.annealing_loss(f_fake, lam))
-        loss_gen = sum(parts.values())
+        loss_gen = total(parts.values())
         den_losses = self.denoiser_losses(real=f_real, fake=f_fake)
 
         losses = {"loss_dis": loss_dis, "loss_gen": loss_gen, **parts, **den_losses}
@@ -321,12 +333,12 @@ class JSDUpdater(OneStepUpdater):
         self.dfm_denoiser = self.require_denoiser("data") if keep else None
 
     def generator_adversarial_loss(self, y_fake):
-        return F.mean(F.softplus(-y_fake))
+        return mean_softplus(y_fake, negate=True, fused=self.fused_losses)
 
     def generator_extra_losses(self, f_fake):
         if self.dfm_denoiser is None:
             return {}
-        return {"loss_dfm": self.dfm_weight * residual_energy(f_fake, self.dfm_denoiser)}
+        return {"loss_dfm": residual_energy(f_fake, self.dfm_denoiser, self.dfm_weight, self.fused_losses)}
 
 
 @register("rkl")
@@ -334,7 +346,7 @@ class RKLUpdater(OneStepUpdater):
     """RKL-GAN: L_G = mean(-y_fake) (+ annealing term): with the optimal D, y = log p - log q."""
 
     def generator_adversarial_loss(self, y_fake):
-        return F.mean(-y_fake)
+        return mean_negative(y_fake, fused=self.fused_losses)
 
 
 @register("wgan")
@@ -358,8 +370,10 @@ class WGANGPUpdater(GANUpdater):
         _, y_real = self.dis(x_real)
         _, y_fake = self.dis(x_fake)
         u = self.target_device.send(self.noise.uniform((len(x_real), 1, 1, 1)))
-        loss_gp = gradient_penalty(self.dis, x_real, x_fake, u, self.gp_weight)
-        loss_wasserstein = F.mean(-y_real) + F.mean(y_fake)
+        loss_gp = gradient_penalty(self.dis, x_real, x_fake, u, self.gp_weight, self.fused_losses)
+        # D(x_fake) - D(x_real), in this order: the shorter chain first keeps backprop's order with
+        # fused losses (chainer_va.fused_losses.unary_chain)
+        loss_wasserstein = F.mean(y_fake) + mean_negative(y_real, fused=self.fused_losses)
         loss_dis = loss_wasserstein + loss_gp
         losses = {"loss_dis": loss_dis, "loss_gp": loss_gp}
         self.check_finite(losses)
@@ -373,9 +387,9 @@ class WGANGPUpdater(GANUpdater):
 
         x_fake = self.generate(len(x_real))
         f_fake, y_fake = self.dis(x_fake)
-        parts = {"loss_gen_adv": F.mean(-y_fake)}
+        parts = {"loss_gen_adv": mean_negative(y_fake, fused=self.fused_losses)}
         parts.update(self.annealing_loss(f_fake, lam))
-        loss_gen = sum(parts.values())
+        loss_gen = total(parts.values())
         with chainer.no_backprop_mode():
             f_real, _ = self.dis(x_real)  # the current critic's features of the last real batch
         den_losses = self.denoiser_losses(real=f_real, fake=f_fake)

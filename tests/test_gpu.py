@@ -1,7 +1,7 @@
 """GPU checks (marked ``gpu``: skipped without CuPy and a CUDA device; see conftest.py).
 
 The same step on the GPU and on the CPU from the same parameters and inputs agrees to float32
-rounding; FusedAdam on CuPy agrees with Chainer's own GPU Adam; the fused layers give the unfused ones'
+rounding; FusedAdam on CuPy agrees with Chainer's own GPU Adam; the fused layers and losses give the unfused ones'
 arrays; the NaN check reads CuPy scalars.
 """
 import numpy
@@ -117,3 +117,21 @@ def test_fused_layers_on_cupy_match_the_unfused_ones(network):
     assert len(results[0]) == len(results[1])
     for a, b in zip(*results):
         numpy.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("objective,anneal", [("jsd", "lik"), ("wgan", "lgan")])
+def test_fused_losses_on_cupy_give_the_unfused_step(images, objective, anneal):
+    # the fused loss chains run Chainer's own GPU kernels in the same order: identical losses and gradients
+    results = []
+    for losses in ("fused", "chainer"):
+        config = train.resolve_config(["--dataset", images, *FLAGS, "--objective", objective, "--anneal", anneal,
+                                       "--lambda0", "0.5", "--n-critic", "1", "--losses", losses])
+        updater = train.build_updater(config, train.load_dataset(config), chainer.get_device("@cupy:0"))
+        observation = {}
+        with chainer.Reporter().scope(observation):
+            updater.update()
+        results.append((_grads(updater), {k: float(v.array if isinstance(v, chainer.Variable) else v)
+                                          for k, v in observation.items()}))
+    assert results[0][1] == results[1][1]
+    for key, grad in results[0][0].items():
+        numpy.testing.assert_array_equal(grad, results[1][0][key], err_msg=str(key))

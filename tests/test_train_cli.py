@@ -83,14 +83,15 @@ def test_resume_after_stop_equals_uninterrupted_run(images, tmp_path, uninterrup
 
 
 def test_resume_may_switch_the_speed_ups_off_and_gets_the_same_run(images, tmp_path, uninterrupted):
-    # --layers and --adam change how, not what, a step computes: a snapshot of the fused run resumes
-    # with Chainer's own layers and Adam and continues the same run
+    # --layers, --losses and --adam change how, not what, a step computes: a snapshot of the fused run
+    # resumes with Chainer's own layers, losses and Adam and continues the same run
     part = tmp_path / "switched"
     train.main(tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "6", "--stop-at", "6"))
-    resumed = train.main(["--out", str(part), "--resume", "--layers", "chainer", "--adam", "chainer"] + QUIET)
+    resumed = train.main(["--out", str(part), "--resume", "--layers", "chainer", "--losses", "chainer", "--adam",
+                          "chainer"] + QUIET)
     assert resumed["completed"]
     resume_config = json.loads((part / "config_resume_00000006.json").read_text())["config"]
-    assert (resume_config["layers"], resume_config["adam"]) == ("chainer", "chainer")
+    assert (resume_config["layers"], resume_config["losses"], resume_config["adam"]) == ("chainer",) * 3
     assert_same_run(uninterrupted, part)
 
 

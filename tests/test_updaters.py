@@ -341,6 +341,31 @@ def test_fused_layers_give_the_unfused_step_exactly(images, objective, anneal):
         numpy.testing.assert_array_equal(d.link.bn3.avg_var, e.link.bn3.avg_var)
 
 
+@pytest.mark.parametrize("objective", ["jsd", "rkl", "wgan"])
+@pytest.mark.parametrize("anneal", ["none", "lik", "ent", "lgan"])
+def test_fused_losses_give_the_unfused_step_exactly(images, objective, anneal):
+    # --losses fused (default) builds each loss chain (softplus means, feature terms, the LGAN term, the
+    # penalty) as one node; every objective's steps must be bit-identical to Chainer's own nodes (a
+    # fused node is found earlier in backprop than the unfused chain's first node: this checks that
+    # no gradient sum changes order), alone and with every speed-up off
+    lam = ("--lambda0", "0.5") if anneal != "none" else ()
+    flags = ("--objective", objective, "--anneal", anneal, "--n-critic", "2") + lam
+    fused, config = make_updater(images, *flags)
+    assert config["losses"] == "fused" and fused.fused_losses and fused.annealing.fused_losses
+    reference = run_steps(fused, 3), snapshot_params(fused)
+    offs = [("--losses", "chainer")]
+    if anneal in ("ent", "lgan"):
+        offs.append(("--losses", "chainer", "--layers", "chainer", "--adam", "chainer"))
+    for off in offs:
+        plain, _ = make_updater(images, *flags, *off)
+        assert not plain.fused_losses and not plain.annealing.fused_losses
+        assert run_steps(plain, 3) == reference[0]
+        b = snapshot_params(plain)
+        for name in reference[1]:
+            for p in reference[1][name]:
+                numpy.testing.assert_array_equal(reference[1][name][p], b[name][p], err_msg="{}{}".format(name, p))
+
+
 def test_check_finite_names_the_first_bad_loss_of_many(images):
     updater, _ = make_updater(images, "--objective", "rkl")
     f32 = numpy.float32
