@@ -5,7 +5,8 @@
 
 The Chainer step is ``chainer_va``'s ``jsd`` updater (discriminator, generator with DFM's denoiser
 term, denoiser) as shipped, and with each of its host-side speed-ups off (Chainer's per-parameter
-Adam; Chainer's nodes per affine + BN + activation layer; both); the PyTorch step is
+Adam; Chainer's nodes per affine + BN + activation layer; per loss chain; all of them, with type
+checks on every step); the PyTorch step is
 ``benchmarks/torch_reference.py`` with the same layer shapes. All are timed interleaved, step by step,
 on the same clock. Prints the medians and their ratios to PyTorch. Needs torch (``pip install -e
 .[crosscheck]``); the PyTorch side runs on ``cuda:N`` when ``--device N`` names a GPU.
@@ -65,8 +66,8 @@ def main(argv=None) -> int:
              "chainer": step_time.build("jsd", "none", images, args, device),
              "chainer, per-parameter Adam": step_time.build("jsd", "none", images, args, device, adam="chainer"),
              "chainer, unfused layers": step_time.build("jsd", "none", images, args, device, layers="chainer"),
-             "chainer, neither speed-up": step_time.build("jsd", "none", images, args, device, adam="chainer",
-                                                          layers="chainer")}
+             "chainer, unfused losses": step_time.build("jsd", "none", images, args, device, losses="chainer"),
+             "chainer, no speed-ups": step_time.build_unoptimised("jsd", "none", images, args, device)}
     times = step_time.time_interleaved(steps, args.repeat, device)  # the same clock for both frameworks
     del steps
     _, unit = step_time.clock_for(device)
