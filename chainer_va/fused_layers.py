@@ -11,8 +11,8 @@ Chainer's graph runs them:
 
 * forward: ``LinearFunction`` / ``Convolution2DFunction`` / ``Deconvolution2DFunction``, then
   ``BatchNormalization`` (with the link's running-statistics update) or, in inference mode,
-  ``FixedBatchNormalization``, then ``LeakyReLU`` / ``ReLU``;
-* backward: ``_LeakyReLUGrad`` / ``ReLUGrad2`` (``ReLUGradCudnn`` where ReLU used cuDNN),
+  ``FixedBatchNormalization``, then ``LeakyReLU`` / ``ReLU`` / ``Tanh`` (the generator's output layer);
+* backward: ``_LeakyReLUGrad`` / ``ReLUGrad2`` (``ReLUGradCudnn`` where ReLU used cuDNN) / ``TanhGrad``,
   ``BatchNormalizationGrad``, and the affine function's data, weight and bias gradients
   (``LinearGradData`` / ``LinearGradWeight``, ``Deconvolution2DFunction`` / ``Convolution2DFunction`` and
   ``Convolution2DGradW``, ``Sum``).
@@ -39,6 +39,7 @@ import chainer.functions as F
 import chainer.links as L
 from chainer.functions.activation.leaky_relu import LeakyReLU, _LeakyReLUGrad
 from chainer.functions.activation.relu import ReLU, ReLUGrad2, ReLUGradCudnn
+from chainer.functions.activation.tanh import Tanh, TanhGrad
 from chainer.functions.connection.convolution_2d import Convolution2DFunction, Convolution2DGradW
 from chainer.functions.connection.deconvolution_2d import Deconvolution2DFunction
 from chainer.functions.connection.linear import LinearFunction, LinearGradData, LinearGradWeight
@@ -49,7 +50,7 @@ from chainer.functions.normalization.batch_normalization import (BatchNormalizat
 
 __all__ = ["AffineBNActivation", "fused_layer", "can_fuse", "ACTIVATIONS"]
 
-ACTIVATIONS = ("relu", "leaky_relu")
+ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 
 
 def _run(node: chainer.FunctionNode, inputs: tuple) -> tuple:
@@ -184,14 +185,32 @@ class _ReLUPart:
         return call(ReLUGrad2(y), (gy,))[0]
 
 
+class _TanhPart:
+    """``Tanh``; its backward is ``TanhGrad(x if cuDNN ran it else None)`` on (y, gy), y an input of that
+    node, so double backprop needs y in the graph: the fused node retains its output for it."""
+
+    retains_output = True
+
+    def __init__(self):
+        self.node = None
+
+    def forward(self, h):
+        self.node = Tanh()
+        self.h = h
+        return _run(self.node, (h,))[0]
+
+    def backward(self, y, gy, call=_run):
+        return call(TanhGrad(self.h if self.node._use_cudnn else None), (y, gy))[0]
+
+
 class AffineBNActivation(chainer.FunctionNode):
     """y = act(BN(affine(x; W, b); gamma, beta)) as one node; BN and act are each optional.
 
     Inputs (x, W, b), then (gamma, beta) with BN. ``affine`` is the Linear / Convolution2D /
     Deconvolution2D link; ``bn`` the BatchNormalization link or None (its running statistics are
     updated in training mode exactly as its own ``forward`` does; without gamma or beta it passes the
-    same constant arrays as the link); ``activation`` ``"relu"``, ``"leaky_relu"`` (with ``slope``) or
-    None.
+    same constant arrays as the link); ``activation`` ``"relu"``, ``"leaky_relu"`` (with ``slope``),
+    ``"tanh"`` or None.
     """
 
     def __init__(self, affine: chainer.Link, bn: Optional[L.BatchNormalization], activation: Optional[str],
@@ -199,7 +218,7 @@ class AffineBNActivation(chainer.FunctionNode):
         self.affine = _AFFINE[type(affine)](affine)
         if activation not in ACTIVATIONS + (None,):
             raise ValueError("unknown activation {!r}; use one of {} or None".format(activation, ACTIVATIONS))
-        self.activation = {"leaky_relu": lambda: _LeakyReLUPart(slope), "relu": _ReLUPart,
+        self.activation = {"leaky_relu": lambda: _LeakyReLUPart(slope), "relu": _ReLUPart, "tanh": _TanhPart,
                            None: lambda: None}[activation]()
         self.train = bool(chainer.config.train)
         self.with_bn = bn is not None
@@ -220,6 +239,8 @@ class AffineBNActivation(chainer.FunctionNode):
         y = self.activation.forward(h) if self.activation else h
         self._z, self._y = z, y  # what the unfused BN and activation nodes retain
         self.retain_inputs((0, 1, 3) if self.with_bn else (0, 1))  # x, W (the affine's grads), gamma (BN's)
+        if getattr(self.activation, "retains_output", False):
+            self.retain_outputs((0,))
         return y,
 
     def backward(self, indexes, grad_outputs):
@@ -242,7 +263,9 @@ class AffineBNActivation(chainer.FunctionNode):
         x, W = retained[:2]
         g = grad_outputs[0] if graph else grad_outputs[0].array
         if self.activation:
-            g = self.activation.backward(self._y, g, call)
+            y = self.get_retained_outputs()[0] if graph and getattr(self.activation, "retains_output", False) \
+                else self._y
+            g = self.activation.backward(y, g, call)
         if self.with_bn:
             bn = self._bn
             var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
@@ -275,14 +298,15 @@ def _bn_inputs(bn: L.BatchNormalization) -> tuple:
 
 def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], activation: Optional[str],
                 slope: float = 0.2, fused: bool = True) -> chainer.Variable:
-    """``act(bn(affine(x)))`` (act = F.relu, F.leaky_relu(., slope) or none; bn optional), as one node
-    when ``fused`` and :func:`can_fuse`, else with Chainer's own links and functions."""
+    """``act(bn(affine(x)))`` (act = F.relu, F.leaky_relu(., slope), F.tanh or none; bn optional), as one
+    node when ``fused`` and :func:`can_fuse`, else with Chainer's own links and functions."""
     if not fused or not can_fuse(affine, bn):
         h = affine(x)
         h = bn(h) if bn is not None else h
         if activation is None:
             return h
-        return F.leaky_relu(h, slope) if activation == "leaky_relu" else F.relu(h)
+        return {"leaky_relu": lambda: F.leaky_relu(h, slope), "relu": lambda: F.relu(h),
+                "tanh": lambda: F.tanh(h)}[activation]()
     inputs = (x, affine.W, affine.b) + (_bn_inputs(bn) if bn is not None else ())
     node = AffineBNActivation(affine, bn, activation, slope)
     y, = node.apply(inputs)

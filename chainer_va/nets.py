@@ -106,7 +106,7 @@ class Generator(chainer.Chain):
         h = F.reshape(h, (len(z), self.bottom_channels, BOTTOM_WIDTH, BOTTOM_WIDTH))
         for dc, bn in self._hidden:
             h = fused_layer(h, getattr(self, dc), getattr(self, bn), "relu", fused=self.fused)
-        return F.tanh(self.out(h))
+        return fused_layer(h, self.out, None, "tanh", fused=self.fused)
 
 
 class DFMDiscriminator(chainer.Chain):

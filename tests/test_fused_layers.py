@@ -163,7 +163,7 @@ def test_the_layer_matches_its_formula_and_refuses_double_backprop():
 
 
 @pytest.mark.parametrize("bn_kind", [None, "full", "no_gamma"])
-@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu", "tanh"])
 def test_every_variant_matches_the_unfused_links(bn_kind, activation):
     import chainer.links as L
 
@@ -189,7 +189,7 @@ def test_every_variant_matches_the_unfused_links(bn_kind, activation):
         numpy.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("activation", ["leaky_relu", "relu", None])
+@pytest.mark.parametrize("activation", ["leaky_relu", "relu", "tanh", None])
 def test_double_backprop_through_a_layer_without_bn_is_chainers(activation):
     # the WGAN-GP pattern: penalise the input gradient, then back-propagate the penalty to the weights
     import chainer.links as L
