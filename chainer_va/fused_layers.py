@@ -21,9 +21,11 @@ So outputs, gradients and running statistics are bit-identical to the unfused la
 on a GPU the same kernels run in the same order), and whatever Chainer selects inside those functions
 (generic code, cuDNN, iDeep) it selects here too.
 
-Double backprop (the WGAN-GP penalty differentiates the critic's input gradient): a layer without BN
-then builds its gradient from the same Chainer gradient functions as graph nodes, exactly as the
-unfused layers do, so second-order gradients are Chainer's too (tested). A layer with BN does not
+Double backprop (the WGAN-GP penalty differentiates the critic's input gradient): a conv [+ lReLU]
+layer without BN, asked for its input's gradient only (as ``chainer.grad`` asks), gives it as one
+:class:`ConvolutionInputGrad` node that runs the same gradient functions; any other layer without BN
+builds its gradient from the same Chainer gradient functions as graph nodes, exactly as the unfused
+layers do. Either way second-order gradients are Chainer's too (tested). A layer with BN does not
 support it and says so, naming ``--layers chainer``; none of the shipped objectives needs it. A layer
 with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
 inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
@@ -48,7 +50,7 @@ from chainer.functions.normalization.batch_normalization import (BatchNormalizat
                                                                  BatchNormalizationGrad,
                                                                  FixedBatchNormalization)
 
-__all__ = ["AffineBNActivation", "fused_layer", "can_fuse", "ACTIVATIONS"]
+__all__ = ["AffineBNActivation", "ConvolutionInputGrad", "fused_layer", "can_fuse", "ACTIVATIONS"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 
@@ -262,6 +264,9 @@ class AffineBNActivation(chainer.FunctionNode):
             retained = [v.array for v in retained]
         x, W = retained[:2]
         g = grad_outputs[0] if graph else grad_outputs[0].array
+        if graph and tuple(indexes) == (0,) and ConvolutionInputGrad.supports(self):
+            # only the input's gradient, differentiably (chainer.grad for the WGAN-GP penalty): one node
+            return ConvolutionInputGrad.build(self, g, W),
         if self.activation:
             y = self.get_retained_outputs()[0] if graph and getattr(self.activation, "retains_output", False) \
                 else self._y
@@ -277,6 +282,63 @@ class AffineBNActivation(chainer.FunctionNode):
             grads[3], grads[4] = ggamma, gbeta
         wrap = (lambda v: v) if graph else chainer.Variable
         return tuple(wrap(grads[i]) if i in grads else None for i in indexes)
+
+
+class ConvolutionInputGrad(chainer.FunctionNode):
+    """The input gradient of a fused conv [+ lReLU] layer without BN as one differentiable node.
+
+    ``chainer.grad(..., enable_double_backprop=True)`` through a fused layer would apply the activation's
+    gradient node (``_LeakyReLUGrad``) and the data-gradient node (``Deconvolution2DFunction`` on (g, W)),
+    and backprop through them applies three more (``_LeakyReLUGrad``, ``Convolution2DFunction``,
+    ``Convolution2DGradW``). This node computes gx = deconv(lrelu_grad(gy), W) with those functions' own
+    forward code, and its backward runs, on raw arrays, what their Chainer ``backward`` s apply, in the
+    same order (the data gradient's backward first: gradient to g, then to W; then the activation's).
+    Its output keeps the rank the unfused pair's would have. Its own backward is first order only.
+    """
+
+    def __init__(self, layer: "AffineBNActivation"):
+        self.slope = layer.activation.slope if layer.activation is not None else None
+        self.cond = layer._y  # what _LeakyReLUGrad(y, slope) holds
+        self.data_gradient = None  # the Deconvolution2DFunction giving the layer's input gradient
+
+    @staticmethod
+    def supports(layer: "AffineBNActivation") -> bool:
+        return (type(layer.affine) is _Convolution2D and not layer.with_bn
+                and (layer.activation is None or type(layer.activation) is _LeakyReLUPart))
+
+    @classmethod
+    def build(cls, layer: "AffineBNActivation", gy, W) -> chainer.Variable:
+        node = cls(layer)
+        node.data_gradient = layer.affine.data_gradient(layer.get_retained_inputs()[0].shape)
+        gx, = node.apply((gy, W))
+        gx.node._rank = node.rank + 1 + (layer.activation is not None)  # as the unfused pair's output
+        return gx
+
+    def forward(self, inputs):
+        gy, W = inputs
+        self.g = gy if self.slope is None else _run(_LeakyReLUGrad(self.cond, self.slope), (gy,))[0]
+        self.W = W
+        self.retain_inputs(())
+        return _run(self.data_gradient, (self.g, W))[0],
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            raise NotImplementedError("the fused layer's input gradient (chainer_va.fused_layers) supports double "
+                                      "backprop, not triple; train with --layers chainer")
+        ggx = grad_outputs[0].array
+        deconv = self.data_gradient
+        grads = {}
+        # Deconvolution2DFunction.backward on inputs (g, W): the gradient to g, then to W
+        if deconv.cover_all is None:
+            deconv._set_cover_all(self.g.shape, self.W.shape)
+        if 0 in indexes:
+            gg, = _run(Convolution2DFunction((deconv.sy, deconv.sx), (deconv.ph, deconv.pw), deconv.cover_all,
+                                             dilate=(deconv.dy, deconv.dx), groups=deconv.groups), (ggx, self.W))
+        if 1 in indexes:
+            grads[1], = _run(Convolution2DGradW(deconv, self.W.shape, self.W.dtype, None), (ggx, self.g))
+        if 0 in indexes:  # _LeakyReLUGrad.backward: the same function on the incoming gradient
+            grads[0] = gg if self.slope is None else _run(_LeakyReLUGrad(self.cond, self.slope), (gg,))[0]
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
 
 
 def can_fuse(affine: chainer.Link, bn: Optional[chainer.Link]) -> bool:

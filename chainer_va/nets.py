@@ -156,7 +156,7 @@ class WGANCritic(chainer.Chain):
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
                  weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
-        self.fused = bool(fused)  # each conv + lReLU as one node (chainer_va.fused_layers; double backprop too)
+        self.fused = bool(fused)  # each conv [+ lReLU] as one node (chainer_va.fused_layers; double backprop too)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -182,7 +182,7 @@ class WGANCritic(chainer.Chain):
         h = x
         for name in self._convs[:-1]:
             h = fused_layer(h, getattr(self, name), None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
-        feature = getattr(self, self._convs[-1])(h)
+        feature = fused_layer(h, getattr(self, self._convs[-1]), None, None, fused=self.fused)
         return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
 
 

@@ -8,7 +8,7 @@ import chainer
 import chainer.functions as F
 
 from chainer_va import nets
-from chainer_va.fused_layers import AffineBNActivation, can_fuse, fused_layer
+from chainer_va.fused_layers import AffineBNActivation, ConvolutionInputGrad, can_fuse, fused_layer
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -203,6 +203,8 @@ def test_double_backprop_through_a_layer_without_bn_is_chainers(activation):
         y = fused_layer(x, conv, None, activation, 0.2, fused=fused)
         assert isinstance(y.creator, AffineBNActivation) == fused
         gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=True)
+        # conv [+ lReLU]: the input gradient is one node (ConvolutionInputGrad), else Chainer's nodes
+        assert isinstance(gx.creator, ConvolutionInputGrad) == (fused and activation in ("leaky_relu", None))
         penalty = F.mean(F.square(F.sqrt(F.sum(F.square(F.reshape(gx, (4, -1))), axis=1)) - 1.0))
         conv.cleargrads()
         penalty.backward()
@@ -231,3 +233,14 @@ def test_wgan_critic_penalty_and_wasserstein_gradients_are_chainers():
     assert sorted(grads[0]) == sorted(grads[1])
     for name in grads[0]:
         numpy.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
+
+
+def test_the_fused_input_gradient_refuses_a_third_order():
+    import chainer.links as L
+
+    conv = L.Convolution2D(3, 4, 3, 1, 1)
+    x = chainer.Variable(numpy.random.RandomState(9).normal(size=(2, 3, 6, 6)).astype(numpy.float32))
+    gx, = chainer.grad([F.sum(fused_layer(x, conv, None, "leaky_relu", 0.2) ** 2)], [x], enable_double_backprop=True)
+    assert isinstance(gx.creator, ConvolutionInputGrad)
+    with pytest.raises(NotImplementedError, match="not triple.*--layers chainer"):
+        chainer.grad([F.sum(gx * gx)], [x], enable_double_backprop=True)
