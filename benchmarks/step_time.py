@@ -10,9 +10,10 @@ as a ratio to that baseline. More rows give the before/after of four speed-ups: 
 ``none`` with each affine + BN + activation layer as Chainer's nodes instead of one (``--layers
 chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and ``ent``) with each loss chain as
 Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`); for ``jsd`` also ``none``
-with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam`, ``lik``
-recomputing r_data(f_fake) for the annealing term instead of reusing DFM's, and ``none`` with all of
-them off and Chainer's type checks on every step (the step before issue 8). A step is
+with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam` and ``lik``
+recomputing r_data(f_fake) for the annealing term instead of reusing DFM's; for every objective
+``none`` with all of them off and Chainer's type checks on every step (the step before issue 8). A
+step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
 settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
@@ -106,14 +107,13 @@ def main(argv=None) -> int:
     _, unit = clock_for(device)
     print("device {}, width {}, batch {}, {} interleaved timed steps after {} warm-up; median {} per "
           "step".format(device, args.width, args.batchsize, args.repeat, args.warmup, unit))
-    print("{:<8} {:<22} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_" + unit.split("_")[0],
+    print("{:<8} {:<26} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_" + unit.split("_")[0],
                                                       "min_" + unit.split("_")[0], "ratio_vs_none"))
     for objective in args.objectives.split(","):
         anneals = ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]
         updaters = {a: build(objective, a, images, args, device) for a in anneals}
+        # each speed-up's before/after (the module docstring), then all of them off
         if objective == "jsd":
-            # before/after of the two speed-ups: Chainer's per-parameter Adam instead of the fused one,
-            # and recomputing r_data(f_fake) for the lik term instead of reusing DFM's
             updaters["none (chainer Adam)"] = build(objective, "none", images, args, device, adam="chainer")
         updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
         updaters["none (chainer losses)"] = build(objective, "none", images, args, device, losses="chainer")
@@ -121,13 +121,12 @@ def main(argv=None) -> int:
             updaters["ent (chainer losses)"] = build(objective, "ent", images, args, device, losses="chainer")
         if objective == "jsd" and "lik" in anneals:
             updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
-        if objective == "jsd":
-            updaters["none (all speed-ups off)"] = build_unoptimised(objective, "none", images, args, device)
+        updaters["none (all speed-ups off)"] = build_unoptimised(objective, "none", images, args, device)
         times = time_interleaved(updaters, args.repeat, device)
         base = statistics.median(times["none"])
         for name, values in times.items():
             median = statistics.median(values)
-            print("{:<8} {:<22} {:>10.4f} {:>10.4f} {:>16.3f}".format(
+            print("{:<8} {:<26} {:>10.4f} {:>10.4f} {:>16.3f}".format(
                 objective, name, median, min(values), median / base), flush=True)
         del updaters
     return 0
