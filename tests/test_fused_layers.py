@@ -180,12 +180,15 @@ def test_every_variant_matches_the_unfused_links(bn_kind, activation):
         x = chainer.Variable(x0.copy())
         y = fused_layer(x, affine, bn, activation, 0.3, fused=fused)
         assert isinstance(y.creator, AffineBNActivation) == fused
-        F.sum(y * y).backward()
         links = [affine] + ([bn] if bn is not None else [])
+        for link in links:
+            link.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
+        F.sum(y * y).backward()
         results.append([y.array, x.grad] + [p.grad for link in links for _, p in sorted(link.namedparams())]
                        + ([bn.avg_mean, bn.avg_var] if bn is not None else []))
     assert len(results[0]) == len(results[1])
     for a, b in zip(*results):
+        assert numpy.isfinite(a).all()  # NaN == NaN would pass assert_array_equal
         numpy.testing.assert_array_equal(a, b)
 
 
@@ -226,12 +229,15 @@ def test_wgan_critic_penalty_and_wasserstein_gradients_are_chainers():
     for fused in (True, False):
         numpy.random.seed(3)
         critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused)
+        critic.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
         loss = (F.mean(-critic(x_real)[1]) + F.mean(critic(x_fake)[1])
                 + updaters.gradient_penalty(critic, x_real, x_fake, u))
         loss.backward()
         grads.append({name: p.grad for name, p in critic.namedparams()})
     assert sorted(grads[0]) == sorted(grads[1])
     for name in grads[0]:
+        assert numpy.isfinite(grads[0][name]).all(), name
+        assert numpy.abs(grads[0][name]).max() > 0 or name == "/l_out/b", name  # d(mean y_f - mean y_r)/db = 0
         numpy.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
 
 

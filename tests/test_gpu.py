@@ -25,9 +25,12 @@ def images(tmp_path_factory):
 
 
 def _grads(updater):
-    """Every optimizer's gradients after a step (left in place by ``optimize``), on the host."""
-    return {(name, p): chainer.backend.CpuDevice().send(a.grad)
-            for name, opt in updater.get_all_optimizers().items() for p, a in opt.target.namedparams()}
+    """Every optimizer's gradients after a step (left in place by ``optimize``), on the host; all finite
+    (``assert_allclose`` and ``assert_array_equal`` take NaN as equal to NaN)."""
+    grads = {(name, p): chainer.backend.CpuDevice().send(a.grad)
+             for name, opt in updater.get_all_optimizers().items() for p, a in opt.target.namedparams()}
+    assert all(numpy.isfinite(g).all() for g in grads.values())
+    return grads
 
 
 @pytest.mark.parametrize("objective,anneal", [("jsd", "lik"), ("rkl", "ent"), ("wgan", "lgan")])
@@ -108,6 +111,7 @@ def test_fused_layers_on_cupy_match_the_unfused_ones(network):
     results = []
     for link in (fused, plain):
         link.to_device("@cupy:0")
+        link.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
         x = chainer.Variable(cupy.asarray(x0))
         out = link(x)
         y = out[0] if isinstance(out, tuple) else out
@@ -116,6 +120,7 @@ def test_fused_layers_on_cupy_match_the_unfused_ones(network):
                        + [cupy.asnumpy(p.grad) for _, p in sorted(link.namedparams()) if p.grad is not None])
     assert len(results[0]) == len(results[1])
     for a, b in zip(*results):
+        assert numpy.isfinite(a).all()  # NaN == NaN would pass assert_array_equal
         numpy.testing.assert_array_equal(a, b)
 
 
@@ -135,3 +140,28 @@ def test_fused_losses_on_cupy_give_the_unfused_step(images, objective, anneal):
     assert results[0][1] == results[1][1]
     for key, grad in results[0][0].items():
         numpy.testing.assert_array_equal(grad, results[1][0][key], err_msg=str(key))
+
+
+def test_fused_critic_penalty_gradients_on_cupy_match_the_unfused_ones():
+    # the WGAN-GP penalty's double backprop through the fused conv + lReLU layers (ConvolutionInputGrad)
+    # runs Chainer's own GPU kernels in the same order: identical weight gradients
+    import cupy
+
+    from chainer_va import nets
+
+    rs = numpy.random.RandomState(4)
+    x_real, x_fake = (cupy.asarray(rs.uniform(-1, 1, (4, 1, 32, 32)).astype(numpy.float32)) for _ in range(2))
+    u = cupy.asarray(rs.uniform(0, 1, (4, 1, 1, 1)).astype(numpy.float32))
+    grads = []
+    for fused in (True, False):
+        numpy.random.seed(3)
+        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused)
+        critic.to_device("@cupy:0")
+        critic.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
+        loss = (chainer.functions.mean(critic(x_fake)[1]) - chainer.functions.mean(critic(x_real)[1])
+                + updaters.gradient_penalty(critic, x_real, x_fake, u))
+        loss.backward()
+        grads.append({name: cupy.asnumpy(p.grad) for name, p in critic.namedparams()})
+    for name in grads[0]:
+        assert numpy.isfinite(grads[0][name]).all(), name
+        numpy.testing.assert_array_equal(grads[0][name], grads[1][name], err_msg=name)
