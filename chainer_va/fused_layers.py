@@ -42,6 +42,8 @@ import chainer.links as L
 from chainer.functions.activation.leaky_relu import LeakyReLU, _LeakyReLUGrad
 from chainer.functions.activation.relu import ReLU, ReLUGrad2, ReLUGradCudnn
 from chainer.functions.activation.tanh import Tanh, TanhGrad
+from chainer.functions.array.cast import Cast
+from chainer.functions.array.reshape import Reshape
 from chainer.functions.connection.convolution_2d import Convolution2DFunction, Convolution2DGradW
 from chainer.functions.connection.deconvolution_2d import Deconvolution2DFunction
 from chainer.functions.connection.linear import LinearFunction, LinearGradData, LinearGradWeight
@@ -50,7 +52,8 @@ from chainer.functions.normalization.batch_normalization import (BatchNormalizat
                                                                  BatchNormalizationGrad,
                                                                  FixedBatchNormalization)
 
-__all__ = ["AffineBNActivation", "ConvolutionInputGrad", "fused_layer", "can_fuse", "ACTIVATIONS"]
+__all__ = ["AffineBNActivation", "ConvolutionInputGrad", "LeakyReLULinear", "fused_layer", "fused_head", "can_fuse",
+           "ACTIVATIONS"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 
@@ -82,12 +85,20 @@ class _Linear:
     def backward(self, x, W, gy, indexes, call=_run):
         grads = {}
         if 0 in indexes:
-            grads[0], = call(LinearGradData(), (W, gy))
+            grads[0] = self._cast(call(LinearGradData(), (W, gy))[0], x.dtype, call)
         if 1 in indexes:
-            grads[1], = call(LinearGradWeight(W.dtype), (x, gy))
+            grads[1] = self._cast(call(LinearGradWeight(W.dtype), (x, gy))[0], W.dtype, call)
         if 2 in indexes:
             grads[2], = call(Sum(axis=0), (gy,))
         return grads
+
+    @staticmethod
+    def _cast(g, dtype, call):
+        """``F.cast(g, dtype)`` as LinearFunction.backward applies it: a ``Cast`` node in a graph (double
+        backprop) even to the same dtype, on raw arrays only a dtype change."""
+        if call is _apply or g.dtype != dtype:
+            g, = call(Cast(dtype), (g,))
+        return g
 
 
 class _Convolution:
@@ -311,7 +322,10 @@ class ConvolutionInputGrad(chainer.FunctionNode):
         node = cls(layer)
         node.data_gradient = layer.affine.data_gradient(layer.get_retained_inputs()[0].shape)
         gx, = node.apply((gy, W))
-        gx.node._rank = node.rank + 1 + (layer.activation is not None)  # as the unfused pair's output
+        # the output's rank is the unfused pair's output's; the node runs where the pair's data-gradient
+        # node would (its contribution to W is that node's), as fused_head does
+        gx.node._rank = node.rank + 1 + (layer.activation is not None)
+        node.rank += layer.activation is not None
         return gx
 
     def forward(self, inputs):
@@ -377,4 +391,62 @@ def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], act
     # gradients are summed when the unfused affine's would be) and its output gets the rank the unfused
     # layer's output would have (one per absorbed node), so every node downstream keeps its rank too.
     y.node._rank = node.rank + 1 + (bn is not None) + (activation is not None)
+    return y
+
+
+class LeakyReLULinear(chainer.FunctionNode):
+    """y = linear(lrelu(f).reshape(B, -1); W, b) as one node: the discriminators' logit head.
+
+    Unfused it is ``LeakyReLU``, ``Reshape`` and ``LinearFunction`` (``L.Linear`` flattens its input);
+    the forward runs their own code on raw arrays, the backward what their Chainer ``backward`` s apply
+    (the linear's data, weight and bias gradients, the reshape back, ``_LeakyReLUGrad``). Asked for a
+    differentiable gradient (the WGAN-GP penalty), it builds that from the same functions as graph
+    nodes for the input's gradient; weight gradients are then not supported (``chainer.grad`` asks only
+    for the input's).
+    """
+
+    def __init__(self, linear: L.Linear, slope: float):
+        self.linear = _Linear(linear)
+        self.activation = _LeakyReLUPart(slope)
+
+    def forward(self, inputs):
+        f, W, b = inputs
+        self.a = self.activation.forward(f)
+        h, = _run(Reshape((len(f), -1)), (self.a,))
+        self.h = h
+        self.retain_inputs((1,))  # W (the data gradient's); the flattened activation is kept as self.h
+        return self.linear.forward(h, W, b),
+
+    def backward(self, indexes, grad_outputs):
+        graph = chainer.config.enable_backprop
+        if graph and tuple(indexes) != (0,):
+            raise NotImplementedError("the fused discriminator head (chainer_va.fused_layers) gives a differentiable "
+                                      "gradient for its input only; train with --layers chainer")
+        call = _apply if graph else _run
+        W, = self.get_retained_inputs()
+        W = W if graph else W.array
+        gy = grad_outputs[0] if graph else grad_outputs[0].array
+        grads = self.linear.backward(self.h, W, gy, indexes, call)
+        if 0 in grads:
+            g, = call(Reshape(self.a.shape), (grads[0],))
+            grads[0] = self.activation.backward(self.a, g, call)
+        wrap = (lambda v: v) if graph else chainer.Variable
+        return tuple(wrap(grads[i]) if i in grads else None for i in indexes)
+
+
+def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: bool = True) -> chainer.Variable:
+    """``linear(F.leaky_relu(f, slope))`` (the linear flattening f), as one node when ``fused``."""
+    if not fused or type(linear) is not L.Linear or linear.W.array is None or linear.b is None \
+            or linear.local_link_hooks or chainer.config.in_recomputing:
+        return linear(F.leaky_relu(f, slope))
+    node = LeakyReLULinear(linear, slope)
+    y, = node.apply((f, linear.W, linear.b))
+    # The output's rank is the unfused LinearFunction's output's (as in fused_layer). Backprop visits
+    # nodes by rank, ties in the order it found them, and sums gradient contributions in that order. The
+    # unfused LeakyReLU, whose contribution to f this node makes, is found only after the Reshape ran, so
+    # it comes after the nodes of its rank found before (the feature terms' first nodes on f in the
+    # generator loss; the penalty's gradient nodes in the WGAN-GP critic). A rank half a step below the
+    # LeakyReLU's puts the node after all of them (tests: every objective's steps bit for bit).
+    y.node._rank = node.rank + 3
+    node.rank -= 0.5
     return y

@@ -32,7 +32,7 @@ import chainer
 import chainer.functions as F
 import chainer.links as L
 
-from chainer_va.fused_layers import fused_layer
+from chainer_va.fused_layers import fused_head, fused_layer
 
 __all__ = ["scaled", "count_parameters", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
            "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE"]
@@ -147,7 +147,7 @@ class DFMDiscriminator(chainer.Chain):
         for c, bn in self._hidden:
             h = fused_layer(h, getattr(self, c), getattr(self, bn), "leaky_relu", LEAKY_SLOPE, fused=self.fused)
         feature = fused_layer(h, self.c_feature, self.bn_feature, None, fused=self.fused)
-        return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
 
 
 class WGANCritic(chainer.Chain):
@@ -183,7 +183,7 @@ class WGANCritic(chainer.Chain):
         for name in self._convs[:-1]:
             h = fused_layer(h, getattr(self, name), None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
         feature = fused_layer(h, getattr(self, self._convs[-1]), None, None, fused=self.fused)
-        return feature, self.l_out(F.leaky_relu(feature, LEAKY_SLOPE))
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
 
 
 class Denoiser(chainer.Chain):

@@ -250,3 +250,33 @@ def test_the_fused_input_gradient_refuses_a_third_order():
     assert isinstance(gx.creator, ConvolutionInputGrad)
     with pytest.raises(NotImplementedError, match="not triple.*--layers chainer"):
         chainer.grad([F.sum(gx * gx)], [x], enable_double_backprop=True)
+
+
+def test_the_fused_head_is_chainers_leaky_relu_and_linear_to_second_order():
+    # logit = Linear(lReLU(f)) with f flattened, as one node: value, first-order gradients, and the input
+    # gradient's own gradient (the WGAN-GP penalty) bit for bit; weight gradients only to first order
+    import chainer.links as L
+
+    from chainer_va.fused_layers import LeakyReLULinear, fused_head
+
+    f0 = numpy.random.RandomState(10).normal(size=(4, 6, 2, 2)).astype(numpy.float32)
+    results = []
+    for fused in (True, False):
+        numpy.random.seed(11)
+        linear = L.Linear(24, 1)
+        linear.cleargrads()
+        f = chainer.Variable(f0.copy())
+        y = fused_head(f, linear, 0.2, fused=fused)
+        assert isinstance(y.creator, LeakyReLULinear) == fused
+        gf, = chainer.grad([F.sum(y * y)], [f], enable_double_backprop=True)
+        penalty = F.sum(F.square(gf))
+        F.sum(y).backward()
+        penalty.backward()
+        results.append([y.array, gf.array, f.grad, linear.W.grad, linear.b.grad])
+    for a, b in zip(*results):
+        assert numpy.isfinite(a).all() and numpy.abs(a).max() > 0
+        numpy.testing.assert_array_equal(a, b)
+    linear = L.Linear(24, 1)
+    y = fused_head(chainer.Variable(f0.copy()), linear, 0.2)
+    with pytest.raises(NotImplementedError, match="input only.*--layers chainer"):
+        chainer.grad([F.sum(y * y)], [linear.W], enable_double_backprop=True)
