@@ -9,6 +9,7 @@ import chainer.functions as F
 
 from chainer_va import nets
 from chainer_va.fused_layers import AffineBNActivation, ConvolutionInputGrad, can_fuse, fused_layer
+from node_counter import NodeCounter
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -42,19 +43,6 @@ def saved(link):
     chainer.serializers.save_npz(buf, link)
     with numpy.load(io.BytesIO(buf.getvalue())) as npz:
         return {k: npz[k] for k in npz.files}
-
-
-class NodeCounter(chainer.FunctionHook):
-    name = "count"
-
-    def __init__(self):
-        self.applied, self.backward = [], []
-
-    def forward_preprocess(self, function, in_data):
-        self.applied.append(function.label)
-
-    def backward_preprocess(self, function, in_data, out_grad):
-        self.backward.append(function.label)
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))

@@ -6,6 +6,7 @@ import chainer
 import chainer.functions as F
 
 from chainer_va import fused_losses as FL
+from node_counter import NodeCounter
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
@@ -40,19 +41,6 @@ CASES = {
         lambda x: 10.0 * 2.0 * ((lambda n: (n - 1.0) / n)(numpy.linalg.norm(x.reshape(len(x), -1), axis=1))
                                 .reshape(-1, 1, 1, 1) * x) / len(x)),
 }
-
-
-class NodeCounter(chainer.FunctionHook):
-    name = "count"
-
-    def __init__(self):
-        self.applied, self.backward = [], []
-
-    def forward_preprocess(self, function, in_data):
-        self.applied.append(function.label)
-
-    def backward_preprocess(self, function, in_data, out_grad):
-        self.backward.append(function.label)
 
 
 def _value_and_grad(fn, x0, fused):

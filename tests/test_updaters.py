@@ -43,6 +43,20 @@ def snapshot_params(updater):
             for name, opt in updater.get_all_optimizers().items()}
 
 
+def assert_same_params(a, b):
+    """Two :func:`snapshot_params` results are equal bit for bit."""
+    assert a.keys() == b.keys()
+    for name in a:
+        for p in a[name]:
+            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+
+
+def combination_flags(objective, anneal):
+    """CLI flags of one objective x annealing combination (lambda0 0.5 with a term, 2 critic steps)."""
+    lam = ("--lambda0", "0.5") if anneal != "none" else ()
+    return ("--objective", objective, "--anneal", anneal, "--n-critic", "2") + lam
+
+
 @pytest.mark.parametrize("objective", ["jsd", "rkl", "wgan"])
 @pytest.mark.parametrize("anneal", ["none", "lik", "ent", "lgan"])
 def test_every_combination_trains(images, objective, anneal):
@@ -265,10 +279,7 @@ def test_reused_reconstruction_gives_the_unoptimised_step_exactly(images, object
     steps = 3
     obs_optimised, obs_plain = run_steps(optimised, steps), run_steps(plain, steps)
     assert obs_optimised == obs_plain
-    a, b = snapshot_params(optimised), snapshot_params(plain)
-    for name in a:
-        for p in a[name]:
-            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    assert_same_params(snapshot_params(optimised), snapshot_params(plain))
     data_optimised = dict(optimised.denoisers.items())["data"]
     data_plain = dict(plain.denoisers.items())["data"]
     assert (data_optimised.forward_count, data_plain.forward_count) == tuple(steps * n for n in forwards_per_step)
@@ -309,10 +320,7 @@ def test_type_checks_run_on_the_first_step_only_and_change_nothing(images, monke
         per_step[name] = counts
     assert per_step["first_only"][0] > 0 and per_step["first_only"][1:] == [0, 0]
     assert per_step["every"] == [per_step["first_only"][0]] * 3
-    a, b = snapshot_params(first_only), snapshot_params(every)
-    for name in a:
-        for p in a[name]:
-            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    assert_same_params(snapshot_params(first_only), snapshot_params(every))
     # a process-wide CHAINER_TYPE_CHECK=0 is respected on the first step too
     fresh, _ = make_updater(images, *flags)
     del calls[:]
@@ -327,18 +335,14 @@ def test_fused_layers_give_the_unfused_step_exactly(images, objective, anneal):
     # --layers fused (default) runs each affine + BN + activation layer of G, D and the denoisers, the
     # discriminator's head and the critic's input gradient for the penalty as one node each; the steps
     # must be bit-identical to Chainer's own nodes
-    lam = ("--lambda0", "0.5") if anneal != "none" else ()
-    flags = ("--objective", objective, "--anneal", anneal, "--n-critic", "2") + lam
+    flags = combination_flags(objective, anneal)
     fused, config = make_updater(images, *flags)
     plain, _ = make_updater(images, *flags, "--layers", "chainer")
     assert config["layers"] == "fused" and fused.gen.fused and not plain.gen.fused
     assert all(d.link.fused for _, d in fused.denoisers.items())
     assert all(not d.link.fused for _, d in plain.denoisers.items())
     assert run_steps(fused, 3) == run_steps(plain, 3)
-    a, b = snapshot_params(fused), snapshot_params(plain)
-    for name in a:
-        for p in a[name]:
-            numpy.testing.assert_array_equal(a[name][p], b[name][p], err_msg="{}{}".format(name, p))
+    assert_same_params(snapshot_params(fused), snapshot_params(plain))
     numpy.testing.assert_array_equal(fused.gen.bn1.avg_var, plain.gen.bn1.avg_var)
     for (_, d), (_, e) in zip(fused.denoisers.items(), plain.denoisers.items()):
         numpy.testing.assert_array_equal(d.link.bn3.avg_var, e.link.bn3.avg_var)
@@ -351,8 +355,7 @@ def test_fused_losses_give_the_unfused_step_exactly(images, objective, anneal):
     # penalty) as one node; every objective's steps must be bit-identical to Chainer's own nodes (a
     # fused node is found earlier in backprop than the unfused chain's first node: this checks that
     # no gradient sum changes order), alone and with every speed-up off
-    lam = ("--lambda0", "0.5") if anneal != "none" else ()
-    flags = ("--objective", objective, "--anneal", anneal, "--n-critic", "2") + lam
+    flags = combination_flags(objective, anneal)
     fused, config = make_updater(images, *flags)
     assert config["losses"] == "fused" and fused.fused_losses and fused.annealing.fused_losses
     reference = run_steps(fused, 3), snapshot_params(fused)
@@ -363,10 +366,7 @@ def test_fused_losses_give_the_unfused_step_exactly(images, objective, anneal):
         plain, _ = make_updater(images, *flags, *off)
         assert not plain.fused_losses and not plain.annealing.fused_losses
         assert run_steps(plain, 3) == reference[0]
-        b = snapshot_params(plain)
-        for name in reference[1]:
-            for p in reference[1][name]:
-                numpy.testing.assert_array_equal(reference[1][name][p], b[name][p], err_msg="{}{}".format(name, p))
+        assert_same_params(reference[1], snapshot_params(plain))
 
 
 def test_check_finite_names_the_first_bad_loss_of_many(images):
