@@ -73,7 +73,7 @@ class Generator(chainer.Chain):
     def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 3, width: float = 1.0,
                  size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
-        self.fused = bool(fused)  # each Linear/Deconv + BN + ReLU layer as one node (chainer_va.fused_layers)
+        self.fused = bool(fused)  # each Linear/Deconv + BN + ReLU layer, and Deconv + tanh, as one node (fused_layers)
         self.latent_dim = int(latent_dim)
         self.out_channels = _check_channels(out_channels, "out_channels")
         self.size = _check_size(size)
@@ -115,7 +115,7 @@ class DFMDiscriminator(chainer.Chain):
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
                  weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
-        self.fused = bool(fused)  # each conv [+ BN] [+ lReLU] as one node (chainer_va.fused_layers)
+        self.fused = bool(fused)  # each conv [+ BN] [+ lReLU], and the head, as one node (chainer_va.fused_layers)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -156,7 +156,7 @@ class WGANCritic(chainer.Chain):
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
                  weight_scale: float = WEIGHT_SCALE, fused: bool = True):
         super().__init__()
-        self.fused = bool(fused)  # each conv [+ lReLU] as one node (chainer_va.fused_layers; double backprop too)
+        self.fused = bool(fused)  # each conv [+ lReLU], and the head, as one node (fused_layers; double backprop too)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
