@@ -52,8 +52,8 @@ from chainer.functions.normalization.batch_normalization import (BatchNormalizat
                                                                  BatchNormalizationGrad,
                                                                  FixedBatchNormalization)
 
-__all__ = ["AffineBNActivation", "ConvolutionInputGrad", "LeakyReLULinear", "fused_layer", "fused_head", "can_fuse",
-           "ACTIVATIONS"]
+__all__ = ["AffineBNActivation", "ConvolutionInputGrad", "LeakyReLULinear", "HeadInputGrad", "fused_layer",
+           "fused_head", "can_fuse", "ACTIVATIONS"]
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh")
 
@@ -426,6 +426,8 @@ class LeakyReLULinear(chainer.FunctionNode):
         W, = self.get_retained_inputs()
         W = W if graph else W.array
         gy = grad_outputs[0] if graph else grad_outputs[0].array
+        if graph:  # the input's gradient, differentiably (chainer.grad for the WGAN-GP penalty): one node
+            return HeadInputGrad.build(self, gy, W),
         grads = self.linear.backward(self.h, W, gy, indexes, call)
         if 0 in grads:
             g, = call(Reshape(self.a.shape), (grads[0],))
@@ -450,3 +452,46 @@ def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: bool = True) -> c
     y.node._rank = node.rank + 3
     node.rank -= 0.5
     return y
+
+
+class HeadInputGrad(chainer.FunctionNode):
+    """The fused head's input gradient as one differentiable node (the WGAN-GP penalty's first step).
+
+    Unfused, ``chainer.grad`` applies ``LinearGradData`` on (W, gy), ``Cast`` (to the same dtype),
+    ``Reshape`` back to f's shape and ``_LeakyReLUGrad``; backprop through them runs ``_LeakyReLUGrad``,
+    the reshape back, and ``LinearGradData.backward``: ``LinearGradWeight`` for W and ``LinearFunction``
+    (no bias) for gy. This node runs the same functions on raw arrays; its own backward is first order.
+    """
+
+    def __init__(self, head: LeakyReLULinear):
+        self.cond, self.slope = head.a, head.activation.slope
+        self.h_shape = head.h.shape
+
+    @classmethod
+    def build(cls, head: LeakyReLULinear, gy, W) -> chainer.Variable:
+        node = cls(head)
+        gf, = node.apply((gy, W))
+        gf.node._rank = node.rank + 4  # as the unfused four nodes' output
+        return gf
+
+    def forward(self, inputs):
+        gy, W = inputs
+        self.gy, self.W = gy, W
+        self.retain_inputs(())
+        g, = _run(LinearGradData(), (W, gy))
+        g = _Linear._cast(g, self.cond.dtype, _run)  # F.cast(gx, x.dtype), x the flattened activation
+        g, = _run(Reshape(self.cond.shape), (g,))
+        return _run(_LeakyReLUGrad(self.cond, self.slope), (g,))[0],
+
+    def backward(self, indexes, grad_outputs):
+        if chainer.config.enable_backprop:
+            raise NotImplementedError("the fused discriminator head's input gradient (chainer_va.fused_layers) "
+                                      "supports double backprop, not triple; train with --layers chainer")
+        g, = _run(_LeakyReLUGrad(self.cond, self.slope), (grad_outputs[0].array,))
+        g, = _run(Reshape(self.h_shape), (g,))
+        grads = {}
+        if 1 in indexes:  # LinearGradData.backward: W's gradient first, then gy's
+            grads[1] = _Linear._cast(_run(LinearGradWeight(self.W.dtype), (g, self.gy))[0], self.W.dtype, _run)
+        if 0 in indexes:
+            grads[0] = _Linear._cast(_run(LinearFunction(), (g, self.W))[0], self.gy.dtype, _run)
+        return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)

@@ -245,7 +245,7 @@ def test_the_fused_head_is_chainers_leaky_relu_and_linear_to_second_order():
     # gradient's own gradient (the WGAN-GP penalty) bit for bit; weight gradients only to first order
     import chainer.links as L
 
-    from chainer_va.fused_layers import LeakyReLULinear, fused_head
+    from chainer_va.fused_layers import HeadInputGrad, LeakyReLULinear, fused_head
 
     f0 = numpy.random.RandomState(10).normal(size=(4, 6, 2, 2)).astype(numpy.float32)
     results = []
@@ -257,6 +257,7 @@ def test_the_fused_head_is_chainers_leaky_relu_and_linear_to_second_order():
         y = fused_head(f, linear, 0.2, fused=fused)
         assert isinstance(y.creator, LeakyReLULinear) == fused
         gf, = chainer.grad([F.sum(y * y)], [f], enable_double_backprop=True)
+        assert isinstance(gf.creator, HeadInputGrad) == fused  # the input gradient is one node too
         penalty = F.sum(F.square(gf))
         F.sum(y).backward()
         penalty.backward()
@@ -268,3 +269,7 @@ def test_the_fused_head_is_chainers_leaky_relu_and_linear_to_second_order():
     y = fused_head(chainer.Variable(f0.copy()), linear, 0.2)
     with pytest.raises(NotImplementedError, match="input only.*--layers chainer"):
         chainer.grad([F.sum(y * y)], [linear.W], enable_double_backprop=True)
+    f = chainer.Variable(f0.copy())
+    gf, = chainer.grad([F.sum(fused_head(f, linear, 0.2) ** 2)], [f], enable_double_backprop=True)
+    with pytest.raises(NotImplementedError, match="not triple.*--layers chainer"):
+        chainer.grad([F.sum(gf * gf)], [f], enable_double_backprop=True)
