@@ -66,6 +66,14 @@ def _run(node: chainer.FunctionNode, inputs: tuple) -> tuple:
     return node.forward(inputs)
 
 
+def _first_order_only(what: str, switch: str) -> None:
+    """Raise when a fused gradient node is asked to build a differentiable gradient of its own (its
+    backward runs on raw arrays); ``switch`` is the command-line option that turns the fusion off."""
+    if chainer.config.enable_backprop:
+        raise NotImplementedError("{} (chainer_va) supports double backprop, not triple; train with {}".format(
+            what, switch))
+
+
 def _apply(node: chainer.FunctionNode, inputs: tuple) -> tuple:
     """``node.apply(inputs)``: the same function as a differentiable graph node (for double backprop)."""
     return node.apply(inputs)
@@ -336,9 +344,7 @@ class ConvolutionInputGrad(chainer.FunctionNode):
         return _run(self.data_gradient, (self.g, W))[0],
 
     def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
-            raise NotImplementedError("the fused layer's input gradient (chainer_va.fused_layers) supports double "
-                                      "backprop, not triple; train with --layers chainer")
+        _first_order_only("the fused layer's input gradient", "--layers chainer")
         ggx = grad_outputs[0].array
         deconv = self.data_gradient
         grads = {}
@@ -484,9 +490,7 @@ class HeadInputGrad(chainer.FunctionNode):
         return _run(_LeakyReLUGrad(self.cond, self.slope), (g,))[0],
 
     def backward(self, indexes, grad_outputs):
-        if chainer.config.enable_backprop:
-            raise NotImplementedError("the fused discriminator head's input gradient (chainer_va.fused_layers) "
-                                      "supports double backprop, not triple; train with --layers chainer")
+        _first_order_only("the fused discriminator head's input gradient", "--layers chainer")
         g, = _run(_LeakyReLUGrad(self.cond, self.slope), (grad_outputs[0].array,))
         g, = _run(Reshape(self.h_shape), (g,))
         grads = {}
