@@ -1,6 +1,6 @@
 """Bayesian logistic regression on Table S3's data sets: U-GAN samplers vs SVGD, direct MAF VI and NUTS.
 
-For every data set x split seed: a NUTS reference posterior (collapsed over alpha, R-hat/ESS recorded),
+For every data set x split seed: a NUTS reference posterior (non-centred by default, R-hat/ESS recorded),
 then each sampler on the same split; metrics are the posterior predictive's test accuracy and test
 log-likelihood, and the distance of each sampler to the NUTS reference (predictive probabilities, mean
 and std of w). Writes OUT/blr.csv (one row per data set, seed, sampler), OUT/blr.md (mean ± std over
@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nuts-draws", type=int, default=None, help="kept NUTS draws per chain")
     p.add_argument("--svgd-particles", type=int, default=None)
     p.add_argument("--svgd-steps", type=int, default=None)
+    p.add_argument("--svgd-start", default="liu_wang", choices=blr.SVGD_STARTS,
+                   help="SVGD's initial particles: liu_wang (default; their script's alpha ~ numpy gamma(1, 0.01), "
+                        "0.01 a scale) or prior (this model's prior, 0.01 a rate)")
     p.add_argument("--svgd-step-size", type=float, default=0.05,
                    help="AdaGrad base step (Liu & Wang's BLR experiments used 0.05)")
     p.add_argument("--svgd-batch", type=int, default=0,
@@ -77,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ugan-options", default=json.dumps(DEFAULT_FLOW_OPTIONS),
                    help="JSON dict of extra keyword arguments for tfp_flows.ugan.train_sampler and "
                         "train_direct_flow (default {})".format(json.dumps(DEFAULT_FLOW_OPTIONS)))
-    p.add_argument("--vi-steps", type=int, default=None, help="direct MAF VI steps (quick 300, full 1000)")
+    p.add_argument("--vi-steps", type=int, default=None, help="direct MAF VI steps (quick 300, full 800)")
     p.add_argument("--rhat-target", type=float, default=reference.RHAT_THRESHOLD,
                    help="NUTS is re-run with doubled burn-in and draws while its max split R-hat is not below this")
     p.add_argument("--nuts-retries", type=int, default=None, help="quick 0, full 2")
@@ -126,7 +129,7 @@ def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uc
     if name == "svgd":
         model = blr.BayesianLogisticRegression(split.x_train, split.y_train, batch_size=args.svgd_batch or None,
                                                seed=seed)
-        init = model.initial_particles(args.svgd_particles, seed=seed)
+        init = model.initial_particles(args.svgd_particles, seed=seed, start=args.svgd_start)
         res = svgd.svgd_sample(model.log_density, init, steps=args.svgd_steps, step_size=args.svgd_step_size,
                                seed=seed, progress_every=max(1, args.svgd_steps // 4))
         return res.particles, {}
@@ -167,6 +170,15 @@ def nuts_settings_tag(args) -> str:
                                  "" if args.nuts_dtype == "float32" else "_" + args.nuts_dtype)
 
 
+def settings_tag(name: str, args) -> str:
+    """Part of a cached result's file name that names the sampler's settings where they are options."""
+    if name == "nuts":
+        return nuts_settings_tag(args)
+    if name == "svgd":
+        return "_" + args.svgd_start
+    return ""
+
+
 def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
                ref) -> tuple[np.ndarray, dict, float]:
     """Run a sampler unless its result for this split is cached (then load it).
@@ -175,8 +187,8 @@ def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, sp
     (up to --nuts-retries times, new chain seeds); the attempt with the lowest R-hat is used and every
     attempt is recorded in the info ("attempts")."""
     if name != "nuts":
-        return _cached_single(cache / "{}_s{}_{}.npz".format(split.name, seed, name), name, model, split, args,
-                              seed, ref)
+        return _cached_single(cache / "{}_s{}_{}{}.npz".format(split.name, seed, name, settings_tag(name, args)),
+                              name, model, split, args, seed, ref)
     attempts = []
     for k in range(args.nuts_retries + 1):
         sub = argparse.Namespace(**vars(args))
@@ -349,7 +361,7 @@ def main(argv=None) -> int:
             model = blr.BayesianLogisticRegression(split.x_train, split.y_train, seed=seed)
             ref_samples = None
             for name in args.samplers:
-                tag = nuts_settings_tag(args) if name == "nuts" else ""
+                tag = settings_tag(name, args)
                 if args.report_only and (ref_samples is None and name != "nuts" or not (
                         cache / "{}_s{}_{}{}.npz".format(ds, seed, name, tag)).exists()):
                     done += 1

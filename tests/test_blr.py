@@ -100,12 +100,20 @@ def test_predictive_metrics_and_reference_distance():
     assert blr.compare_to_reference(wide, ref, x).std_ratio == pytest.approx(2.0)
 
 
-def test_initial_particles_follow_the_prior():
+def test_initial_particles_liu_wang_and_prior():
     model = blr.BayesianLogisticRegression(np.zeros((2, 3)), np.array([0, 1]))
+    # Liu & Wang's script: alpha = numpy gamma(1, 0.01), 0.01 a scale: E log alpha = digamma(1) + log(0.01)
     p = model.initial_particles(4000, seed=0)
     assert p.shape == (4000, 4)
-    # log alpha of Gamma(1, rate 0.01): mean = digamma(1) - log(0.01)
-    assert p[:, -1].mean() == pytest.approx(special.digamma(1.0) - np.log(0.01), abs=0.06)
+    assert p[:, -1].mean() == pytest.approx(special.digamma(1.0) + np.log(0.01), abs=0.06)
+    # w | alpha ~ N(0, 1/alpha): w sqrt(alpha) is standard normal
+    v = p[:, :-1] * np.exp(0.5 * p[:, -1:].astype(np.float64))
+    assert v.std() == pytest.approx(1.0, abs=0.03)
+    # the model's prior: Gamma(1, rate 0.01): E log alpha = digamma(1) - log(0.01)
+    q = model.initial_particles(4000, seed=0, start="prior")
+    assert q[:, -1].mean() == pytest.approx(special.digamma(1.0) - np.log(0.01), abs=0.06)
+    with pytest.raises(ValueError, match="unknown SVGD start 'uniform'"):
+        model.initial_particles(10, seed=0, start="uniform")
 
 
 def test_collapsed_and_noncentred_densities_match_the_joint():

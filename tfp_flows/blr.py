@@ -26,6 +26,8 @@ import tensorflow as tf
 #: Liu & Wang (2016)'s hyper-prior alpha ~ Gamma(a0, b0), b0 a rate.
 PRIOR_A0 = 1.0
 PRIOR_B0 = 0.01
+#: Initial SVGD particles (:meth:`BayesianLogisticRegression.initial_particles`): Liu & Wang's script, or the prior.
+SVGD_STARTS = ("liu_wang", "prior")
 
 
 class BayesianLogisticRegression(tf.Module):
@@ -123,10 +125,18 @@ class BayesianLogisticRegression(tf.Module):
         rate = self.b0 + 0.5 * np.sum(w ** 2, axis=-1)
         return np.log(np.random.default_rng(seed).gamma(self.a0 + 0.5 * self.d, 1.0 / rate))
 
-    def initial_particles(self, n: int, seed: int) -> np.ndarray:
-        """Draws from the prior as Liu & Wang initialise SVGD: alpha ~ Gamma(a0, b0), w ~ N(0, 1/alpha)."""
+    def initial_particles(self, n: int, seed: int, start: str = "liu_wang") -> np.ndarray:
+        """SVGD's initial particles theta = (w, log alpha): alpha ~ Gamma(a0, .), w | alpha ~ N(0, 1/alpha).
+
+        ``start="liu_wang"`` (default) draws alpha as Liu & Wang's released BLR script does,
+        ``numpy.random.gamma(a0, b0)``: numpy reads b0 as a *scale*, so alpha ~ 0.01 and the particles start
+        wide (w of order 10), although their model's prior reads b0 as a rate. ``start="prior"`` draws
+        from this model's prior (b0 a rate: alpha ~ 100, w of order 0.1, next to the funnel's neck).
+        """
+        if start not in SVGD_STARTS:
+            raise ValueError("unknown SVGD start {!r}; use one of {}".format(start, SVGD_STARTS))
         rng = np.random.default_rng(seed)
-        alpha = rng.gamma(self.a0, 1.0 / self.b0, size=n)
+        alpha = rng.gamma(self.a0, self.b0 if start == "liu_wang" else 1.0 / self.b0, size=n)
         w = rng.normal(size=(n, self.d)) / np.sqrt(alpha)[:, None]
         return np.concatenate([w, np.log(alpha)[:, None]], axis=1).astype(self.dtype.as_numpy_dtype)
 
