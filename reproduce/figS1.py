@@ -201,9 +201,11 @@ def _plot_snapshots(annealed, snaps, args, path, targets):
 
 
 def _lambda_at(args, step):
+    """The lambda of the last training step before the snapshot at ``step`` (as the run's log records
+    it); lambda_0 for the snapshot before training."""
     from chainer_va import schedules
 
-    return schedules.make(args.schedule, args.lambda0, args.steps)(min(step, args.steps))
+    return schedules.make(args.schedule, args.lambda0, args.steps)(max(min(step, args.steps) - 1, 0))
 
 
 def _plot_finals(finals, args, path, targets):

@@ -68,6 +68,27 @@ def test_objective_weights_and_bad_input(tmp_path):
         ugan.train_sampler(ld, 2, anneal="none", lambda0=1.0, steps=10)
 
 
+def test_learning_rates_decay_over_the_whole_run():
+    """lr_final_fraction: both rates fall linearly to the fraction at the last step, nu's too although it
+    takes flow_steps updates per generator step (its schedule counts its own updates)."""
+    target = targets.gaussian(MEAN, STD)
+    steps, fraction, lr, flow_lr = 20, 0.1, 1e-3, 2e-3
+    res = ugan.train_sampler(target.log_density, 2, steps=steps, seed=0, batch_size=16, hidden_units=(4,),
+                             flow_blocks=1, generator_hidden=(4,), lr=lr, flow_lr=flow_lr, flow_steps=2,
+                             lr_final_fraction=fraction, log_every=5)
+
+    def linear(base, update, horizon):  # the rate of update number `update` (0-based) of `horizon`
+        return base * (1.0 - (1.0 - fraction) * min(update, horizon) / horizon)
+    for row in res.history:  # after `step` generator steps: step and 2 * step updates, the last one used
+        t = row["step"]
+        assert row["lr"] == pytest.approx(linear(lr, t - 1, steps), rel=1e-5)
+        assert row["flow_lr"] == pytest.approx(linear(flow_lr, 2 * t - 1, 2 * steps), rel=1e-5)
+    assert res.history[1]["flow_lr"] > 0.5 * flow_lr  # half way: nu's rate is not at its floor yet
+    direct = ugan.train_direct_flow(target.log_density, 2, steps=10, seed=0, batch_size=16, hidden_units=(4,),
+                                    flow_blocks=1, lr=lr, lr_final_fraction=fraction, log_every=10)
+    assert direct.history[-1]["flow_lr"] == pytest.approx(linear(lr, 9, 10), rel=1e-5)
+
+
 def test_direct_flow_resumes_exactly_and_records_the_run(tmp_path):
     """A run stopped after its step-20 checkpoint and resumed equals the uninterrupted run."""
     target = targets.gaussian(MEAN, STD)

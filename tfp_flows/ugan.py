@@ -258,13 +258,18 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
         generator = Generator(dim, noise_dim, generator_hidden, generator_activation, seed=seed + 1)
     gen_vars = generator.trainable_variables if generator is not None else None
     flow_vars = flow.trainable_variables
-    def rate(base_lr):
-        """Constant, or linear decay to lr_final_fraction * base_lr over the run (on the optimiser's step count)."""
+    def rate(base_lr, updates_per_step=1):
+        """Constant, or linear decay to lr_final_fraction * base_lr over the run. The schedule reads its
+        optimiser's own update count, so an optimiser updated ``updates_per_step`` times per training step
+        decays over ``steps * updates_per_step`` updates."""
         if lr_final_fraction == 1.0:
             return base_lr
-        return tf_keras.optimizers.schedules.PolynomialDecay(base_lr, steps, base_lr * lr_final_fraction, power=1.0)
+        return tf_keras.optimizers.schedules.PolynomialDecay(base_lr, steps * updates_per_step,
+                                                             base_lr * lr_final_fraction, power=1.0)
 
-    flow_opt = tf_keras.optimizers.Adam(rate(flow_lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2)
+    # nu takes flow_steps maximum-likelihood updates per U-GAN step, one per direct-VI step
+    flow_updates = max(flow_steps, 1) if kind == "ugan" else 1
+    flow_opt = tf_keras.optimizers.Adam(rate(flow_lr, flow_updates), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2)
     gen_opt = tf_keras.optimizers.Adam(rate(lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2) if generator else None
     rng = tf.random.Generator.from_seed(int(seed) + 2)
     step_var = tf.Variable(0, dtype=tf.int64, name="step")
@@ -384,6 +389,9 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             row = {"step": done, "lambda": lam, "beta": implied_beta(anneal, lam) if anneal != "none" else 1.0,
                    "time_s": round(time.time() - t0, 3)}
             row.update({k: float(v) for k, v in metrics.items()})
+            # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
+            row["flow_lr"] = float(flow_opt.learning_rate)
+            row["lr"] = float(gen_opt.learning_rate) if gen_opt is not None else row["flow_lr"]
             if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
                 raise FloatingPointError("training diverged by step {}: {}; lower lr (now {}) or "
                                          "max_log_scale (now {})".format(done, row, lr, max_log_scale))
