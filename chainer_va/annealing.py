@@ -160,6 +160,7 @@ class AnnealingTerm:
     name = "base"
     sources: tuple = ()
     keeps_dfm_term = True
+    uses_weight = True  # whether ``weight`` (c, --anneal-weight) enters the term
 
     def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, fused_losses: bool = True):
         self.weight = float(weight)
@@ -207,6 +208,8 @@ def get(name: str) -> type:
 class NoAnnealing(AnnealingTerm):
     """No annealing term: the baseline "without VA"."""
 
+    uses_weight = False
+
     def generator_loss(self, f_fake, lam):
         return None
 
@@ -240,6 +243,7 @@ class LGANAnnealing(AnnealingTerm):
 
     sources = ("data",)
     keeps_dfm_term = False
+    uses_weight = False
 
     def generator_loss(self, f_fake, lam):
         return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam,

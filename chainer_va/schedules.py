@@ -13,7 +13,8 @@ from __future__ import annotations
 import math
 from typing import Callable, Dict
 
-__all__ = ["Schedule", "make", "register", "names", "implied_beta"]
+__all__ = ["Schedule", "make", "register", "names", "implied_beta", "check_tempered", "TEMPERED_FORMS",
+           "option_defaults"]
 
 DEFAULT_END_FRACTION = 0.8  # T_max = 0.8 T: "slightly smaller than the total" (LGAN's script used 0.8)
 DEFAULT_CYCLES = 5  # "lambda_t loops over for five cycles" (supplement J.1)
@@ -67,6 +68,16 @@ def names() -> list:
     return sorted(_BUILDERS)
 
 
+def option_defaults(name: str) -> Dict[str, object]:
+    """The options of schedule ``name`` and their defaults (e.g. ``{"knot_interval": 10000}`` for lgan)."""
+    import inspect
+
+    if name not in _BUILDERS:
+        raise ValueError("unknown schedule {!r}; choose one of: {}".format(name, ", ".join(names())))
+    parameters = list(inspect.signature(_BUILDERS[name]).parameters.values())[2:]
+    return {p.name: p.default for p in parameters}
+
+
 def make(name: str, lambda0: float, total_iterations: int, **options) -> Schedule:
     """Build the schedule ``name`` starting at ``lambda0`` over ``total_iterations`` iterations."""
     if name not in _BUILDERS:
@@ -88,6 +99,30 @@ def make(name: str, lambda0: float, total_iterations: int, **options) -> Schedul
     bound.apply_defaults()
     resolved = {k: v for k, v in bound.arguments.items() if k in allowed}
     return Schedule(name, lambda0, total_iterations, fn, resolved)
+
+
+#: Annealing forms with a tempered target p^beta (Corollary 2.2); both need 1 + lambda_t > 0.
+TEMPERED_FORMS = ("lik", "ent")
+
+
+def check_tempered(anneal: str, schedule: Schedule) -> None:
+    """Raise ValueError when a lambda_t the run takes (t = 0 .. T-1) leaves no tempered target p^beta.
+
+    Corollary 2.2: the likelihood form targets beta = 1 + lambda, the entropy form beta = 1 / (1 + lambda);
+    with 1 + lambda_t <= 0 neither exists (the objective is unbounded below). Oscillating schedules
+    (sinusoidal, stepwise, lgan) swing to about -lambda0, so they need |lambda0| < 1 with these forms.
+    Other annealing terms (``none``, ``lgan``'s own form) are not tempering and are not checked.
+    """
+    if anneal not in TEMPERED_FORMS or schedule.total_iterations < 1:
+        return
+    t, lam = min(((t, schedule(t)) for t in range(schedule.total_iterations)), key=lambda pair: pair[1])
+    if 1.0 + lam <= 0.0:
+        raise ValueError(
+            "the {} schedule with lambda0={:g} reaches lambda={:.4g} at iteration {}, where the {} form has no "
+            "tempered target ({}); keep lambda > -1 at every iteration: a smaller |lambda0|{}".format(
+                schedule.name, schedule.lambda0, lam, t, "likelihood" if anneal == "lik" else "entropy",
+                "beta = 1 + lambda <= 0" if anneal == "lik" else "beta = 1/(1 + lambda) is not positive",
+                "" if schedule.lambda0 <= -1.0 else " or a schedule that does not oscillate (linear, exponential)"))
 
 
 def implied_beta(anneal: str, lam: float) -> float:

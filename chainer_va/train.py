@@ -23,6 +23,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -271,6 +272,47 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     return config
 
 
+def unused_settings(config: Dict[str, Any], given: List[str]) -> List[str]:
+    """Notes on settings in ``given`` (keys set by flag or --config file) that this run does not use.
+
+    An objective's own options (``--dfm-weight`` of jsd, ``--gp-weight``/``--n-critic`` of wgan) with
+    another objective; ``--dfm-weight`` with a term that drops DFM's term (lgan); ``--anneal-weight``
+    with a term that has no weight; ``--sigma`` when the run trains no denoiser. Not errors: one Table 1
+    grid passes the same extra flags to every objective.
+    """
+    objective, term = config["objective"], annealing.get(config["anneal"])
+    own = set(updaters.options(objective))
+    notes = []
+    for name in updaters.names():
+        for key in updaters.options(name):
+            if key in given and key not in own and key in config:
+                notes.append("--{} has no effect with --objective {} (it is an option of {})".format(
+                    key.replace("_", "-"), objective, name))
+    if "dfm_weight" in given and "dfm_weight" in own and not term.keeps_dfm_term:
+        notes.append("--dfm-weight has no effect with --anneal {} (that term replaces DFM's feature term)".format(
+            config["anneal"]))
+    if "anneal_weight" in given and not term.uses_weight:
+        notes.append("--anneal-weight has no effect with --anneal {}".format(config["anneal"]))
+    dfm_term = "dfm_weight" in own and term.keeps_dfm_term and config.get("dfm_weight") != 0.0
+    if "sigma" in given and not term.sources and not dfm_term:
+        notes.append("--sigma has no effect: --objective {} with --anneal {} trains no denoiser".format(
+            objective, config["anneal"]))
+    return sorted(set(notes))
+
+
+def config_differences(saved: Dict[str, Any], argv: List[str]) -> Dict[str, tuple]:
+    """The settings of a new run with command line ``argv`` that differ from a run's saved configuration.
+
+    ``{key: (saved value, value argv gives)}``, ``argv`` resolved as a fresh run (defaults < ``--config``
+    < flags; ``--resume`` ignored). Not compared: what a resumed run may change (``RESUME_MUTABLE``), keys
+    the saved configuration lacks (runs made before the key existed) and values filled in from the data
+    (``None``: channels, image size). Used by the Table 1 grid before it reuses a finished run.
+    """
+    wanted = resolve_config([arg for arg in argv if arg != "--resume"])
+    return {key: (saved[key], value) for key, value in wanted.items()
+            if key not in RESUME_MUTABLE and key in saved and value is not None and saved[key] != value}
+
+
 def _validate(config: Dict[str, Any]) -> None:
     try:
         updaters.get(config["objective"])
@@ -286,16 +328,30 @@ def _validate(config: Dict[str, Any]) -> None:
                 "progress_interval", "plot_interval", "latent_dim", "keep_snapshots"):
         if not isinstance(config[key], int) or config[key] <= 0:
             raise ConfigError("--{} must be a positive integer, got {!r}".format(key.replace("_", "-"), config[key]))
+    for key in ("lr", "sigma", "width", "anneal_weight"):
+        if not (isinstance(config[key], (int, float)) and math.isfinite(config[key]) and config[key] > 0):
+            raise ConfigError("--{} must be a positive number, got {!r}".format(key.replace("_", "-"), config[key]))
+    for key in ("beta1", "beta2"):
+        if not 0.0 <= config[key] < 1.0:
+            raise ConfigError("--{} (Adam) must be in [0, 1), got {!r}".format(key, config[key]))
+    if config["limit"] is not None and (not isinstance(config["limit"], int) or config["limit"] <= 0):
+        raise ConfigError("--limit must be a positive number of training images, got {!r} (drop it to use "
+                          "them all)".format(config["limit"]))
+    if config["channels"] is not None and config["channels"] not in (1, 3):
+        raise ConfigError("--channels must be 1 or 3, got {!r}".format(config["channels"]))
+    if not isinstance(config["n_critic"], int) or config["n_critic"] < 1:
+        raise ConfigError("--n-critic must be a positive integer, got {!r}".format(config["n_critic"]))
     if config["stop_at"] is not None and not (0 < config["stop_at"] <= config["iterations"]):
         raise ConfigError("--stop-at must be in [1, --iterations={}], got {}".format(
             config["iterations"], config["stop_at"]))
     if config["anneal"] == "none" and config["lambda0"] != 0.0:
         raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
-    if config["anneal"] == "ent" and config["lambda0"] <= -1.0:
-        raise ConfigError("--anneal ent needs lambda0 > -1 (beta = 1 / (1 + lambda) must be positive), "
-                          "got {}".format(config["lambda0"]))
-    make_schedule(config)  # schedule options are checked by the schedule itself
+    schedule = make_schedule(config)  # schedule options are checked by the schedule itself
+    try:
+        schedules.check_tempered(config["anneal"], schedule)
+    except ValueError as e:
+        raise ConfigError("--anneal {}: {}".format(config["anneal"], e)) from e
 
 
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
@@ -304,7 +360,12 @@ def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
     try:
         return schedules.make(config["schedule"], config["lambda0"], config["iterations"], **options)
     except ValueError as e:
-        raise ConfigError("schedule: {}".format(e)) from e
+        # an option the user never set fails with its default (e.g. lgan's knot interval on a short run)
+        defaults = schedules.option_defaults(config["schedule"]) if config["schedule"] in schedules.names() else {}
+        hints = ["--{0} was not given, so the {1} schedule's default {2!r} applies; pass --{0}".format(
+                 key.replace("_", "-"), config["schedule"], default)
+                 for key, default in defaults.items() if key not in options and key in str(e)]
+        raise ConfigError("schedule: {}{}".format(e, "".join("; " + h for h in hints))) from e
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -439,7 +500,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
+    argv = list(sys.argv[1:] if argv is None else argv)
     config = resolve_config(argv)
+    given = set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
+    if config.get("config"):
+        given |= set(_normalise_file_config(read_config_file(config["config"]), build_parser(), "--config"))
+    for note in unused_settings(config, sorted(given)):
+        print("note: " + note, file=sys.stderr)
     out = Path(config["out"])
     snapshot = latest_snapshot(out)
     if config["resume"] and snapshot is None:
@@ -514,9 +581,12 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
 
 def cli(argv: Optional[List[str]] = None) -> int:
     """Entry point: errors print one clear line and exit with status 1."""
+    from chainer_va.data import DataError
+    from chainer_va.download import DownloadError
+
     try:
         main(argv)
-    except (ConfigError, TrainingError, SnapshotError) as e:
+    except (ConfigError, TrainingError, SnapshotError, DataError, DownloadError) as e:
         print("error: {}".format(e), file=sys.stderr)
         return 1
     return 0

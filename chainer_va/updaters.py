@@ -12,7 +12,10 @@ subclass's ``update_core`` reads like its equations:
   5 critic steps per generator step, each on a fresh real batch; L_G = mean(-y_fake) + annealing term.
 
 Every step reports (``chainer.reporter``) the losses, ``lambda`` and the implied inverse temperature
-``beta``. A non-finite loss raises :class:`NonFiniteLossError` before any parameter is updated.
+``beta``. A non-finite loss raises :class:`NonFiniteLossError` before the update it would drive: in a
+one-step objective nothing of that step is updated; in WGAN-GP a non-finite critic loss stops before
+that critic update, and a non-finite generator loss after the step's critic updates (the run stops, its
+last snapshot is intact).
 Optimizers are named ``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake`` (snapshot keys).
 
 Adding an objective: subclass :class:`GANUpdater`, write ``update_core`` with the helpers below and

@@ -3,6 +3,7 @@
 A *run* is one training (``python -m chainer_va.train``) followed by one evaluation
 (:func:`chainer_va.evaluate.evaluate_run`). :func:`run_one` is resumable and idempotent:
 
+- a run in the folder whose saved configuration differs from the spec's -> an error, nothing reused;
 - ``result.json`` with ``"completed": true`` -> training is skipped;
 - snapshots present -> training continues with ``--resume``;
 - ``metrics.json`` with the same evaluation settings -> evaluation is skipped.
@@ -102,6 +103,25 @@ def run_state(run_dir) -> str:
     return "new"
 
 
+def settings_mismatch(spec: RunSpec) -> Optional[str]:
+    """Why the run already in ``spec.run_dir`` (finished or not) cannot count as this spec's run, or None.
+
+    The folder name holds only the cell and seed; the run's saved ``config.json`` is compared with the
+    spec's command line (:func:`chainer_va.train.config_differences`), so a run made with other
+    iterations, width, batch size, learning rate or extra flags is never reused or reported as this one.
+    """
+    from chainer_va import runinfo, train
+
+    if not (Path(spec.run_dir) / runinfo.CONFIG_FILENAME).is_file():
+        return None
+    differences = train.config_differences(runinfo.read_run_config(spec.run_dir)["config"], spec.train_args)
+    if not differences:
+        return None
+    return "{} holds a run made with other settings ({}); move it away or choose another --runs-dir".format(
+        spec.run_dir, ", ".join("{} {!r} there, {!r} now".format(key, old, new)
+                                for key, (old, new) in sorted(differences.items())))
+
+
 def train_command(spec: RunSpec, device: str = "-1", resume: bool = False) -> List[str]:
     """The training command line of a run."""
     cmd = [sys.executable, "-m", "chainer_va.train"] + list(spec.train_args) + ["--device", str(device)]
@@ -120,6 +140,10 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
         spec = RunSpec(**spec)
     state = run_state(spec.run_dir)
     summary = {"run_dir": spec.run_dir, "cell": spec.cell, "seed": spec.seed, "state_before": state}
+    mismatch = settings_mismatch(spec)
+    if mismatch:
+        summary["error"] = mismatch
+        return summary
     if state != "done":
         cmd = train_command(spec, device, resume=(state == "partial"))
         Path(spec.run_dir).mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
-from chainer_va import runinfo
+from chainer_va import runinfo, schedules
 
 try:
     import grid  # reproduce/grid.py: this script's folder is on sys.path when it runs as a script
@@ -43,6 +43,10 @@ REFERENCE_CSV = HERE / "reference_numbers.csv"
 QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 400, "rkl": 400, "wgan": 120},
              batchsize=32, seeds=2, variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier",
              lr=2e-4, jobs=2)
+#: The paper's run settings (supplement J.1): only runs made with them are compared with its numbers.
+PAPER = dict(iterations=150000, batchsize=64, width=1.0)
+#: Knots of the LGAN triangle schedule over a run (their script: S = 10k over T = 150k).
+LGAN_KNOTS = 15
 #: chainer-gan-lib's own runs that correspond to a baseline cell of the table.
 CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "chainer-gan-lib/wgan-gp"}
 
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None, help="cifar10 (default), celeba, or any chainer_va.data name")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--only", default=None, help="comma-separated objectives: jsd,rkl,wgan")
-    p.add_argument("--variants", default=None, help="comma-separated: none,lik,ent,lgan (default all; quick: none,lik,ent)")
+    p.add_argument("--variants", default=None, help="comma-separated: none,lik,ent,lgan (default all; quick: none,lik)")
     p.add_argument("--seeds", default=None, help="number of seeds N (seeds 0..N-1) or a list like 0,3 (default 3)")
     p.add_argument("--iterations", type=int, default=None, help="generator iterations (paper: 150000)")
     p.add_argument("--batchsize", type=int, default=None, help="batch size (paper: 64)")
@@ -121,8 +125,17 @@ def make_specs(args) -> tuple:
             interval_args(iterations[objective]) if quick else [])
         specs += grid.build_grid(str(Path(args.runs_dir) / dataset), [objective], variants, seeds,
                                  args.schedules.split(","), lambda0s, per_objective + common, eval_kwargs)
+    for spec in specs:  # the LGAN triangle keeps its 15 knots (S = 10k of T = 150k) on shorter runs
+        if spec.schedule == "lgan" and "--knot-interval" not in spec.train_args:
+            knot = max(1, iterations[spec.objective] // LGAN_KNOTS)
+            if knot != schedules.DEFAULT_KNOT_INTERVAL:
+                spec.train_args += ["--knot-interval", str(knot)]
     used = {o: iterations[o] for o in objectives}
+    # the paper's numbers are compared only with runs made at the paper's settings
+    comparable = (not quick and dataset == "cifar10" and set(used.values()) == {PAPER["iterations"]}
+                  and batchsize == PAPER["batchsize"] and width == PAPER["width"] and not args.extra_train_args.split())
     return specs, dict(dataset=dataset, seeds=seeds, iterations=used, batchsize=batchsize, width=width,
+                       comparable=comparable,
                        scorer=scorer, quick=quick, lr=QUICK["lr"] if quick else None,
                        **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
 
@@ -173,6 +186,10 @@ def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -
     for spec in specs:
         metrics_path = Path(spec.run_dir) / "metrics.json"
         if metrics_path.is_file():
+            mismatch = grid.settings_mismatch(spec)
+            if mismatch:  # a run made with other settings is not this cell's run
+                print("not in the table: " + mismatch, file=sys.stderr)
+                continue
             per_setting[(spec.cell, spec.lambda0)].append(json.loads(metrics_path.read_text()))
     cells: Dict[str, dict] = {}
     for spec in specs:
@@ -239,6 +256,10 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     else:
         lines.append("**Quick mode: classifier-based IS and FID (small MNIST classifier), NOT comparable with the "
                      "paper or with Inception-based scores.** IS over {n_is} samples, FID over {n_fid}.".format(**info))
+    if not info["quick"] and not info.get("comparable", True):
+        lines.append("**Not the paper's run settings ({} iterations, batch {}, width {}, no extra flags): its "
+                     "numbers are shown but not subtracted.**".format(
+                         PAPER["iterations"], PAPER["batchsize"], PAPER["width"]))
     lines += ["Runs: {} generator iterations, batch {batchsize}, width {width}, seeds {seeds}{}; mean ± sample "
               "std over seeds. Paper values are `n/a` until transcribed into reproduce/reference_numbers.csv."
               .format(describe_iterations(info["iterations"]),
@@ -313,7 +334,7 @@ def main(argv=None) -> int:
         failed = [s for s in summaries if "error" in s]
         for s in failed:
             print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
-    rows = aggregate(specs, info["dataset"], comparable=not info["quick"])
+    rows = aggregate(specs, info["dataset"], comparable=info["comparable"])
     attach_references(rows, read_references(args.reference))
     name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
     md_path, csv_path = write_table(rows, info, args.results, name)

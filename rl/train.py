@@ -99,8 +99,8 @@ def _check(cfg: dict) -> None:
         raise ValueError("--start-steps must be >= 0, got {}".format(cfg["start_steps"]))
     if not 0.0 <= cfg["discount"] < 1.0:
         raise ValueError("--discount must be in [0, 1), got {}".format(cfg["discount"]))
-    if cfg["anneal"] == "ent" and cfg["lambda0"] <= -1.0:
-        raise ValueError("--anneal ent needs lambda0 > -1 (beta = 1/(1 + lambda)), got {}".format(cfg["lambda0"]))
+    # every lambda_t of the run (oscillating schedules swing to about -lambda0), not only lambda0
+    schedules.check_tempered(cfg["anneal"], schedules.make(cfg["schedule"], cfg["lambda0"], cfg["steps"]))
 
 
 class Logs:

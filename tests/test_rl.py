@@ -200,5 +200,8 @@ def test_train_cli_rejects_bad_settings(tmp_path):
 
     with pytest.raises(ValueError, match="--steps must be >= 1"):
         main(["--steps", "0", "--out", str(tmp_path)])
-    with pytest.raises(ValueError, match="lambda0 > -1"):
+    with pytest.raises(ValueError, match="reaches lambda=-1 at iteration 0.*keep lambda > -1"):
         main(["--anneal", "ent", "--lambda0", "-1", "--out", str(tmp_path)])
+    with pytest.raises(ValueError, match="the sinusoidal schedule with lambda0=2 reaches lambda=-1.8"):
+        main(["--anneal", "ent", "--lambda0", "2", "--schedule", "sinusoidal", "--steps", "1000",
+              "--out", str(tmp_path)])

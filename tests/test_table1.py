@@ -76,6 +76,34 @@ def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path):
     assert "training failed" in failing["error"]
 
 
+def test_a_run_made_with_other_settings_is_neither_reused_nor_tabulated(tmp_path):
+    """The folder name holds only cell and seed: a finished 20k-iteration run (or one with another width
+    or extra flags) in it must not be scored and reported as this grid's run."""
+    from chainer_va import runinfo, train
+
+    common = ["--iterations", "150000", "--width", "1.0"]
+    spec = grid.build_grid(str(tmp_path), ["rkl"], ["lik"], [0], common_args=common)[0]
+    made = train.resolve_config(spec.train_args)
+    made.update(iterations=20000, sigma=0.5, channels=3)  # channels: filled in from the data, not compared
+    runinfo.write_run_config(spec.run_dir, made, 0)
+    Path(spec.run_dir, "result.json").write_text(json.dumps({"completed": True}))
+    _write_metrics(spec.run_dir, 9.9, 1.0)
+    assert grid.settings_mismatch(spec) == (
+        "{} holds a run made with other settings (iterations 20000 there, 150000 now, sigma 0.5 there, 1.0 "
+        "now); move it away or choose another --runs-dir".format(spec.run_dir))
+    calls = []
+    summary = grid.run_one(spec, evaluate=True, runner=lambda cmd: calls.append(cmd) or 0)
+    assert calls == [] and summary["error"] == grid.settings_mismatch(spec) and "IS" not in summary
+    row, = table1.aggregate([spec], "cifar10", comparable=True)
+    assert "IS" not in row and "seeds_done" not in row
+    # the same settings (device, speed-up switches and the data-filled keys aside): reused and tabulated
+    made.update(iterations=150000, sigma=1.0, device="@cupy:0", layers="chainer")
+    runinfo.write_run_config(spec.run_dir, made, 0)
+    assert grid.settings_mismatch(spec) is None
+    assert grid.run_one(spec, evaluate=False, runner=lambda cmd: calls.append(cmd) or 0)["state_before"] == "done"
+    assert calls == [] and table1.aggregate([spec], "cifar10", comparable=True)[0]["IS"] == 9.9
+
+
 def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypatch):
     specs = grid.build_grid(str(tmp_path), objectives=["jsd", "rkl"], variants=["none", "lik"], seeds=[0])
     import threading
@@ -121,6 +149,30 @@ def test_quick_specs_use_per_objective_iterations_lr_and_two_cpu_jobs(tmp_path):
                                              "--extra-train-args", "--lr 1e-4"])
     specs, info = table1.make_specs(args)
     assert {int(flag(s, "--iterations")) for s in specs} == {9} and {flag(s, "--lr") for s in specs} == {"1e-4"}
+
+
+def test_only_paper_settings_are_compared_and_short_lgan_runs_keep_fifteen_knots(tmp_path):
+    def make(*flags):
+        return table1.make_specs(table1.build_parser().parse_args(["--runs-dir", str(tmp_path)] + list(flags)))
+    specs, info = make()
+    assert info["comparable"] and info["iterations"]["jsd"] == 150000
+    lgan = [s for s in specs if s.schedule == "lgan"]
+    assert lgan and all("--knot-interval" not in s.train_args for s in lgan)  # the default 10000 of 150k
+    for flags in (["--iterations", "20000"], ["--width", "0.5"], ["--batchsize", "32"],
+                  ["--extra-train-args", "--lr 2e-4"], ["--quick"], ["--dataset", "celeba"]):
+        assert not make(*flags)[1]["comparable"], flags
+    specs, info = make("--quick", "--variants", "none,lgan")
+    knots = {s.objective: s.train_args[s.train_args.index("--knot-interval") + 1]
+             for s in specs if s.schedule == "lgan"}
+    assert knots == {"jsd": "26", "rkl": "26", "wgan": "8"}  # 400 // 15, 120 // 15
+    from chainer_va import train
+
+    for spec in specs:  # every run of the quick grid is a valid configuration
+        train_config = train.resolve_config(spec.train_args)
+        assert train_config["knot_interval"] == (int(knots[spec.objective]) if spec.schedule == "lgan" else None)
+    info = dict(info, quick=False, comparable=False)
+    md, _ = table1.write_table([], info, tmp_path / "results", "t")
+    assert "Not the paper's run settings (150000 iterations, batch 64, width 1.0" in Path(md).read_text()
 
 
 def test_concurrent_cpu_runs_split_the_cores_between_them(tmp_path, monkeypatch):

@@ -232,7 +232,22 @@ def test_config_file_errors(tmp_path, content, match):
     (["--schedule", "nope"], r"unknown schedule 'nope'; choose one of: exponential, lgan, linear"),
     (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"], r"unknown: cycles"),
     (["--lambda0", "1"], r"no effect with --anneal none"),
-    (["--anneal", "ent", "--lambda0", "-1"], r"lambda0 > -1"),
+    (["--anneal", "ent", "--lambda0", "-1"], r"reaches lambda=-1 at iteration 0, where the entropy form has no "
+                                             r"tempered target .*keep lambda > -1"),
+    # oscillating schedules swing to about -lambda0: every lambda_t is checked, not only lambda0
+    (["--anneal", "ent", "--lambda0", "10", "--schedule", "sinusoidal", "--iterations", "1000"],
+     r"the sinusoidal schedule with lambda0=10 reaches lambda=-9.006 at iteration 99, where the entropy form"),
+    (["--anneal", "lik", "--lambda0", "1.5", "--schedule", "stepwise", "--iterations", "1000"],
+     r"likelihood form has no tempered target \(beta = 1 \+ lambda <= 0\).*does not oscillate"),
+    (["--anneal", "lik", "--lambda0", "1", "--schedule", "lgan", "--iterations", "400"],
+     r"for T=400; --knot-interval was not given, so the lgan schedule's default 10000 applies; pass --knot-interval"),
+    (["--limit", "-5"], r"--limit must be a positive number of training images, got -5"),
+    (["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
+    (["--sigma", "0"], r"--sigma must be a positive number"),
+    (["--width", "0"], r"--width must be a positive number"),
+    (["--beta2", "1"], r"--beta2 \(Adam\) must be in \[0, 1\)"),
+    (["--channels", "2"], r"--channels must be 1 or 3, got 2"),
+    (["--objective", "wgan", "--n-critic", "0"], r"--n-critic must be a positive integer, got 0"),
     (["--plugin", "no/such/file.py"], r"no such file"),
 ])
 def test_bad_names_and_settings_are_clear_errors(flags, match, capsys):
@@ -240,6 +255,41 @@ def test_bad_names_and_settings_are_clear_errors(flags, match, capsys):
         train.resolve_config(flags)
     assert train.cli(flags) == 1
     assert "error: " in capsys.readouterr().err
+
+
+def test_schedules_that_stay_above_minus_one_are_accepted():
+    config = train.resolve_config(["--anneal", "ent", "--lambda0", "0.9", "--schedule", "sinusoidal"])
+    assert config["lambda0"] == 0.9
+    # lgan's own form is not a tempering: its triangle may swing below -1
+    train.resolve_config(["--anneal", "lgan", "--lambda0", "10", "--schedule", "lgan"])
+
+
+def test_settings_without_effect_are_named(tmp_path, capsys):
+    def notes(*flags):
+        config = train.resolve_config(list(flags))
+        given = [a[2:].replace("-", "_") for a in flags if a.startswith("--")]
+        return train.unused_settings(config, given)
+    assert notes("--objective", "rkl", "--dfm-weight", "0.5") == [
+        "--dfm-weight has no effect with --objective rkl (it is an option of jsd)"]
+    assert notes("--objective", "jsd", "--n-critic", "1", "--gp-weight", "0") == [
+        "--gp-weight has no effect with --objective jsd (it is an option of wgan)",
+        "--n-critic has no effect with --objective jsd (it is an option of wgan)"]
+    assert notes("--anneal", "lgan", "--schedule", "lgan", "--lambda0", "1", "--anneal-weight", "5",
+                 "--dfm-weight", "0.1") == [
+        "--anneal-weight has no effect with --anneal lgan",
+        "--dfm-weight has no effect with --anneal lgan (that term replaces DFM's feature term)"]
+    assert notes("--objective", "wgan", "--sigma", "0.5") == [
+        "--sigma has no effect: --objective wgan with --anneal none trains no denoiser"]
+    # used settings are not named
+    assert notes("--objective", "jsd", "--sigma", "0.5", "--dfm-weight", "0.1") == []
+    assert notes("--objective", "wgan", "--anneal", "ent", "--lambda0", "0.5", "--sigma", "0.5",
+                 "--n-critic", "2", "--anneal-weight", "0.1") == []
+
+
+def test_missing_data_is_one_clear_error_line(tmp_path, capsys):
+    assert train.cli(["--dataset", "celeba", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: CelebA images not found in ") and "Traceback" not in err
 
 
 def test_lsgan_plugin_example_trains_via_cli(images, tmp_path):

@@ -164,14 +164,8 @@ def _check_log_density(log_density: Callable, dim: int):
 
 
 def _lambda_table(anneal: str, schedule: schedules.Schedule, steps: int) -> np.ndarray:
-    lams = np.array([schedule(t) for t in range(steps)], np.float64)
-    if anneal != "none" and steps:
-        worst = float(lams.min())
-        try:
-            objective_weights(anneal, worst)
-        except ValueError as e:
-            raise ValueError("schedule {!r} reaches lambda={:.4g}: {}".format(schedule.name, worst, e)) from e
-    return lams
+    schedules.check_tempered(anneal, schedule)  # every lambda_t of the run keeps a tempered target
+    return np.array([schedule(t) for t in range(steps)], np.float64)
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):
