@@ -473,16 +473,10 @@ def _idx_path(name: str, remote: RemoteFile, data_dir, download: bool = False) -
                         "or run `{} {} --data-dir {}`.".format(
                             name, remote.filename, data_dir, data_dir, name, remote.urls[0],
                             FETCH_SCRIPT, name, data_dir))
-    errors = []
-    for url in remote.urls:
-        try:
-            return fetch(url, remote.filename, remote.sha256, directory=_download_folder(name, data_dir),
-                         what="{} {}".format(name, remote.filename))
-        except DownloadError as exc:
-            errors.append(exc)
-            if "corrupted" in str(exc):
-                raise
-    raise errors[-1]
+    # fetch tries the mirrors in order (a bad download from one moves on to the next); a corrupted file
+    # already in the cache is an error before any download
+    return fetch(list(remote.urls), remote.filename, remote.sha256, directory=_download_folder(name, data_dir),
+                 what="{} {}".format(name, remote.filename))
 
 
 def _read_idx_bytes(path: Path, remote: RemoteFile) -> bytes:

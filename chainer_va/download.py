@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tempfile
@@ -9,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Sequence
+
+from chainer_va.runinfo import publish
 
 DATA_ENV = "CHAINER_VA_DATA"
 DEFAULT_CACHE = Path("~/.cache/chainer_va")
@@ -62,6 +65,14 @@ def verify(path: str | os.PathLike, sha256: str | None, what: str = "file", size
     return path
 
 
+def _check_complete(response, received: int, what: str) -> None:
+    """Raise when the server announced more bytes (Content-Length) than arrived: ``read`` ends quietly
+    on a dropped connection, and a file no checksum pins would otherwise be kept truncated."""
+    announced = response.headers.get("Content-Length") if response.headers is not None else None
+    if announced is not None and announced.isdigit() and int(announced) != received:
+        raise DownloadError("the download of {} stopped after {} of {} bytes".format(what, received, announced))
+
+
 def fetch(url: str | Sequence[str], filename: str, sha256: str | None,
           directory: str | os.PathLike | None = None, what: str | None = None, timeout: float = 60.0,
           size: int | None = None, md5: str | None = None) -> Path:
@@ -85,13 +96,14 @@ def fetch(url: str | Sequence[str], filename: str, sha256: str | None,
         fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=folder)
         try:
             try:
-                with urllib.request.urlopen(source, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as response:
                     shutil.copyfileobj(response, out, 1 << 20)
+                    _check_complete(response, out.tell(), what)
                 verify(tmp_name, sha256, "downloaded " + what, size=size, md5=md5)
-            except (urllib.error.URLError, OSError, DownloadError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, DownloadError) as exc:
                 failures.append("{} ({})".format(source, exc))
                 continue
-            os.replace(tmp_name, target)
+            publish(tmp_name, target)
             return target
         finally:
             if os.path.exists(tmp_name):

@@ -14,6 +14,24 @@ from typing import Any, Mapping
 CONFIG_FILENAME = "config.json"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: The process's umask, read once at import (reading it means setting it, which is not thread-safe).
+_UMASK = _current_umask()
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Rename the finished temporary file ``tmp`` onto ``path`` atomically, with the permissions a plain
+    ``open(path, "w")`` would give (``tempfile.mkstemp`` makes files private to their owner, which a
+    shared data cache or results folder must not be)."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
 
@@ -27,7 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import numpy as np
 
@@ -66,11 +66,14 @@ def read_eval(run_dir: Path) -> np.ndarray:
                       float(r["wall_seconds"])] for r in rows])
 
 
-def random_baseline(env_id: str, episodes: int) -> List[float]:
-    """Returns of the uniform random policy on the evaluation episodes' fixed seeds."""
+def random_baseline(env_id: str, episodes: int, extra: Sequence[str] = ()) -> List[float]:
+    """Returns of the uniform random policy on the evaluation episodes' fixed seeds, with the agents'
+    episode length (``--max-episode-steps`` among the flags ``extra`` passes to ``rl.train``)."""
     from rl.evaluation import make_env, random_policy_returns
 
-    env = make_env(env_id)
+    horizon = argparse.ArgumentParser(add_help=False)
+    horizon.add_argument("--max-episode-steps", type=int, default=None)
+    env = make_env(env_id, horizon.parse_known_args(list(extra))[0].max_episode_steps)
     try:
         return random_policy_returns(env, episodes)
     finally:
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
             curves.setdefault(name, []).append(read_eval(run_dir))
     if not curves:
         raise SystemExit("no finished runs under {}".format(out))
-    random_returns = random_baseline(args.env, args.random_episodes)
+    random_returns = random_baseline(args.env, args.random_episodes, extra)
     random_mean, random_std = float(np.mean(random_returns)), float(np.std(random_returns))
     title = "{} ({} preset): {} steps, MAF hidden {}".format(args.env, preset, p["steps"], p["maf_hidden"])
     plot(curves, random_mean, out / "curves.png", title)

@@ -87,6 +87,56 @@ def test_fetch_tries_mirrors_in_order_and_checks_size_and_md5(tmp_path):
     assert not (tmp_path / "cache" / "b.bin").exists()
 
 
+def test_fetch_rejects_a_truncated_download_moves_to_the_next_mirror_and_shares_the_file(tmp_path):
+    """A server that announces 100,000 bytes and sends 1,000: without a checksum the short file used to
+    be kept. Also: a failed attempt leaks no file descriptor; the cached file is readable by the group
+    and others as the umask allows (mkstemp makes files owner-only)."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    class Truncating(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b"x" * 1000)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "good.bin").write_bytes(b"y" * 1000)
+    good_handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    good_handler.log_message = lambda *args: None
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), h) for h in (Truncating, good_handler)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    bad_url, good_root = ("http://127.0.0.1:{}/".format(server.server_address[1]) for server in servers)
+    try:
+        with pytest.raises(download.DownloadError, match="stopped after 1000 of 100000 bytes"):
+            download.fetch(bad_url + "f.bin", "f.bin", None, directory=tmp_path / "cache")
+        assert not (tmp_path / "cache" / "f.bin").exists()
+        got = download.fetch([bad_url + "f.bin", good_root + "good.bin"], "f.bin", None,
+                             directory=tmp_path / "cache")
+        assert got.read_bytes() == b"y" * 1000
+    finally:
+        for server in servers:
+            server.shutdown()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert got.stat().st_mode & 0o777 == 0o666 & ~mask
+    assert runinfo.atomic_write_bytes(tmp_path / "r.bin", b"1").stat().st_mode & 0o777 == 0o666 & ~mask
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(download.DownloadError):
+            download.fetch("http://127.0.0.1:9/x", "x", None, directory=tmp_path / "cache")
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(download.DATA_ENV, str(tmp_path))
     assert download.cache_dir() == tmp_path

@@ -190,6 +190,29 @@ def test_extension_reports_through_reporter_and_log_report(tmp_path):
     assert 0 <= log[-1]["FID"] < 0.05 * ref[1][1, 1]
 
 
+def test_feature_cache_keys_name_the_weights_and_the_pool_padding():
+    """FID reference statistics are cached under the extractor's key: two extractors share them only when
+    their weights (BN statistics included) and the Inception port's pool padding are the same."""
+    import copy
+
+    import chainer.links as L
+
+    a, b = L.Linear(3, 2), L.Linear(3, 2)  # different random weights
+    key = evaluation.InceptionExtractor(model=a).key
+    assert key.startswith("inception_tf_pool-tf_model-")
+    assert evaluation.InceptionExtractor(model=copy.deepcopy(a)).key == key
+    assert evaluation.InceptionExtractor(model=b).key != key
+    a.pool_padding = "chainer-gan-lib"
+    assert evaluation.InceptionExtractor(model=a).key == key.replace("pool-tf", "pool-chainer-gan-lib")
+    bn = L.BatchNormalization(3)
+    before = evaluation.weights_digest(bn)
+    bn.avg_mean[:] = 1.0
+    assert evaluation.weights_digest(bn) != before
+    one, two = classifier.SmallClassifier(), classifier.SmallClassifier()
+    assert classifier.ClassifierExtractor(model=one).key != classifier.ClassifierExtractor(model=two).key
+    assert classifier.ClassifierExtractor(model=one).key == classifier.ClassifierExtractor(model=copy.deepcopy(one)).key
+
+
 # --- quick-mode classifier ---------------------------------------------------------------------------
 def test_small_classifier_learns_mnist5k_and_scores_real_digits():
     from chainer_va import data

@@ -205,3 +205,31 @@ def test_train_cli_rejects_bad_settings(tmp_path):
     with pytest.raises(ValueError, match="the sinusoidal schedule with lambda0=2 reaches lambda=-1.8"):
         main(["--anneal", "ent", "--lambda0", "2", "--schedule", "sinusoidal", "--steps", "1000",
               "--out", str(tmp_path)])
+
+
+def test_random_policy_baseline_uses_the_agents_episode_length(monkeypatch):
+    """reproduce/rl.py's random baseline runs the horizon that --max-episode-steps gives the agents."""
+    import importlib.util
+    from pathlib import Path
+
+    from rl import evaluation
+
+    path = Path(__file__).resolve().parents[1] / "reproduce" / "rl.py"
+    spec = importlib.util.spec_from_file_location("reproduce_rl", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lengths = []
+
+    def episode_lengths(env, episodes):
+        for i in range(episodes):
+            env.reset(seed=i)
+            steps, done = 0, False
+            while not done:
+                _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+                steps, done = steps + 1, terminated or truncated
+            lengths.append(steps)
+        return [0.0] * episodes
+    monkeypatch.setattr(evaluation, "random_policy_returns", episode_lengths)
+    module.random_baseline("Swimmer-v5", 2, ["--max-episode-steps", "7", "--steps", "100"])
+    module.random_baseline("Swimmer-v5", 1)
+    assert lengths == [7, 7, 1000]

@@ -25,6 +25,7 @@ import chainer.links as L
 import numpy as np
 
 from chainer_va import download
+from chainer_va.metrics.evaluation import weights_digest
 from chainer_va.runinfo import atomic_write_bytes
 
 #: Training hyper-parameters of the cached classifier (part of its cache key).
@@ -133,8 +134,9 @@ class ClassifierExtractor:
         self.batchsize = batchsize
         self.device = get_device(device) if not isinstance(device, chainer.backend.Device) else device
         self.model.to_device(self.device)
-        digest = hashlib.sha1(json.dumps(self.info, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        self.key = "classifier_{}".format(digest)
+        # the cached FID statistics are keyed by the weights themselves: two classifiers share them only
+        # when their parameters and BN statistics are equal
+        self.key = "classifier_{}".format(weights_digest(self.model))
         self.name = "small MNIST classifier (quick mode; NOT comparable with Inception scores)"
 
     def __call__(self, pixels):

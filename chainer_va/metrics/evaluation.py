@@ -152,7 +152,9 @@ class InceptionExtractor:
             model.load_arrays(arrays)
             self.weights_id = _file_id(path)
         else:
-            self.weights_id = "model-{}".format(id(model))
+            self.weights_id = "model-" + weights_digest(model)
+            pool_padding = getattr(model, "pool_padding", pool_padding)
+        self.pool_padding = pool_padding
         self.device = get_device(device) if not isinstance(device, chainer.backend.Device) else device
         self.model = model
         self.model.to_device(self.device)
@@ -160,7 +162,8 @@ class InceptionExtractor:
 
     @property
     def key(self) -> str:
-        return "inception_{}_{}".format(self.resize, self.weights_id)
+        """Names what the features depend on (FID reference statistics are cached under it)."""
+        return "inception_{}_pool-{}_{}".format(self.resize, self.pool_padding, self.weights_id)
 
     def __call__(self, pixels):
         feats, probs = [], []
@@ -171,6 +174,31 @@ class InceptionExtractor:
             probs.append(p)
         xp = self.model.xp
         return xp.concatenate(feats), (xp.concatenate(probs) if probs[0] is not None else None)
+
+
+def weights_digest(link: chainer.Link) -> str:
+    """A short sha1 of a link's parameters and persistent values (BN statistics), by name: the identity
+    of a feature extractor's weights, for cache keys."""
+    digest = hashlib.sha1()
+    arrays = dict(link.namedparams())
+    arrays.update({name: value for name, value in _persistents(link)})
+    for name in sorted(arrays):
+        value = arrays[name]
+        value = value.array if isinstance(value, chainer.Variable) else value
+        digest.update(name.encode())
+        if value is not None:
+            array = chainer.backend.CpuDevice().send(value)
+            digest.update(str((array.dtype, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:10]
+
+
+def _persistents(link: chainer.Link, prefix: str = ""):
+    for name in sorted(link._persistent):
+        yield prefix + "/" + name, getattr(link, name)
+    if isinstance(link, chainer.Chain):
+        for child in link.children():
+            yield from _persistents(child, prefix + "/" + child.name)
 
 
 def _file_id(path: Path) -> str:
