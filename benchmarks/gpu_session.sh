@@ -7,7 +7,9 @@
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
 # Each part has its own time cap (540 s in all, under the device tool's 600 s per call) so one slow part
-# cannot eat the others' time; every output goes to OUT_DIR/<part>.txt. Needs Chainer, CuPy and torch:
+# cannot eat the others' time; every output goes to OUT_DIR/<part>.txt (seven files: the device tool
+# brings back at most eight), the training run's own folder to /tmp, and the end of every part is
+# printed again at the end so that the command's output tail holds the numbers too. Needs Chainer, CuPy and torch:
 # either the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device
 # machine (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
 # `.venv/bin/python -m pip wheel --no-deps --no-build-isolation -w .whl chainer==7.8.1`; .whl/ is in
@@ -23,26 +25,45 @@ OUT="${1:-results/gpu_session}"
 DEV="${DEVICE:-0}"
 W="${WIDTH:-1.0}"
 PY="${PYTHON:-.venv/bin/python}"
-[ -x "$PY" ] || PY=python
+command -v "$PY" >/dev/null || PY=python3
+export PYTHONUNBUFFERED=1  # a part stopped by its cap keeps what it printed
 mkdir -p "$OUT"
-part() {  # part NAME SECONDS COMMAND...
+rm -f "$OUT"/{gpu_tests,train,step_time,compare_torch,profile,concurrency}.txt
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    # chainer_va first: its compat layer must precede chainer (numpy 2.5 has no numpy.distutils)
+    if [ "$DEV" != "-1" ]; then  # torch and CuPy both work in one process (compare_torch, profile need it)
+        "$PY" -c "import chainer_va, cupy, chainer, torch; torch.zeros(1, device='cuda'); cupy.zeros(1).sum(); \
+print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'torch', torch.__version__, \
+'cudnn', chainer.backends.cuda.cudnn_enabled)"
+    fi
+} >"$OUT/gpu_tests.txt" 2>&1
+cat "$OUT/gpu_tests.txt"
+part() {  # part NAME SECONDS COMMAND...: appends to OUT/NAME.txt
     local name="$1" limit="$2"; shift 2
-    echo "== $name (cap ${limit}s): $*" | tee "$OUT/$name.txt"
+    echo "== $name (cap ${limit}s): $*" | tee -a "$OUT/$name.txt"
     local start=$SECONDS
     timeout "$limit" "$@" >>"$OUT/$name.txt" 2>&1
     echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/$name.txt"
 }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$OUT/gpu.txt" 2>&1
-"$PY" -c "import cupy, chainer; print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'cudnn', chainer.backends.cuda.cudnn_enabled)" >>"$OUT/gpu.txt" 2>&1
 part gpu_tests 100 "$PY" -m pytest -q -m gpu tests/test_gpu.py
-# the training CLI end to end on the device: 200 iterations, a stop, --resume to 300 (snapshots, log, plots, grids)
-RUN="$OUT/train_run"
+# the training CLI end to end on the device: 200 iterations, a stop, --resume to 300 (snapshots, log, plots,
+# grids); the run folder (snapshots of 580 MB at width 1) stays on the device
+RUN=/tmp/gpu_session_train_run
+rm -rf "$RUN"
 part train 60 bash -c "'$PY' -m chainer_va.train --objective jsd --anneal lik --lambda0 1 --dataset mnist5k \
     --width $W --iterations 300 --snapshot-interval 100 --sample-interval 100 --log-interval 50 --stop-at 200 \
-    --device $DEV --out '$RUN' && '$PY' -m chainer_va.train --out '$RUN' --resume --device $DEV && ls '$RUN'"
-part step_time 140 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3
+    --device $DEV --out '$RUN' && '$PY' -m chainer_va.train --out '$RUN' --resume --device $DEV; \
+    ls -l '$RUN'; cat '$RUN/result.json'; tail -c 1500 '$RUN/log'"
+# one-step objectives and WGAN-GP separately: a cap hit loses one half, not both
+part step_time 80 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3 --objectives jsd,rkl
+part step_time 60 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 15 --warmup 2 --objectives wgan
 part compare_torch 70 "$PY" benchmarks/compare_torch.py --device "$DEV" --width "$W" --repeat 30
 part profile 50 "$PY" benchmarks/profile_step.py --device "$DEV" --width "$W" --anneal none,ent --steps 5 --kernels \
-    --out "$OUT/profile.json"
+    --out /tmp/gpu_session_profile.json
 part concurrency 120 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
+for name in gpu_tests train step_time compare_torch profile concurrency; do
+    echo "---- $name (last lines)"
+    tail -n 30 "$OUT/$name.txt" | cut -c1-160
+done
 echo "wrote $OUT"

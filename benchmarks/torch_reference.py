@@ -78,10 +78,18 @@ def _adam(module: nn.Module, lr: float = 1e-4, betas=(0.5, 0.9)):
     return torch.optim.Adam(module.parameters(), lr=lr, betas=betas)
 
 
+def use_full_fp32() -> None:
+    """Full fp32 in cuDNN convolutions and cuBLAS matmuls (TF32 off), as CuPy computes and as the
+    PLATFORM measurement (3.0x) was made; torch enables TF32 for cuDNN convolutions by default."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class DFMStep:
     """One DFM (JSD-GAN) iteration: discriminator, generator (with the denoiser feature term) and denoiser."""
 
     def __init__(self, width: float = 1.0, batchsize: int = 64, device: str = "cpu", penalty: bool = False):
+        use_full_fp32()
         self.device = torch.device(device)
         self.gen = Generator(width).to(self.device)
         self.dis = Discriminator(width).to(self.device)

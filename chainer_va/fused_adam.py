@@ -85,8 +85,10 @@ class FusedAdam(chainer.optimizers.Adam):
         for p in params:
             rule = p.update_rule
             rule.t += 1
-            if rule.state is None:
-                rule._init_states(p)
+            # every update, as UpdateRule.update does (chainer/optimizer.py:286): creates missing states and
+            # sends loaded ones to the parameter's device (a snapshot loads m and v as numpy arrays, which
+            # cannot be copied into a CuPy buffer); arrays already there are returned unchanged
+            rule._init_states(p)
         self._fused_step(params)
         self.reallocate_cleared_grads()
         self.call_hooks("post")

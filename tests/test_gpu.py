@@ -54,9 +54,14 @@ def test_a_training_step_on_the_gpu_matches_the_cpu(images, objective, anneal):
     for key in cpu_obs:
         assert gpu_obs[key] == pytest.approx(cpu_obs[key], rel=1e-3, abs=1e-5), key
     assert cpu_grads.keys() == gpu_grads.keys()
+    # the tolerance scales with the largest gradient of the same network: a bias feeding a BN layer has a
+    # true gradient of 0, so its own maximum is rounding residue (1e-14..1e-9) that differs between devices
+    scales = {}
+    for (name, _), cpu in cpu_grads.items():
+        scales[name] = max(scales.get(name, 0.0), float(numpy.abs(cpu).max()))
     for key, cpu in cpu_grads.items():
-        scale = float(numpy.abs(cpu).max()) or 1.0
-        numpy.testing.assert_allclose(gpu_grads[key], cpu, rtol=1e-2, atol=1e-3 * scale, err_msg=str(key))
+        numpy.testing.assert_allclose(gpu_grads[key], cpu, rtol=1e-2, atol=1e-3 * (scales[key[0]] or 1.0),
+                                      err_msg=str(key))
 
 
 def test_fused_adam_on_cupy_matches_chainers_gpu_adam():
@@ -80,6 +85,40 @@ def test_fused_adam_on_cupy_matches_chainers_gpu_adam():
     assert optimizer.fused_updates == 5
     for name in plain:  # Chainer's GPU kernel groups the last line differently: float32 rounding apart
         numpy.testing.assert_allclose(fused[name], plain[name], rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_fused_adam_resumes_from_a_snapshot_on_cupy(tmp_path):
+    """A snapshot loads Adam's m and v as numpy arrays; the fused update sends them to the device (as
+    Chainer's own update does) before packing them into its CuPy buffers, and continues the run."""
+    import cupy
+
+    def link_and_optimizer():
+        numpy.random.seed(0)
+        link = chainer.links.Linear(16, 8)
+        link.to_device("@cupy:0")
+        optimizer = FusedAdam(alpha=1e-3, beta1=0.5, beta2=0.9)
+        optimizer.setup(link)
+        return link, optimizer
+
+    def step(link, optimizer, seed):
+        rng = numpy.random.RandomState(seed)
+        for p in link.params():
+            p.grad = cupy.asarray(rng.normal(size=p.shape).astype(numpy.float32))
+        optimizer.update()
+
+    link, optimizer = link_and_optimizer()
+    for seed in range(2):
+        step(link, optimizer, seed)
+    chainer.serializers.save_npz(str(tmp_path / "link.npz"), link)
+    chainer.serializers.save_npz(str(tmp_path / "opt.npz"), optimizer)
+    step(link, optimizer, 2)
+    resumed_link, resumed = link_and_optimizer()
+    chainer.serializers.load_npz(str(tmp_path / "link.npz"), resumed_link)
+    chainer.serializers.load_npz(str(tmp_path / "opt.npz"), resumed)
+    step(resumed_link, resumed, 2)
+    assert resumed.fused_updates == 1 and resumed.t == 3
+    for (name, a), (_, b) in zip(sorted(link.namedparams()), sorted(resumed_link.namedparams())):
+        numpy.testing.assert_array_equal(cupy.asnumpy(b.array), cupy.asnumpy(a.array), err_msg=name)
 
 
 def test_non_finite_check_reads_cupy_scalars(images):
