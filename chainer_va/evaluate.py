@@ -2,12 +2,15 @@
 
 Loads ``RUN_DIR/gen_final.npz`` through :func:`chainer_va.train.load_generator`, computes the Inception
 Score and FID (SPEC section 5; chainer-gan-lib's protocol) and writes ``RUN_DIR/metrics.json``
-atomically, with the scorer, sample counts, reference set and seed. An existing ``metrics.json`` made
-with the same settings is reused (``--force`` recomputes).
+atomically, with the settings the numbers depend on (scorer, sample counts, reference set and its folder,
+weights, seed, the generator file's sha256). An existing ``metrics.json`` with the same settings is reused
+(``--force`` recomputes).
 
-``--scorer inception`` (default): the Chainer port of inception-2015-12-05, FID against the 50k
-CIFAR-10 training images (statistics cached). ``--scorer classifier``: the small MNIST classifier of
-``reproduce/table1.sh --quick``, FID against the run's own training set; NOT comparable with the paper.
+FID is computed against the training images of the run's own data set (``--reference`` for another;
+a run trained on a ``.npy`` file must name one). ``--scorer inception`` (default): the Chainer port of
+inception-2015-12-05 (statistics cached; for CIFAR-10 the 50k training images, as in the paper).
+``--scorer classifier``: the small MNIST classifier of ``reproduce/table1.sh --quick``; NOT comparable
+with the paper.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--splits", type=int, default=scores.IS_SPLITS, help="IS splits (10)")
     parser.add_argument("--batchsize", type=int, default=evaluation.EVAL_BATCHSIZE)
     parser.add_argument("--reference", default=None,
-                        help="FID reference data set (default: cifar10 for inception, the run's data set for classifier)")
+                        help="FID reference data set (default: the run's own training data set)")
     parser.add_argument("--data-dir", default=None, help="folder of the reference data set")
     parser.add_argument("--weights", default=None, help="converted Inception .npz (default: download/convert)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents (0)")
@@ -55,16 +58,25 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     ``classifier_overrides`` change the quick-mode classifier's training settings
     (:data:`chainer_va.metrics.classifier.CLASSIFIER_DEFAULTS`), e.g. fewer epochs in tests.
     """
-    from chainer_va.train import load_generator
+    from chainer_va import download
+    from chainer_va.train import GEN_FINAL, load_generator
 
     run_dir = Path(run_dir)
     gen, config = load_generator(run_dir)
     channels = int(gen.out_channels)
     size = int(gen.size)
-    if reference is None:
-        reference = evaluation.FID_REFERENCE_DATASET if scorer == "inception" else config.get("dataset", "mnist5k")
+    trained_on = config.get("dataset", "mnist5k")
+    if reference is None:  # FID against the training set of the run's own data set
+        if str(trained_on).endswith(".npy"):
+            raise ValueError("the run in {} was trained on the file {}: pass --reference with the data set "
+                             "whose statistics FID should use (e.g. cifar10)".format(run_dir, trained_on))
+        reference = trained_on
+    data_dir = data_dir or config.get("data_dir")
+    # what the numbers depend on: a metrics.json with other values is recomputed
     settings = {"scorer": scorer, "n_is": n_is, "n_fid": n_fid, "splits": splits, "reference": reference,
-                "seed": seed}
+                "seed": seed, "weights": None if weights is None else str(weights), "data_dir": data_dir,
+                "classifier_overrides": classifier_overrides or None,
+                "generator_sha256": download.sha256_of(run_dir / GEN_FINAL)}
     target = run_dir / METRICS_FILE
     if target.is_file() and not force:
         with open(target) as f:
@@ -86,7 +98,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
 
         model, info = load_or_train(progress=progress, **(classifier_overrides or {}))
         is_extractor = fid_extractor = ClassifierExtractor(model, info, device=dev)
-        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir or config.get("data_dir"),
+        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir,
                                               channels=channels, size=size, batchsize=batchsize, progress=progress)
     result = evaluation.evaluate_generator(gen, is_extractor, fid_extractor, ref, n_is=n_is, n_fid=n_fid,
                                            splits=splits, batchsize=batchsize, seed=seed, progress=progress)

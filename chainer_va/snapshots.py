@@ -75,6 +75,15 @@ def load_npz_checked(path: str | os.PathLike, target, path_in_file: str = "", wh
     try:
         with numpy.load(str(path), allow_pickle=False) as npz:
             serializers.NpzDeserializer(npz, path=path_in_file, strict=True).load(target)
+    except ValueError as e:
+        if "broadcast" not in str(e) and "shape" not in str(e):
+            raise SnapshotError(
+                "{} {} is corrupted or unreadable ({}: {}); delete it to fall back on the previous snapshot "
+                "(if any), or start a new run in a fresh --out".format(what, path, type(e).__name__, e)) from e
+        raise SnapshotError(
+            "{} {} does not match this run (an array has another shape: {}): it was written by a run with "
+            "another network size or image size; load it with the configuration that wrote it".format(
+                what, path, e)) from e
     except KeyError as e:
         raise SnapshotError(
             "{} {} does not match this run ({} is missing): it was written by a run with another "
@@ -84,6 +93,21 @@ def load_npz_checked(path: str | os.PathLike, target, path_in_file: str = "", wh
         raise SnapshotError(
             "{} {} is corrupted or unreadable ({}: {}); delete it to fall back on the previous snapshot "
             "(if any), or start a new run in a fresh --out".format(what, path, type(e).__name__, e)) from e
+
+
+class NonFiniteParametersError(FloatingPointError):
+    """A network's parameters hold NaN or infinity (at a snapshot, so none was written)."""
+
+
+def check_finite_parameters(updater, iteration: int) -> None:
+    """Raise :class:`NonFiniteParametersError` naming the first parameter of any optimizer's link that is
+    not finite."""
+    for name, optimizer in sorted(updater.get_all_optimizers().items()):
+        for path, param in optimizer.target.namedparams():
+            if param.array is not None and not bool(param.xp.isfinite(param.array).all()):
+                raise NonFiniteParametersError(
+                    "parameter {}{} of {!r} is not finite after iteration {} (an update overflowed); no "
+                    "snapshot was written for it".format(name, path, name, iteration))
 
 
 class AtomicSnapshot(extension.Extension):
@@ -107,6 +131,9 @@ class AtomicSnapshot(extension.Extension):
         iteration = trainer.updater.iteration
         if iteration % self.interval and iteration < self.stop_iteration:
             return
+        # an update can overflow although its loss was finite: such weights are never written as a
+        # snapshot (nor do they push an older, good snapshot out of the kept ones)
+        check_finite_parameters(trainer.updater, iteration)
         save_npz_atomic(snapshot_path(self.out, iteration), trainer)
         if self.keep is not None:
             for _, old in list_snapshots(self.out)[:-self.keep]:

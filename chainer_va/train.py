@@ -43,7 +43,7 @@ from chainer_va.device import add_device_argument, get_device
 from chainer_va.extensions import SampleGrid
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 from chainer_va.seeding import seed_everything
-from chainer_va.snapshots import (AtomicSnapshot, SnapshotError, latest_snapshot,
+from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, latest_snapshot,
                                   load_npz_checked, save_npz_atomic)
 
 __all__ = ["ConfigError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
@@ -393,7 +393,8 @@ def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     else:
         from chainer_va import data
 
-        images = data.load_images(name, data_dir=config.get("data_dir"), size=size, channels=channels)
+        images = data.load_images(name, data_dir=config.get("data_dir"), size=size, channels=channels,
+                                  limit=config.get("limit"))  # CIFAR-10 and CelebA stop reading early
     if config.get("limit"):
         images = images[:config["limit"]]
     if len(images) < config["batchsize"]:
@@ -530,7 +531,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     start = time.time()
     try:
         trainer.run(show_loop_exception_msg=False)
-    except updaters.NonFiniteLossError as e:
+    except (updaters.NonFiniteLossError, NonFiniteParametersError) as e:
         last = latest_snapshot(out)
         message = "{}; the last good snapshot is {} (resume from it with --resume after changing the " \
                   "settings that diverged, e.g. a smaller --lr or |--lambda0|)".format(

@@ -325,6 +325,7 @@ def test_datasets_folder_is_not_a_package_and_sums_agree():
 def test_verify_script_detects_a_corrupted_bundled_file(tmp_path, capsys):
     verify = runpy.run_path(str(REPO / "datasets" / "verify.py"))
     assert verify["main"]([]) == 0
+    assert verify["main"](["--strict"]) == 0  # every bundled data file is listed, the UCI sets included
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "a.bin").write_bytes(b"abc")
     (tmp_path / "extra.csv").write_bytes(b"x")

@@ -259,3 +259,31 @@ def test_pytorch_fid_state_dict_names_map_onto_every_graph_unit():
     unit = mapping["Mixed_7b.branch3x3dbl_3a"]
     assert unit == "mixed_9/tower_1/mixed/conv" and specs[unit].ksize == (1, 3)
     np.testing.assert_array_equal(arrays[unit + "/gamma"], state["Mixed_7b.branch3x3dbl_3a.bn.weight"].numpy())
+
+
+def test_evaluate_uses_the_runs_own_data_set_as_fid_reference(tmp_path, monkeypatch):
+    """FID compares with the training set of the run's data set (it was CIFAR-10 whatever the run was
+    trained on), with the run's data folder; a run trained on a .npy file must name its reference."""
+    from chainer_va import evaluate, runinfo, train
+
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.RandomState(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32))
+    run = tmp_path / "run"
+    train.main(["--dataset", str(images), "--channels", "1", "--width", "0.0625", "--batchsize", "4",
+                "--iterations", "1", "--out", str(run), "--progress-interval", "1000"])
+    with pytest.raises(ValueError, match="trained on the file .*images.npy: pass --reference"):
+        evaluate.evaluate_run(run)
+    record = runinfo.read_run_config(run)
+    record["config"].update(dataset="fashion-mnist", data_dir=str(tmp_path / "fm"))
+    (run / "config.json").write_text(json.dumps(record))
+
+    class Stop(Exception):
+        pass
+
+    def reference_statistics(dataset, extractor, data_dir=None, **kwargs):
+        raise Stop(dataset, data_dir)
+    monkeypatch.setattr(evaluation, "InceptionExtractor", lambda **kwargs: type("E", (), {"model": None})())
+    monkeypatch.setattr(evaluation, "reference_statistics", reference_statistics)
+    with pytest.raises(Stop) as info:
+        evaluate.evaluate_run(run)
+    assert info.value.args == ("fashion-mnist", str(tmp_path / "fm"))

@@ -307,3 +307,39 @@ def test_lsgan_plugin_example_trains_via_cli(images, tmp_path):
     assert log[0]["beta"] == pytest.approx(2.0)  # lik at lambda_0 = 1 targets p^2
     gen, config = train.load_generator(out)  # the plugin is re-imported from the saved config
     assert config["objective"] == "lsgan"
+
+
+def test_snapshots_refuse_non_finite_weights_and_name_shape_mismatches(images, tmp_path):
+    """An update can overflow although its loss was finite: such weights are not written as a snapshot
+    (nor do they push a good one out). A valid file for another network size is a mismatch, not damage."""
+    import types
+
+    from chainer_va.snapshots import AtomicSnapshot, NonFiniteParametersError, load_npz_checked
+
+    out = tmp_path / "run"
+    train.main(tiny(images, out, "--iterations", "2", "--snapshot-interval", "2"))
+    config = train.resolve_config(tiny(images, tmp_path / "other"))
+    updater = train.build_updater(config, train.load_dataset(config), chainer.get_device("@numpy"))
+    updater.gen.l0.W.array[0, 0] = numpy.inf
+    snap = tmp_path / "snaps"
+    with pytest.raises(NonFiniteParametersError, match=r"parameter gen/l0/W of 'gen' is not finite after iter"):
+        AtomicSnapshot(snap, 1, 10)(types.SimpleNamespace(updater=updater))
+    assert not snap.exists() or not list(snap.iterdir())
+    wider = train.make_generator(dict(config, width=2 * config["width"]))
+    with pytest.raises(SnapshotError, match="does not match this run \\(an array has another shape"):
+        load_npz_checked(out / train.GEN_FINAL, wider, what="generator file")
+
+
+def test_limit_reaches_the_loader(monkeypatch):
+    """--limit is passed to the loader (CIFAR-10 and CelebA then stop reading early), not applied after
+    loading every image."""
+    from chainer_va import data
+
+    calls = []
+
+    def fake_load_images(name, **kwargs):
+        calls.append(kwargs)
+        return numpy.zeros((kwargs["limit"], 1, 32, 32), numpy.float32)
+    monkeypatch.setattr(data, "load_images", fake_load_images)
+    config = train.resolve_config(["--dataset", "mnist5k", "--limit", "64", "--batchsize", "8"])
+    assert len(train.load_dataset(config)) == 64 and calls[0]["limit"] == 64
