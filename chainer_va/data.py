@@ -245,6 +245,8 @@ def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, label
         if labels:
             raise ValueError("celeba has no class labels; load_labeled supports: {}".format(
                 ", ".join(n for n in DATASETS if n != "celeba")))
+        if split != "train":
+            raise ValueError("celeba is loaded as one training set (img_align_celeba); use split='train'")
         pixels = _load_celeba(data_dir, int(size), crop, limit)
         return _scaled_channels(pixels, channels), None
     if name == "cifar10":

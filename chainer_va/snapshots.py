@@ -126,6 +126,9 @@ class AtomicSnapshot(extension.Extension):
         self.interval = int(interval)
         self.stop_iteration = int(stop_iteration)
         self.keep = keep
+        # a run killed while writing a snapshot leaves its full-size temporary file (runinfo.atomic_write_bytes)
+        for stale in self.out.glob(".snapshot_iter_*.tmp"):
+            stale.unlink()
 
     def __call__(self, trainer):
         iteration = trainer.updater.iteration
