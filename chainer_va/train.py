@@ -230,6 +230,17 @@ def load_plugin(spec: str) -> None:
                               "module name".format(spec, e)) from e
 
 
+def _given_settings(argv: List[str], parser: argparse.ArgumentParser) -> tuple:
+    """(settings given as flags, settings of the --config file), each a dict of parsed values."""
+    args = vars(parser.parse_args(argv))
+    explicit = {k: args[k] for k in vars(build_parser(suppress_defaults=True).parse_args(argv))}
+    file_config = {}
+    if explicit.get("config"):
+        file_config = _normalise_file_config(read_config_file(explicit["config"]), parser,
+                                             "--config {}".format(explicit["config"]))
+    return explicit, file_config
+
+
 def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Defaults < --config file < (with --resume) the run's saved config.json < explicit flags.
 
@@ -237,13 +248,8 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = vars(parser.parse_args(argv))
-    explicit = {k: args[k] for k in vars(build_parser(suppress_defaults=True).parse_args(argv))}
+    explicit, file_config = _given_settings(argv, parser)
     defaults = vars(parser.parse_args([]))
-    file_config = {}
-    if explicit.get("config"):
-        file_config = _normalise_file_config(read_config_file(explicit["config"]), parser,
-                                             "--config {}".format(explicit["config"]))
     config = dict(defaults)
     saved = None
     out = explicit.get("out", file_config.get("out", defaults["out"]))
@@ -503,10 +509,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     matplotlib.use("Agg")
     argv = list(sys.argv[1:] if argv is None else argv)
     config = resolve_config(argv)
-    given = set(vars(build_parser(suppress_defaults=True).parse_args(argv)))
-    if config.get("config"):
-        given |= set(_normalise_file_config(read_config_file(config["config"]), build_parser(), "--config"))
-    for note in unused_settings(config, sorted(given)):
+    explicit, file_config = _given_settings(argv, build_parser())
+    for note in unused_settings(config, sorted({**file_config, **explicit})):
         print("note: " + note, file=sys.stderr)
     out = Path(config["out"])
     snapshot = latest_snapshot(out)
