@@ -12,8 +12,9 @@ Nothing else changes: the optimizer state is stored per parameter under Chainer'
 are interchangeable with plain Adam; on the CPU the result is bit-identical to Chainer's Adam (tested);
 on a GPU it is Chainer's CPU formula evaluated by CuPy (Chainer's own GPU kernel groups the last line
 differently, so results agree to float32 rounding). Anything the fused path does not cover (AMSGrad,
-AdaBound, update-rule hooks, loss scaling, fp16 parameters, per-parameter hyperparameters, frozen
-parameters, parameters on different devices) falls back to Chainer's per-parameter update.
+AdaBound, update-rule hooks, loss scaling (the optimizer's or ``backward(loss_scale=...)``), fp16
+parameters, per-parameter hyperparameters, frozen parameters, parameters registered after ``setup``,
+parameters on different devices) falls back to Chainer's per-parameter update.
 """
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ class FusedAdam(chainer.optimizers.Adam):
             # sends loaded ones to the parameter's device (a snapshot loads m and v as numpy arrays, which
             # cannot be copied into a CuPy buffer); arrays already there are returned unchanged
             rule._init_states(p)
-        self._fused_step(params)
+        with chainer.using_device(params[0].device):  # as UpdateRule.update: buffers on the params' GPU
+            self._fused_step(params)
         self.reallocate_cleared_grads()
         self.call_hooks("post")
         self.fused_updates += 1
@@ -104,6 +106,10 @@ class FusedAdam(chainer.optimizers.Adam):
             return None
         hp = self.hyperparam
         if hp.amsgrad or hp.adabound:
+            return None
+        if any(p.update_rule is None or p._loss_scale is not None for p in params):
+            # a parameter registered after setup (Chainer's Parameter.update skips it), or a gradient
+            # scaled by backward(loss_scale=...) that UpdateRule.update would divide first
             return None
         device, t = params[0].device, params[0].update_rule.t
         for p in params:

@@ -361,12 +361,30 @@ class ConvolutionInputGrad(chainer.FunctionNode):
         return tuple(chainer.Variable(grads[i]) if i in grads else None for i in indexes)
 
 
-def can_fuse(affine: chainer.Link, bn: Optional[chainer.Link]) -> bool:
-    """Whether :func:`fused_layer` reproduces the unfused layer for these links in this configuration."""
-    if bn is not None and (type(bn) is not L.BatchNormalization or bn.avg_mean is None or bn.local_link_hooks):
+def _hooks_see_links(link: chainer.Link) -> bool:
+    """Whether a link hook (the link's own or a global one, ``with SomeLinkHook():``) would observe this
+    link's call; the fused node calls no link, so it must not stand in for one that is watched."""
+    return bool(link.local_link_hooks) or bool(chainer._get_link_hooks())
+
+
+def _negative_slope(activation: Optional[str], slope: float) -> bool:
+    """Chainer's LeakyReLU takes its backward mask from the output only for slope >= 0 (from the input
+    for a negative slope; chainer/functions/activation/leaky_relu.py); the fused nodes use the output."""
+    return activation == "leaky_relu" and slope < 0
+
+
+def can_fuse(affine: chainer.Link, bn: Optional[chainer.Link], x=None, activation: Optional[str] = None,
+             slope: float = 0.2) -> bool:
+    """Whether :func:`fused_layer` reproduces the unfused layer for these links, this input ``x`` (when
+    given), activation and slope in this configuration."""
+    if bn is not None and (type(bn) is not L.BatchNormalization or bn.avg_mean is None or _hooks_see_links(bn)):
+        return False
+    if _negative_slope(activation, slope):
+        return False
+    if x is not None and type(affine) is L.Linear and x.ndim != 2:  # F.linear flattens N-d input first
         return False
     return (type(affine) in _AFFINE and affine.W.array is not None and affine.b is not None
-            and not affine.local_link_hooks
+            and not _hooks_see_links(affine)
             and (chainer.config.train or bn is None or not chainer.config.enable_backprop)
             and not chainer.config.in_recomputing)
 
@@ -382,7 +400,7 @@ def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], act
                 slope: float = 0.2, fused: bool = True) -> chainer.Variable:
     """``act(bn(affine(x)))`` (act = F.relu, F.leaky_relu(., slope), F.tanh or none; bn optional), as one
     node when ``fused`` and :func:`can_fuse`, else with Chainer's own links and functions."""
-    if not fused or not can_fuse(affine, bn):
+    if not fused or not can_fuse(affine, bn, x, activation, slope):
         h = affine(x)
         h = bn(h) if bn is not None else h
         if activation is None:
@@ -445,7 +463,8 @@ class LeakyReLULinear(chainer.FunctionNode):
 def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: bool = True) -> chainer.Variable:
     """``linear(F.leaky_relu(f, slope))`` (the linear flattening f), as one node when ``fused``."""
     if not fused or type(linear) is not L.Linear or linear.W.array is None or linear.b is None \
-            or linear.local_link_hooks or chainer.config.in_recomputing:
+            or _hooks_see_links(linear) or _negative_slope("leaky_relu", slope) \
+            or chainer.config.in_recomputing:
         return linear(F.leaky_relu(f, slope))
     node = LeakyReLULinear(linear, slope)
     y, = node.apply((f, linear.W, linear.b))

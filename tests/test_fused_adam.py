@@ -39,7 +39,7 @@ def _set_grads(net, step):
 def _state(net, optimizer):
     params = {name: p.array.copy() for name, p in net.namedparams()}
     for name, p in net.namedparams():
-        for key, value in (p.update_rule.state or {}).items():
+        for key, value in ((p.update_rule and p.update_rule.state) or {}).items():
             params[name + "/" + key] = value.copy()
     params["t"] = numpy.array(optimizer.t)
     return params
@@ -83,12 +83,19 @@ def test_fused_path_runs_no_per_parameter_update(monkeypatch):
     assert len(calls) == len(list(_net().params()))
 
 
-@pytest.mark.parametrize("change", ["amsgrad", "rule_hyperparameter", "hook", "frozen"])
+@pytest.mark.parametrize("change", ["amsgrad", "rule_hyperparameter", "hook", "frozen", "loss_scale",
+                                    "added_after_setup"])
 def test_what_the_fused_path_does_not_cover_falls_back_to_chainer(change):
     def run(optimizer_class):
         net = _net()
-        optimizer = optimizer_class(alpha=1e-3, amsgrad=(change == "amsgrad"))
+        optimizer = optimizer_class(alpha=1e-3, amsgrad=(change == "amsgrad"), eps=1e-3)
         optimizer.setup(net)
+        if change == "added_after_setup":  # no update rule: Chainer's Parameter.update skips it
+            with net.init_scope():
+                net.extra = L.Linear(3, 2)
+        if change == "loss_scale":  # backward(loss_scale=1024) marks each parameter; Chainer divides
+            for p in net.params():
+                p._loss_scale = 1024.0
         if change == "rule_hyperparameter":
             net.fc.W.update_rule.hyperparam.alpha = 1e-2
         if change == "hook":
@@ -104,6 +111,8 @@ def test_what_the_fused_path_does_not_cover_falls_back_to_chainer(change):
     plain_net, plain = run(chainer.optimizers.Adam)
     assert fused.fused_updates == 0
     _assert_identical(_state(fused_net, fused), _state(plain_net, plain))
+    for name, p in fused_net.namedparams():  # the gradients Chainer leaves (divided by a loss scale)
+        numpy.testing.assert_array_equal(p.grad, dict(plain_net.namedparams())[name].grad, err_msg=name)
 
 
 def _save(target):

@@ -273,3 +273,45 @@ def test_the_fused_head_is_chainers_leaky_relu_and_linear_to_second_order():
     gf, = chainer.grad([F.sum(fused_head(f, linear, 0.2) ** 2)], [f], enable_double_backprop=True)
     with pytest.raises(NotImplementedError, match="not triple.*--layers chainer"):
         chainer.grad([F.sum(gf * gf)], [f], enable_double_backprop=True)
+
+
+@pytest.mark.parametrize("case", ["negative_slope", "linear_on_nd_input", "global_link_hook"])
+def test_what_the_fused_nodes_compute_differently_falls_back_to_chainer(case):
+    # Chainer's LeakyReLU masks its backward by the input for a negative slope (the fused nodes use the
+    # output), F.linear flattens N-d input, and a global link hook must see the links it watches
+    import chainer.link_hooks
+    import chainer.links as L
+
+    from chainer_va.fused_layers import LeakyReLULinear, fused_head
+
+    slope = -0.3 if case == "negative_slope" else 0.2
+    x0 = numpy.random.RandomState(12).normal(size=(4, 3, 2) if case == "linear_on_nd_input" else (4, 6))
+    results = []
+    for fused in (True, False):
+        numpy.random.seed(13)
+        with chainer.using_config("dtype", numpy.float64):
+            layer, head = L.Linear(6, 5), L.Linear(5, 1)
+        x = chainer.Variable(x0.copy())
+        hook = chainer.link_hooks.TimerHook()
+        with hook if case == "global_link_hook" else chainer.using_config("train", True):
+            h = fused_layer(x, layer, None, "leaky_relu", slope=slope, fused=fused)
+            y = fused_head(h, head, slope, fused=fused)
+        assert not isinstance(h.creator, AffineBNActivation)
+        assert isinstance(y.creator, LeakyReLULinear) == (fused and case == "linear_on_nd_input")
+        if case == "global_link_hook":
+            assert [name for name, _ in hook.call_history] == ["Linear", "Linear"]
+        F.sum(y * y).backward()
+        results.append([y.array, x.grad, layer.W.grad, head.W.grad])
+    for a, b in zip(*results):
+        numpy.testing.assert_array_equal(a, b)
+    # the input gradient against central differences (this is where a mask from the output goes wrong)
+    def value(x):
+        return float(F.sum(head(F.leaky_relu(F.leaky_relu(layer(x), slope), slope)) ** 2).array)
+
+    fd, eps = numpy.zeros_like(x0), 1e-6
+    for i in numpy.ndindex(x0.shape):
+        up, down = x0.copy(), x0.copy()
+        up[i] += eps
+        down[i] -= eps
+        fd[i] = (value(up) - value(down)) / (2 * eps)
+    numpy.testing.assert_allclose(results[0][1], fd, rtol=1e-5, atol=1e-7)
