@@ -46,7 +46,7 @@ from chainer_va.seeding import seed_everything
 from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, latest_snapshot,
                                   load_npz_checked, save_npz_atomic)
 
-__all__ = ["ConfigError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
+__all__ = ["ConfigError", "UntemperedScheduleError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
            "make_generator", "make_discriminator", "make_denoiser", "build_updater", "main", "load_generator", "cli",
            "GEN_FINAL", "RESULT_FILE"]
 
@@ -64,6 +64,10 @@ SCHEDULE_OPTIONS = ("end_fraction", "cycles", "final_ratio", "knot_interval")
 
 class ConfigError(ValueError):
     """A bad flag, configuration file or combination of settings; the message says the fix."""
+
+
+class UntemperedScheduleError(ConfigError):
+    """lambda_t leaves the likelihood/entropy form without a tempered target (:func:`schedules.check_tempered`)."""
 
 
 class TrainingError(RuntimeError):
@@ -357,7 +361,7 @@ def _validate(config: Dict[str, Any]) -> None:
     try:
         schedules.check_tempered(config["anneal"], schedule)
     except ValueError as e:
-        raise ConfigError("--anneal {}: {}".format(config["anneal"], e)) from e
+        raise UntemperedScheduleError("--anneal {}: {}".format(config["anneal"], e)) from e
 
 
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:

@@ -149,7 +149,8 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
         Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
         status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out", concurrent_cpu_runs))(cmd)
         if status != 0 or run_state(spec.run_dir) != "done":
-            summary["error"] = "training failed (exit status {}); see {}/train.out".format(status, spec.run_dir)
+            summary["error"] = "training failed (exit status {}){}; see {}/train.out".format(
+                status, _last_line(Path(spec.run_dir) / "train.out"), spec.run_dir)
             return summary
     if evaluate:
         from chainer_va.evaluate import evaluate_run
@@ -157,6 +158,15 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
         metrics = evaluate_run(spec.run_dir, device=device, **spec.eval_kwargs)
         summary.update({k: metrics[k] for k in ("IS", "IS_std", "FID")})
     return summary
+
+
+def _last_line(log_path: Path) -> str:
+    """': <the log's last non-empty line>' (where a failed run says why), or '' without a log."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return ": " + lines[-1][:500] if lines else ""
 
 
 def _subprocess_runner(log_path: Path, concurrent_cpu_runs: int = 1) -> Callable[[List[str]], int]:

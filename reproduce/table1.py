@@ -43,6 +43,9 @@ REFERENCE_CSV = HERE / "reference_numbers.csv"
 QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 400, "rkl": 400, "wgan": 120},
              batchsize=32, seeds=2, variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier",
              lr=2e-4, jobs=2)
+#: How the tables name each data set (FID's reference statistics are the run's own training set).
+DATASET_NAMES = {"cifar10": "CIFAR-10", "celeba": "CelebA", "mnist": "MNIST", "mnist5k": "MNIST-5k",
+                 "fashion-mnist": "Fashion-MNIST"}
 #: The paper's run settings (supplement J.1): only runs made with them are compared with its numbers.
 PAPER = dict(iterations=150000, batchsize=64, width=1.0)
 #: Knots of the LGAN triangle schedule over a run (their script: S = 10k over T = 150k).
@@ -130,14 +133,47 @@ def make_specs(args) -> tuple:
             knot = max(1, iterations[spec.objective] // LGAN_KNOTS)
             if knot != schedules.DEFAULT_KNOT_INTERVAL:
                 spec.train_args += ["--knot-interval", str(knot)]
+    specs, skipped = untempered_runs_left_out(specs)
     used = {o: iterations[o] for o in objectives}
     # the paper's numbers are compared only with runs made at the paper's settings
     comparable = (not quick and dataset == "cifar10" and set(used.values()) == {PAPER["iterations"]}
                   and batchsize == PAPER["batchsize"] and width == PAPER["width"] and not args.extra_train_args.split())
     return specs, dict(dataset=dataset, seeds=seeds, iterations=used, batchsize=batchsize, width=width,
                        comparable=comparable,
-                       scorer=scorer, quick=quick, lr=QUICK["lr"] if quick else None,
+                       scorer=scorer, quick=quick, lr=QUICK["lr"] if quick else None, skipped=skipped,
                        **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
+
+
+def untempered_runs_left_out(specs: Sequence["grid.RunSpec"]) -> tuple:
+    """Check every run's settings before any run starts; leave out the search points that cannot run.
+
+    An oscillating schedule (sinusoidal, stepwise) swings lambda_t to about -lambda0, so the lambda0 = 10
+    point of the search has no tempered target with the likelihood or entropy form (Corollary 2.2;
+    :func:`chainer_va.schedules.check_tempered`): those runs are left out and named. Any other bad setting
+    (e.g. in ``--extra-train-args``) stops the grid before it starts, with train's message.
+    """
+    from chainer_va import train
+
+    verdicts: Dict[tuple, Optional[str]] = {}  # the seeds of a point differ only in --seed and --out
+    kept, skipped = [], []
+    for spec in specs:
+        point = (spec.cell, spec.lambda0)
+        if point not in verdicts:
+            try:
+                train.resolve_config(list(spec.train_args))
+                verdicts[point] = None
+            except train.UntemperedScheduleError as e:
+                verdicts[point] = str(e)
+            except train.ConfigError as e:
+                raise SystemExit("table1: the runs' settings are invalid: {}".format(e))
+        if verdicts[point] is None:
+            kept.append(spec)
+        else:
+            skipped.append({"cell": spec.cell, "lambda0": spec.lambda0, "seed": spec.seed, "why": verdicts[point]})
+    for point in {(s["cell"], s["lambda0"]): s for s in skipped}.values():
+        print("left out {} lambda0={:g} (every seed): {}".format(point["cell"], point["lambda0"], point["why"]),
+              file=sys.stderr)
+    return kept, skipped
 
 
 def interval_args(iterations: int) -> List[str]:
@@ -252,7 +288,8 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     lines = ["# Table 1: Inception Score and FID ({})".format(info["dataset"]), ""]
     if not info["quick"]:
         lines.append("Scores: Chainer port of TF inception-2015-12-05; IS over {n_is} samples (10 splits), "
-                     "FID over {n_fid} samples vs the CIFAR-10 training set.".format(**info))
+                     "FID over {n_fid} samples vs the {reference} training set.".format(
+                         reference=DATASET_NAMES.get(info["dataset"], info["dataset"]), **info))
     else:
         lines.append("**Quick mode: classifier-based IS and FID (small MNIST classifier), NOT comparable with the "
                      "paper or with Inception-based scores.** IS over {n_is} samples, FID over {n_fid}.".format(**info))
@@ -277,6 +314,10 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
             "" if row.get("diff_IS") is None else "{:+.2f}".format(row["diff_IS"]),
             "n/a" if row.get("paper_FID") is None else row["paper_FID"],
             "" if row.get("diff_FID") is None else "{:+.2f}".format(row["diff_FID"]), lib))
+    left_out = sorted({(p["cell"], p["lambda0"]) for p in info.get("skipped", ())})
+    if left_out:
+        lines += ["", "Left out (lambda_t would leave the likelihood/entropy form without a tempered target, "
+                  "Corollary 2.2): " + ", ".join("{} lambda0={:g}".format(c, lam) for c, lam in left_out) + "."]
     lines.append("")
     md_path = runinfo.atomic_write_text(results_dir / (name + ".md"), "\n".join(lines))
     return md_path, csv_path
@@ -291,7 +332,8 @@ def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[in
     import matplotlib.pyplot as plt
 
     seed = min(s.seed for s in specs) if seed is None else seed
-    chosen = [s for s in specs if s.seed == seed and Path(s.run_dir, "samples.png").is_file()]
+    chosen = [s for s in specs if s.seed == seed and Path(s.run_dir, "samples.png").is_file()
+              and not grid.settings_mismatch(s)]  # a run made with other settings is not this cell's
     if not chosen:
         return None
     objectives = sorted({s.objective for s in chosen}, key=list(grid.OBJECTIVES).index)
@@ -334,6 +376,8 @@ def main(argv=None) -> int:
         failed = [s for s in summaries if "error" in s]
         for s in failed:
             print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
+    else:
+        failed = []
     rows = aggregate(specs, info["dataset"], comparable=info["comparable"])
     attach_references(rows, read_references(args.reference))
     name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
@@ -345,6 +389,11 @@ def main(argv=None) -> int:
                               dict(info, argv=sys.argv, seconds=time.time() - start))
     print(Path(md_path).read_text())
     print("wrote {} and {} ({:.0f} s)".format(md_path, csv_path, time.time() - start))
+    if failed:
+        print("{} of {} runs failed (listed above); the table holds the others. Fix the cause and run the same "
+              "command again: finished runs are skipped, unfinished ones resume.".format(len(failed), len(specs)),
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -75,6 +75,48 @@ def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path):
                            runner=lambda cmd: 1)
     assert "training failed" in failing["error"]
 
+    def failing_with_a_reason(cmd):
+        Path(cmd[cmd.index("--out") + 1], "train.out").write_text("...\nConfigError: CIFAR-10 not found: put it in X\n\n")
+        return 1
+    failing = grid.run_one(grid.build_grid(str(tmp_path / "y"), ["jsd"], ["none"], [0])[0], evaluate=False,
+                           runner=failing_with_a_reason)
+    assert "training failed (exit status 1): ConfigError: CIFAR-10 not found: put it in X; see" in failing["error"]
+
+
+def test_the_grid_exits_nonzero_when_a_run_failed_and_tabulates_the_others(tmp_path, monkeypatch, capsys):
+    def fake_run_local(specs, gpus, jobs):
+        _write_metrics(specs[0].run_dir, 7.0, 30.0)
+        return [{"cell": specs[0].cell, "seed": 0}] + [
+            {"cell": s.cell, "seed": s.seed, "error": "training failed (exit status 1): no data"} for s in specs[1:]]
+    monkeypatch.setattr(grid, "run_local", fake_run_local)
+    results = tmp_path / "results"
+    status = table1.main(["--only", "jsd", "--variants", "none,lik", "--seeds", "1", "--runs-dir", str(tmp_path / "r"),
+                          "--results", str(results), "--dataset", "celeba", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 1 and "FAILED jsd/lik seed 0: training failed (exit status 1): no data" in err
+    assert "1 of 2 runs failed" in err
+    table = (results / "table1_celeba.md").read_text()
+    assert "| jsd/none | 0 | 1/1 | 7.00 | 30.00 |" in table and "vs the CelebA training set" in table
+
+
+def test_the_search_leaves_out_lambda0_an_oscillating_schedule_cannot_temper(tmp_path, capsys):
+    # sinusoidal lambda_t swings to about -lambda0: lambda0 = 10 has no tempered target with lik/ent
+    # (Corollary 2.2); LGAN's own term is not a tempering form and keeps its lambda0 = 10 point
+    args = table1.build_parser().parse_args(["--runs-dir", str(tmp_path), "--seeds", "2", "--lambda0-search",
+                                             "--schedules", "linear,sinusoidal", "--only", "jsd"])
+    specs, info = table1.make_specs(args)
+    points = {(s.cell, s.lambda0) for s in specs}
+    assert ("jsd/lik/sinusoidal", 10.0) not in points and ("jsd/ent/sinusoidal", 10.0) not in points
+    assert {("jsd/lik/sinusoidal", 1.0), ("jsd/lik", 10.0), ("jsd/lgan", 10.0)} <= points
+    assert len(points) == 1 + 2 * 2 * 3 - 2 + 3 and len(info["skipped"]) == 2 * 2
+    err = capsys.readouterr().err
+    assert "left out jsd/lik/sinusoidal lambda0=10 (every seed)" in err and "lambda=-9.006" in err
+    md, _ = table1.write_table([], info, tmp_path / "results", "t")
+    assert "Left out" in Path(md).read_text() and "jsd/ent/sinusoidal lambda0=10" in Path(md).read_text()
+    bad = table1.build_parser().parse_args(["--runs-dir", str(tmp_path), "--extra-train-args", "--lr -1"])
+    with pytest.raises(SystemExit, match="runs' settings are invalid: --lr must be a positive number"):
+        table1.make_specs(bad)
+
 
 def test_a_run_made_with_other_settings_is_neither_reused_nor_tabulated(tmp_path):
     """The folder name holds only cell and seed: a finished 20k-iteration run (or one with another width
