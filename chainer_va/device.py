@@ -32,6 +32,10 @@ def parse_device_spec(spec: str | int) -> str:
     )
 
 
+class DeviceError(RuntimeError):
+    """The device asked for cannot be used (no CuPy for a GPU); the message names the fix."""
+
+
 def get_device(spec: str | int = -1) -> chainer.backend.Device:
     """Return the Chainer device for ``spec``, selecting it; a GPU without CuPy is a clear error."""
     name = parse_device_spec(spec)
@@ -39,7 +43,7 @@ def get_device(spec: str | int = -1) -> chainer.backend.Device:
         from chainer.backends import cuda
 
         if not cuda.available:
-            raise RuntimeError(
+            raise DeviceError(
                 "device {!r} asks for a GPU but CuPy is not available ({}); {}; or use --device -1 "
                 "for the CPU".format(spec, getattr(cuda, "_resolution_error", "not installed"), GPU_INSTALL_HINT)
             )

@@ -15,7 +15,9 @@ with the paper.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -78,11 +80,10 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
                 "classifier_overrides": classifier_overrides or None,
                 "generator_sha256": download.sha256_of(run_dir / GEN_FINAL)}
     target = run_dir / METRICS_FILE
-    if target.is_file() and not force:
-        with open(target) as f:
-            previous = json.load(f)
-        if all(previous.get(k) == v for k, v in settings.items()):
-            return previous
+    previous = json.loads(target.read_text()) if target.is_file() else None
+    same = previous is not None and all(previous.get(k) == v for k, v in settings.items())
+    if same and not force:
+        return previous
     dev = get_device(device)
     gen.to_device(dev)
     if scorer == "inception":
@@ -106,6 +107,11 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     result["comparable_with_paper"] = bool(getattr(fid_extractor, "comparable_with_paper", False))
     result["run_config"] = {k: config.get(k) for k in ("objective", "anneal", "schedule", "lambda0", "seed",
                                                        "iterations", "dataset", "width")}
+    if previous is not None and not same:  # scores made with other settings are kept, not overwritten
+        kept = run_dir / "metrics_{}.json".format(hashlib.sha256(json.dumps(
+            {k: previous.get(k) for k in settings}, sort_keys=True, default=str).encode()).hexdigest()[:10])
+        os.replace(target, kept)
+        print("note: the earlier {} (other settings) is kept as {}".format(METRICS_FILE, kept.name), file=sys.stderr)
     evaluation.write_metrics(target, result)
     return result
 

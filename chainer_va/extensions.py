@@ -11,10 +11,46 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 
 import chainer
 from chainer.training import extension
+from chainer.training import extensions as E
 
 from chainer_va.runinfo import atomic_write_bytes
 
-__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log"]
+__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log", "ResumablePlotReport", "ResumablePrintReport"]
+
+
+class ResumablePlotReport(E.PlotReport):
+    """Chainer's PlotReport whose snapshot also holds its trigger and the running mean since its last point.
+
+    ``PlotReport.serialize`` saves only the plotted points (chainer/training/extensions/plot_report.py),
+    so after ``--resume`` its fresh trigger fired at the first iteration and the next point averaged only
+    the iterations after the resume; with both saved, a resumed run plots the uninterrupted run's points.
+    Snapshots written without them load with Chainer's warnings and the old behaviour.
+    """
+
+    @property
+    def default_name(self) -> str:
+        return "PlotReport"  # Chainer's name: snapshots keep their keys (extensions/PlotReport/...)
+
+    def serialize(self, serializer):
+        super().serialize(serializer)
+        self._trigger.serialize(serializer["_trigger"])
+        self._summary.serialize(serializer["_summary"])
+
+
+class ResumablePrintReport(E.PrintReport):
+    """Chainer's PrintReport that remembers how many log rows it printed, so a resumed run prints only
+    the new ones (``PrintReport.serialize`` saves no count and reprints the whole log after a resume)."""
+
+    @property
+    def default_name(self) -> str:
+        return "PrintReport"  # Chainer's name, as above
+
+    def serialize(self, serializer):
+        super().serialize(serializer)
+        try:
+            self._log_len = int(serializer("_log_len", self._log_len))
+        except KeyError:  # a snapshot written before this count was saved
+            pass
 
 
 def tile_images(images: numpy.ndarray, rows: int, cols: int) -> numpy.ndarray:

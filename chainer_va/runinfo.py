@@ -8,10 +8,51 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+
+T = TypeVar("T")
 
 CONFIG_FILENAME = "config.json"
+#: The lock file a running job holds in its output folder (:func:`exclusive_run_lock`).
+LOCK_FILENAME = ".run.lock"
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing into the same output folder."""
+
+
+@contextmanager
+def exclusive_run_lock(out: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``out/.run.lock`` while a job writes into ``out``.
+
+    Two jobs started on one folder would otherwise both run and leave one's results under the other's
+    configuration. The lock dies with its process (a killed run leaves no stale lock); where ``fcntl``
+    does not exist (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(out) / LOCK_FILENAME
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunLockedError("{} is in use by another running job (pid {}); wait for it to finish or choose "
+                                 "another output folder".format(out, holder)) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _current_umask() -> int:
@@ -101,3 +142,27 @@ def read_run_config(out: str | os.PathLike, filename: str = CONFIG_FILENAME) -> 
     """Read back what :func:`write_run_config` wrote."""
     with open(Path(out) / filename) as f:
         return json.load(f)
+
+
+def read_cache_npz(path: str | os.PathLike, read: Callable[[Any], T]) -> Optional[T]:
+    """``read(numpy.load(path))`` for a cache file that can be rebuilt; None when there is none.
+
+    A damaged cache (truncated or overwritten file, missing array) is not an error: it is removed with a
+    warning naming it, and None tells the caller to recompute it.
+    """
+    import warnings
+    import zipfile
+
+    import numpy
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with numpy.load(str(path), allow_pickle=False) as stored:
+            return read(stored)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        warnings.warn("cache file {} is damaged ({}: {}); removing it and recomputing".format(
+            path, type(e).__name__, e), stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None

@@ -111,13 +111,15 @@ def check_finite_parameters(updater, iteration: int) -> None:
 
 
 class AtomicSnapshot(extension.Extension):
-    """Write ``out/snapshot_iter_<N>.npz`` atomically every ``interval`` iterations and at ``stop_iteration``;
-    keep the newest ``keep`` snapshots (None keeps all)."""
+    """Write ``out/snapshot_iter_<N>.npz`` atomically every ``interval`` iterations, at ``stop_iteration`` and
+    after the iteration in which a stop signal arrived (``stop_request``, a
+    :class:`chainer_va.interrupt.GracefulStop`); keep the newest ``keep`` snapshots (None keeps all)."""
 
     priority = -100  # after the log and the plots, so the snapshot holds this iteration's log
     trigger = (1, "iteration")
 
-    def __init__(self, out: str | os.PathLike, interval: int, stop_iteration: int, keep: Optional[int] = 2):
+    def __init__(self, out: str | os.PathLike, interval: int, stop_iteration: int, keep: Optional[int] = 2,
+                 stop_request=None):
         if interval <= 0:
             raise ValueError("snapshot interval must be positive, got {}".format(interval))
         if keep is not None and keep < 1:
@@ -126,13 +128,15 @@ class AtomicSnapshot(extension.Extension):
         self.interval = int(interval)
         self.stop_iteration = int(stop_iteration)
         self.keep = keep
+        self.stop_request = stop_request  # a GracefulStop: a stop signal also writes this iteration's snapshot
         # a run killed while writing a snapshot leaves its full-size temporary file (runinfo.atomic_write_bytes)
         for stale in self.out.glob(".snapshot_iter_*.tmp"):
             stale.unlink()
 
     def __call__(self, trainer):
         iteration = trainer.updater.iteration
-        if iteration % self.interval and iteration < self.stop_iteration:
+        stopping = self.stop_request is not None and self.stop_request.requested is not None
+        if iteration % self.interval and iteration < self.stop_iteration and not stopping:
             return
         # an update can overflow although its loss was finite: such weights are never written as a
         # snapshot (nor do they push an older, good snapshot out of the kept ones)

@@ -13,8 +13,12 @@ optimizers, iterator and all RNG states), and when the run ends: ``gen_final.npz
 "iterations": N, "seconds": ...}``. :func:`load_generator` rebuilds a trained generator.
 
 ``--resume`` continues from the newest snapshot in ``--out`` with the run's saved configuration;
-the same seed gives the same losses as an uninterrupted run. A NaN/inf loss stops the run with an
-error naming the loss and the iteration; the last snapshot written before it is kept.
+the same seed gives the same losses as an uninterrupted run. Ctrl-C or SIGTERM (a cluster's
+pre-emption) ends the run after its current iteration with a snapshot of it (exit status 130; a second
+signal stops at once). A NaN/inf loss stops the run with an error naming the loss and the iteration;
+the last snapshot written before it is kept. A folder holding a run (snapshots, ``result.json``,
+``gen_final.npz``) is never overwritten without ``--resume``, and two jobs cannot write into one folder
+(``runinfo.exclusive_run_lock``).
 """
 from __future__ import annotations
 
@@ -39,12 +43,13 @@ from chainer import training
 from chainer.training import extensions as E
 
 from chainer_va import annealing, nets, runinfo, schedules, updaters
-from chainer_va.device import add_device_argument, get_device
-from chainer_va.extensions import SampleGrid
+from chainer_va.device import DeviceError, add_device_argument, get_device
+from chainer_va.interrupt import GracefulStop
+from chainer_va.extensions import ResumablePlotReport, ResumablePrintReport, SampleGrid
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 from chainer_va.seeding import seed_everything
-from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, latest_snapshot,
-                                  load_npz_checked, save_npz_atomic)
+from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, check_finite_parameters,
+                                  latest_snapshot, load_npz_checked, save_npz_atomic, snapshot_path)
 
 __all__ = ["ConfigError", "UntemperedScheduleError", "TrainingError", "build_parser", "resolve_config", "load_plugin", "load_dataset",
            "make_generator", "make_discriminator", "make_denoiser", "build_updater", "main", "load_generator", "cli",
@@ -72,6 +77,10 @@ class UntemperedScheduleError(ConfigError):
 
 class TrainingError(RuntimeError):
     """The run stopped on an error (non-finite loss); the message names the last good snapshot."""
+
+
+class Interrupted(RuntimeError):
+    """The run stopped on SIGINT/SIGTERM after writing a snapshot of its last iteration."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -349,6 +358,8 @@ def _validate(config: Dict[str, Any]) -> None:
                           "them all)".format(config["limit"]))
     if config["channels"] is not None and config["channels"] not in (1, 3):
         raise ConfigError("--channels must be 1 or 3, got {!r}".format(config["channels"]))
+    if not isinstance(config["seed"], int) or not 0 <= config["seed"] < 2 ** 32:
+        raise ConfigError("--seed must be an integer in [0, 2**32), got {!r}".format(config["seed"]))
     if not isinstance(config["n_critic"], int) or config["n_critic"] < 1:
         raise ConfigError("--n-critic must be a positive integer, got {!r}".format(config["n_critic"]))
     if config["stop_at"] is not None and not (0 < config["stop_at"] <= config["iterations"]):
@@ -394,7 +405,11 @@ def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     if name.endswith(".npy"):
         if not Path(name).is_file():
             raise ConfigError("--dataset {}: no such file".format(name))
-        images = numpy.load(name).astype(numpy.float32)
+        try:
+            images = numpy.asarray(numpy.load(name), dtype=numpy.float32)
+        except (ValueError, OSError, TypeError) as e:
+            raise ConfigError("--dataset {}: not a readable .npy image array ({}); write one with numpy.save(path, "
+                              "x) for a float array x of shape (N, C, H, W) in [-1, 1]".format(name, e)) from e
         if images.ndim != 4 or images.shape[1:] != (channels, size, size):
             raise ConfigError("--dataset {}: expected an array of shape (N, {}, {}, {}), got {}; set "
                               "--channels/--image-size to match".format(name, channels, size, size, images.shape))
@@ -485,24 +500,29 @@ def _every_and_at(interval: int, last: int):
     return trigger
 
 
-def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Path) -> training.Trainer:
+def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Path,
+                   stop_request: Optional[GracefulStop] = None) -> training.Trainer:
     stop = config["stop_at"] or config["iterations"]
-    trainer = training.Trainer(updater, (stop, "iteration"), out=str(out))
+    stop_trigger = chainer.training.triggers.IntervalTrigger(stop, "iteration")
+    if stop_request is not None:
+        stop_request.inner = stop_trigger
+        stop_trigger = stop_request
+    trainer = training.Trainer(updater, stop_trigger, out=str(out))
     log_trigger = (config["log_interval"], "iteration")
     trainer.extend(E.LogReport(trigger=log_trigger, filename="log"))
     losses = ["loss_gen", "loss_dis", "loss_gen_adv", "loss_dfm", "loss_anneal", "loss_gp",
               "loss_denoiser_data", "loss_denoiser_fake"]
     plot_trigger = (config["plot_interval"], "iteration")
-    trainer.extend(E.PlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
-    trainer.extend(E.PlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
-    trainer.extend(E.PrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"]),
-                   trigger=log_trigger)
+    trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
+    trainer.extend(ResumablePlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
+    trainer.extend(ResumablePrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"],
+                                        out=sys.stdout), trigger=log_trigger)  # today's stdout, not import time's
     trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
                                  update_interval=config["progress_interval"]))
     trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=_child_seeds(config["seed"], 4)[3]),
                    trigger=_every_and_at(config["sample_interval"], stop))
-    trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"]),
-                   name="snapshot")
+    trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"],
+                                  stop_request=stop_request), name="snapshot")
     return trainer
 
 
@@ -521,33 +541,54 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if config["resume"] and snapshot is None:
         raise ConfigError("--resume: no {}*.npz snapshot in {}; drop --resume to start a new run".format(
             "snapshot_iter_", out))
-    if not config["resume"] and snapshot is not None:
-        raise ConfigError("{} already holds snapshots of a run ({}); pass --resume to continue it or choose "
-                          "another --out".format(out, snapshot.name))
-    device = get_device(config["device"])
+    if not config["resume"]:
+        held = [p.name for p in ([snapshot] if snapshot else []) + [out / RESULT_FILE, out / GEN_FINAL] if p.is_file()]
+        if held:
+            raise ConfigError("{} already holds a run ({}); pass --resume to continue it, or choose another --out "
+                              "(nothing was overwritten)".format(out, ", ".join(held)))
+    try:
+        device = get_device(config["device"])
+    except DeviceError as e:
+        raise ConfigError(str(e)) from e
     images = load_dataset(config)
-    updater = build_updater(config, images, device)
-    trainer = _build_trainer(config, updater, out)
+    out.mkdir(parents=True, exist_ok=True)
+    with runinfo.exclusive_run_lock(out):
+        return _train(config, out, snapshot, images, device)
+
+
+def _train(config: Dict[str, Any], out: Path, snapshot: Optional[Path], images: numpy.ndarray, device) -> Dict[str, Any]:
+    """Build the run (resuming from ``snapshot`` when given), train it and write its result record."""
+    with GracefulStop(None) as stop_request:
+        return _run_trainer(config, out, snapshot, build_updater(config, images, device), stop_request)
+
+
+def _run_trainer(config: Dict[str, Any], out: Path, snapshot: Optional[Path], updater: updaters.GANUpdater,
+                 stop_request: GracefulStop) -> Dict[str, Any]:
+    trainer = _build_trainer(config, updater, out, stop_request)
     if snapshot is not None:
         load_npz_checked(snapshot, trainer)
         print("resumed from {} (iteration {})".format(snapshot, updater.iteration), flush=True)
         runinfo.write_run_config(out, config, config["seed"],
                                  filename="config_resume_{:08d}.json".format(updater.iteration))
     else:
-        out.mkdir(parents=True, exist_ok=True)
         runinfo.write_run_config(out, config, config["seed"])
     start = time.time()
     try:
         trainer.run(show_loop_exception_msg=False)
     except (updaters.NonFiniteLossError, NonFiniteParametersError) as e:
         last = latest_snapshot(out)
-        message = "{}; the last good snapshot is {} (resume from it with --resume after changing the " \
-                  "settings that diverged, e.g. a smaller --lr or |--lambda0|)".format(
+        message = "{}; the last good snapshot is {}. --resume continues with the same settings and will likely " \
+                  "diverge again (different random numbers need another --seed); start a new run with another " \
+                  "--out and the settings changed, e.g. a smaller --lr or |--lambda0|".format(
                       e, last if last is not None else "none (no snapshot was written before)")
         runinfo.atomic_write_json(out / RESULT_FILE, {"completed": False, "iterations": int(updater.iteration),
                                                       "error": message, "last_snapshot": str(last)})
         raise TrainingError(message) from e
     iteration = int(updater.iteration)
+    if stop_request.requested and latest_snapshot(out) != snapshot_path(out, iteration) and iteration > 0:
+        # the signal came after this iteration's snapshot extension had run: the iteration is complete
+        check_finite_parameters(updater, iteration)
+        save_npz_atomic(snapshot_path(out, iteration), trainer)
     completed = iteration >= config["iterations"]
     # seconds: training time over all processes of the run (the trainer's clock survives --resume)
     record = {"completed": completed, "iterations": iteration, "seconds": float(trainer.elapsed_time),
@@ -556,8 +597,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         save_npz_atomic(out / GEN_FINAL, updater.gen)
     else:
         record["stopped_at"] = iteration
-        record["note"] = "stopped by --stop-at; continue with --resume"
+        record["note"] = "stopped by {}; continue with --resume".format(
+            stop_request.requested or "--stop-at")
     runinfo.atomic_write_json(out / RESULT_FILE, record)
+    if stop_request.requested and not completed:
+        raise Interrupted("{} at iteration {}: snapshot {} written; continue with `python -m chainer_va.train --out "
+                          "{} --resume`".format(stop_request.requested, iteration, latest_snapshot(out), out))
     return record
 
 
@@ -577,9 +622,14 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
     if snapshot is None:
         path = run_dir / GEN_FINAL
         if not path.is_file():
-            raise SnapshotError("{} has no {} (the run did not finish); pass snapshot='latest' to load the "
-                                "newest snapshot".format(run_dir, GEN_FINAL))
-        load_npz_checked(path, gen, what="generator file")
+            raise SnapshotError("{} has no {} (the run did not finish): continue it with `python -m "
+                                "chainer_va.train --out {} --resume`, or load its newest snapshot with "
+                                "load_generator(run_dir, snapshot='latest')".format(run_dir, GEN_FINAL, run_dir))
+        try:
+            load_npz_checked(path, gen, what="generator file")
+        except SnapshotError as e:  # the advice for a snapshot (delete it) is not the fix for this file
+            raise SnapshotError("{}; rewrite it from the run's last snapshot with `python -m chainer_va.train "
+                                "--out {} --resume`".format(str(e).split("; delete it")[0], run_dir)) from e
     else:
         path = latest_snapshot(run_dir) if snapshot == "latest" else Path(snapshot)
         if path is None:
@@ -595,7 +645,10 @@ def cli(argv: Optional[List[str]] = None) -> int:
 
     try:
         main(argv)
-    except (ConfigError, TrainingError, SnapshotError, DataError, DownloadError) as e:
+    except Interrupted as e:
+        print("stopped: {}".format(e), file=sys.stderr)
+        return 130  # the shell's status for a run ended by a signal
+    except (ConfigError, TrainingError, SnapshotError, DataError, DownloadError, runinfo.RunLockedError) as e:
         print("error: {}".format(e), file=sys.stderr)
         return 1
     return 0

@@ -287,3 +287,39 @@ def test_evaluate_uses_the_runs_own_data_set_as_fid_reference(tmp_path, monkeypa
     with pytest.raises(Stop) as info:
         evaluate.evaluate_run(run)
     assert info.value.args == ("fashion-mnist", str(tmp_path / "fm"))
+
+
+def test_scores_with_other_settings_are_kept_and_damaged_caches_are_rebuilt(tmp_path, monkeypatch):
+    """A second evaluation with other settings keeps the first metrics.json under a settings-named file;
+    a damaged cache (FID statistics, the quick classifier) is removed with a warning and recomputed."""
+    from chainer_va import evaluate, runinfo, train
+
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.RandomState(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32))
+    run = tmp_path / "run"
+    train.main(["--dataset", str(images), "--channels", "1", "--width", "0.0625", "--batchsize", "4",
+                "--iterations", "1", "--out", str(run), "--progress-interval", "1000"])
+    monkeypatch.setattr(evaluation, "InceptionExtractor", lambda **kwargs: type("E", (), {"model": None})())
+    monkeypatch.setattr(evaluation, "reference_statistics", lambda *args, **kwargs: None)
+    monkeypatch.setattr(evaluation, "evaluate_generator",
+                        lambda gen, a, b, ref, n_is, **kwargs: {"IS": float(n_is), "IS_std": 0.0, "FID": 1.0})
+    first = evaluate.evaluate_run(run, n_is=100, reference="cifar10", progress=False)
+    assert first["IS"] == 100.0
+    evaluate.evaluate_run(run, n_is=200, reference="cifar10", progress=False)
+    kept = sorted(run.glob("metrics_*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text())["IS"] == 100.0
+    assert json.loads((run / "metrics.json").read_text())["IS"] == 200.0
+    assert evaluate.evaluate_run(run, n_is=200, reference="cifar10", progress=False)["IS"] == 200.0  # reused
+    assert sorted(run.glob("metrics_*.json")) == kept
+
+    cache = tmp_path / "stats.npz"
+    np.savez(cache, mu=np.arange(3.0), sigma=np.eye(3))
+    mu, _ = runinfo.read_cache_npz(cache, lambda stored: (stored["mu"], stored["sigma"]))
+    np.testing.assert_array_equal(mu, [0.0, 1.0, 2.0])
+    cache.write_bytes(cache.read_bytes()[:40])  # truncated
+    with pytest.warns(UserWarning, match="stats.npz is damaged .*recomputing"):
+        assert runinfo.read_cache_npz(cache, lambda stored: stored["mu"]) is None
+    assert not cache.exists()
+    np.savez(cache, other=np.zeros(1))  # a file without the arrays asked for
+    with pytest.warns(UserWarning, match="damaged \\(KeyError"):
+        assert runinfo.read_cache_npz(cache, lambda stored: stored["mu"]) is None

@@ -119,6 +119,36 @@ def test_resume_after_sigkill_equals_uninterrupted_run(images, tmp_path, uninter
     assert_same_run(uninterrupted, part)
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_writes_a_snapshot_of_the_last_iteration_and_resume_continues(images, tmp_path, uninterrupted,
+                                                                                    stop_signal):
+    """Ctrl-C / SIGTERM: the iteration in progress ends, its snapshot is written (not only the periodic
+    ones: none is due before iteration 10 here), exit status 130, and --resume gives the same run."""
+    part = tmp_path / "signalled"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "chainer_va.train"]
+                            + tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "100"),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
+    try:
+        deadline = time.time() + 120
+        while not (part / "log").is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)  # the log appears after iteration 1
+        proc.send_signal(stop_signal)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = err.decode()
+    assert proc.returncode == 130, err[-2000:]
+    stopped_at = list_snapshots(part)[-1][0]
+    assert 1 <= stopped_at < 10 and "stopped: {} at iteration {}".format(stop_signal.name, stopped_at) in err
+    result = json.loads((part / "result.json").read_text())
+    assert result["completed"] is False and result["stopped_at"] == stopped_at
+    resumed = train.main(["--out", str(part), "--resume"] + QUIET)
+    assert resumed["completed"] and resumed["iterations"] == 10
+    assert_same_run(uninterrupted, part)
+
+
 def test_outputs_and_load_generator(images, tmp_path):
     out = tmp_path / "run"
     train.main(tiny(images, out, "--objective", "rkl", "--anneal", "lik", "--lambda0", "1", "--iterations", "2",
@@ -137,8 +167,71 @@ def test_outputs_and_load_generator(images, tmp_path):
         x, y = gen(z).array, snap_gen(z).array
     assert x.shape == (3, 1, 32, 32) and numpy.isfinite(x).all()
     numpy.testing.assert_array_equal(x, y)
-    with pytest.raises(train.ConfigError, match="already holds snapshots"):
+    with pytest.raises(train.ConfigError, match="already holds a run .*snapshot_iter_00000002.npz"):
         train.main(tiny(images, out, "--iterations", "2"))
+    for _, snapshot in list_snapshots(out):  # snapshots deleted to save space: the results still count
+        snapshot.unlink()
+    before = (out / "gen_final.npz").read_bytes()
+    with pytest.raises(train.ConfigError, match=r"already holds a run \(result.json, gen_final.npz\).*nothing was "
+                                                r"overwritten"):
+        train.main(tiny(images, out, "--iterations", "2", "--seed", "7"))
+    assert (out / "gen_final.npz").read_bytes() == before and runinfo.read_run_config(out)["seed"] == 3
+
+
+def test_a_damaged_final_generator_is_rewritten_by_resume(images, tmp_path):
+    out = tmp_path / "run"
+    train.main(tiny(images, out, "--iterations", "2", "--snapshot-interval", "2"))
+    good = (out / train.GEN_FINAL).read_bytes()
+    (out / train.GEN_FINAL).write_bytes(good[:100])
+    with pytest.raises(SnapshotError, match="corrupted or unreadable.*rewrite it from the run's last snapshot with "
+                                            "`python -m chainer_va.train --out .* --resume`"):
+        train.load_generator(out)
+    assert train.main(["--out", str(out), "--resume"] + QUIET)["completed"]
+    gen, _ = train.load_generator(out)
+    snap, _ = train.load_generator(out, snapshot="latest")
+    for (name, p), (_, q) in zip(sorted(gen.namedparams()), sorted(snap.namedparams())):
+        numpy.testing.assert_array_equal(p.array, q.array, err_msg=name)
+
+
+def test_a_second_job_on_the_same_folder_is_refused(images, tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    with runinfo.exclusive_run_lock(out):  # another job holds the folder
+        assert train.cli(tiny(images, out, "--iterations", "2")) == 1
+        assert "is in use by another running job (pid {})".format(os.getpid()) in capsys.readouterr().err
+        assert not (out / "config.json").exists()
+    assert train.main(tiny(images, out, "--iterations", "1"))["completed"]  # free again once released
+
+
+def test_plots_and_printed_rows_of_a_resumed_run_are_the_uninterrupted_runs(images, tmp_path, capsys):
+    # PlotReport's trigger and running mean come back from the snapshot: the resumed run plots the same
+    # points (means over the same iterations), and PrintReport prints only rows it had not printed
+    flags = ["--iterations", "10", "--log-interval", "1", "--snapshot-interval", "5"]
+    runs = {}
+    for name, stop in (("full", None), ("part", "5")):
+        out = tmp_path / name
+        train.main(tiny(images, out, *flags, "--plot-interval", "4") + (["--stop-at", stop] if stop else []))
+        runs[name] = out
+    capsys.readouterr()
+    train.main(["--out", str(runs["part"]), "--resume", "--plot-interval", "4"])
+    printed = [line.split()[0] for line in capsys.readouterr().out.replace("\x1b[J", "").splitlines()
+               if line.strip() and line.split()[0].isdigit()]
+    assert printed == [str(i) for i in range(6, 11)]
+
+    def plotted(out):
+        with numpy.load(str(latest_snapshot(out))) as npz:
+            return {key: json.loads(str(npz[key])) for key in npz.files if "_plot_" in key}
+    full, part = plotted(runs["full"]), plotted(runs["part"])
+    assert sorted(full) == sorted(part) == ["extensions/PlotReport/_plot_loss.png",
+                                            "extensions/PlotReport_1/_plot_lambda.png"]  # Chainer's keys
+    assert full["extensions/PlotReport/_plot_loss.png"]["loss_gen"]
+    for key in full:
+        for series in full[key]:
+            if not full[key][series]:  # a loss this objective does not have
+                continue
+            assert [x for x, _ in full[key][series]] == [x for x, _ in part[key][series]] == [4, 8], (key, series)
+            numpy.testing.assert_allclose([y for _, y in part[key][series]], [y for _, y in full[key][series]],
+                                          rtol=1e-6, err_msg=series)
 
 
 NAN_PLUGIN = '''
@@ -249,6 +342,7 @@ def test_config_file_errors(tmp_path, content, match):
     (["--channels", "2"], r"--channels must be 1 or 3, got 2"),
     (["--objective", "wgan", "--n-critic", "0"], r"--n-critic must be a positive integer, got 0"),
     (["--plugin", "no/such/file.py"], r"no such file"),
+    (["--seed", "-1"], r"--seed must be an integer in \[0, 2\*\*32\), got -1"),
 ])
 def test_bad_names_and_settings_are_clear_errors(flags, match, capsys):
     with pytest.raises(train.ConfigError, match=match):
@@ -284,6 +378,21 @@ def test_settings_without_effect_are_named(tmp_path, capsys):
     assert notes("--objective", "jsd", "--sigma", "0.5", "--dfm-weight", "0.1") == []
     assert notes("--objective", "wgan", "--anneal", "ent", "--lambda0", "0.5", "--sigma", "0.5",
                  "--n-critic", "2", "--anneal-weight", "0.1") == []
+
+
+def test_unreadable_npy_and_a_gpu_without_cupy_are_one_line_errors(tmp_path, capsys):
+    garbage = tmp_path / "x.npy"
+    garbage.write_bytes(b"not an array" * 10)
+    assert train.cli(["--dataset", str(garbage), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable .npy image array" in err and "numpy.save" in err and "Traceback" not in err
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert train.cli(["--device", "0", "--out", str(tmp_path / "g")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: device '0' asks for a GPU but CuPy is not available") and "pip install" in err
+        assert not (tmp_path / "g").exists()
 
 
 def test_missing_data_is_one_clear_error_line(tmp_path, capsys):

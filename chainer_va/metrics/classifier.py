@@ -24,7 +24,7 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from chainer_va import download
+from chainer_va import download, runinfo
 from chainer_va.metrics.evaluation import weights_digest
 from chainer_va.runinfo import atomic_write_bytes
 
@@ -96,10 +96,12 @@ def load_or_train(progress: bool = True, **overrides) -> Tuple[SmallClassifier, 
     settings = dict(CLASSIFIER_DEFAULTS, **overrides)
     path = _cache_path(settings)
     model = SmallClassifier(settings["channels"], settings["size"], settings["hidden"], width=settings["width"])
-    if path.is_file():
-        with np.load(path) as stored:
-            info = json.loads(str(stored["info"]))
-            chainer.serializers.NpzDeserializer(stored, path="model/").load(model)
+    def read(stored):
+        chainer.serializers.NpzDeserializer(stored, path="model/").load(model)
+        return json.loads(str(stored["info"]))
+
+    info = runinfo.read_cache_npz(path, read)  # a damaged cache is retrained
+    if info is not None:
         return model, info
     images, labels = data.load_labeled(settings["dataset"], size=settings["size"], channels=settings["channels"])
     model, accuracy = train_classifier(images, labels, settings["epochs"], settings["batchsize"], settings["lr"],

@@ -32,6 +32,7 @@ import numpy as np
 from chainer_va import download
 from chainer_va.latent import LatentSampler
 from chainer_va.metrics import scores
+from chainer_va import runinfo
 from chainer_va.runinfo import atomic_write_bytes
 
 #: chainer-gan-lib's sample counts and batch size (common/evaluation.py).
@@ -233,9 +234,9 @@ def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor=None, d
     extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
     key = "{}_{}_{}_{}_{}".format(dataset, size, channels, limit or "all", extractor.key)
     path = download.cache_dir() / "fid_stats" / (key + ".npz")
-    if cache and path.is_file():
-        with np.load(path) as stored:
-            return stored["mu"], stored["sigma"]
+    cached = runinfo.read_cache_npz(path, lambda stored: (stored["mu"], stored["sigma"])) if cache else None
+    if cached is not None:  # a damaged cache is recomputed
+        return cached
     images = data.load_images(dataset, data_dir=data_dir, size=size, channels=channels, limit=limit)
     feats, _ = extract(extractor, dataset_batches(images, batchsize), len(images),
                        "{} reference features".format(dataset), progress)
