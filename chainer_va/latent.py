@@ -13,11 +13,16 @@ run on the CPU see the same latents and noise.
 """
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+
 import numpy
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
+import chainer
 import chainer.iterators
+import chainer.serializer
 
 __all__ = ["serialize_random_state", "LatentSampler", "NoiseSource", "ShuffleOrderSampler",
            "SeededSerialIterator", "DEFAULT_LATENT_LOW", "DEFAULT_LATENT_HIGH"]
@@ -54,22 +59,102 @@ class LatentSampler:
         serialize_random_state(serializer, self.random_state)
 
 
-class NoiseSource:
-    """Gaussian and uniform noise (denoiser corruption, WGAN-GP interpolation) from one RandomState."""
+def _draw(random_state: numpy.random.RandomState, kind: str, shape: tuple) -> numpy.ndarray:
+    """One float32 draw of ``kind`` ("normal": N(0, 1), "uniform": U(0, 1))."""
+    if kind == "normal":
+        return random_state.standard_normal(shape).astype(numpy.float32)
+    return random_state.uniform(0.0, 1.0, shape).astype(numpy.float32)
 
-    def __init__(self, seed: int):
+
+class NoiseSource:
+    """Gaussian and uniform noise (denoiser corruption, WGAN-GP interpolation) from one RandomState.
+
+    With ``prefetch`` the draws of the next training step are made in a background thread while the
+    current one runs (numpy's legacy generator releases the GIL while it fills an array), so they leave
+    the step's critical path: a DFM denoiser's 64 x 2048 normals cost ~4 ms of host time per step, WGAN's
+    64 x 8192 ~17 ms, against a host-bound GPU step of tens of ms. The numbers are the same, in the same
+    order: the updater calls :meth:`step_done` after each step, and the source then draws, ahead of
+    time, the sequence of (kind, shape) the step just asked for. A request that does not match the next
+    prefetched draw discards the prefetched ones and rewinds the generator to where they began; the
+    snapshot holds that same logical state, so ``--resume`` is unaffected.
+    """
+
+    def __init__(self, seed: int, prefetch: bool = False):
         self.random_state = numpy.random.RandomState(seed)
+        self.prefetch = bool(prefetch)
+        self._requests: list = []  # (kind, shape) asked for since the last step_done
+        self._ahead: collections.deque = collections.deque()  # futures of (kind, shape, state before, array)
+        self._executor = None
 
     def normal(self, shape) -> numpy.ndarray:
         """eps ~ N(0, I) of ``shape`` (float32)."""
-        return self.random_state.standard_normal(shape).astype(numpy.float32)
+        return self._take("normal", tuple(shape))
 
     def uniform(self, shape) -> numpy.ndarray:
         """u ~ U(0, 1) of ``shape`` (float32)."""
-        return self.random_state.uniform(0.0, 1.0, shape).astype(numpy.float32)
+        return self._take("uniform", tuple(shape))
+
+    def _take(self, kind: str, shape: tuple) -> numpy.ndarray:
+        self._requests.append((kind, shape))
+        if self._ahead:
+            ahead_kind, ahead_shape, _, array = self._ahead[0].result()
+            if (ahead_kind, ahead_shape) == (kind, shape):
+                self._ahead.popleft()
+                return array
+            self._rewind()
+        return _draw(self.random_state, kind, shape)
+
+    def _rewind(self) -> None:
+        """Drop the unused prefetched draws; the generator goes back to the state before the first of them."""
+        if not self._ahead:
+            return
+        first = self._ahead[0].result()[2]
+        for future in self._ahead:
+            future.result()  # the worker must be done with the generator before it is reset
+        self._ahead.clear()
+        self.random_state.set_state(first)
+
+    def _draw_ahead(self, kind: str, shape: tuple) -> tuple:
+        state = self.random_state.get_state()
+        return kind, shape, state, _draw(self.random_state, kind, shape)
+
+    def step_done(self) -> None:
+        """End of a training step: with ``prefetch``, start drawing the next step's noise in the background."""
+        requests, self._requests = self._requests, []
+        if not self.prefetch or not requests:
+            return
+        if self._ahead:  # the step asked for less than was prefetched: start again from the logical state
+            self._rewind()
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="noise")
+        for kind, shape in requests:
+            self._ahead.append(self._executor.submit(self._draw_ahead, kind, shape))
+
+    def logical_state(self) -> tuple:
+        """The generator state as if nothing had been drawn ahead (what a snapshot must hold)."""
+        if self._ahead:
+            return self._ahead[0].result()[2]
+        return self.random_state.get_state()
 
     def serialize(self, serializer) -> None:
-        serialize_random_state(serializer, self.random_state)
+        if isinstance(serializer, chainer.serializer.Serializer):
+            serialize_random_state(serializer, _StateView(self.logical_state()))
+        else:
+            self._rewind()
+            serialize_random_state(serializer, self.random_state)
+
+
+class _StateView:
+    """A read-only stand-in for a RandomState holding ``state``, for saving a state not currently set."""
+
+    def __init__(self, state: tuple):
+        self.state = state
+
+    def get_state(self) -> tuple:
+        return self.state
+
+    def set_state(self, state: tuple) -> None:  # a serializer writes back what it saved: nothing to do
+        pass
 
 
 class ShuffleOrderSampler(chainer.iterators.ShuffleOrderSampler):

@@ -59,7 +59,7 @@ GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "adam", "layers", "losses", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+RESUME_MUTABLE = ("device", "adam", "layers", "losses", "noise", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
                   "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
                   "plot_interval")
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
@@ -129,6 +129,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         help="fused: each loss term that is a chain of elementwise functions (softplus means, the feature "
              "terms, the gradient penalty) as one function node (same numbers, less host work; no double "
              "backprop through a loss); chainer: Chainer's own nodes (fused)")
+    add("--noise", default="prefetch", choices=("prefetch", "inline"),
+        help="prefetch: draw the next step's denoiser noise and WGAN-GP's u in a background thread (same "
+             "numbers, off the step's critical path); inline: when the step asks for them (prefetch)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
@@ -479,7 +482,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
         return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"],
                                   fused=config.get("adam", "fused") == "fused")
 
-    noise = NoiseSource(noise_seed)
+    noise = NoiseSource(noise_seed, prefetch=config.get("noise", "prefetch") == "prefetch")
     pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape),
                                   optimizer, noise, sigma=config["sigma"], device=device)
     term_cls = annealing.get(config["anneal"])

@@ -151,10 +151,16 @@ class GANUpdater(StandardUpdater):
         self._register_denoisers()
         return denoiser
 
-    def real_batch(self) -> chainer.Variable:
-        """The next real batch on the device."""
+    def real_batch(self, requires_grad: bool = False) -> chainer.Variable:
+        """The next real batch on the device.
+
+        Nothing differentiates the losses with respect to the data, so by default the batch asks for no
+        gradient and backprop skips D's first-layer data gradient for it (the parameters' gradients are
+        the same); an objective that needs d/dx_real (an R1 penalty) passes ``requires_grad=True``.
+        """
         batch = self.get_iterator("main").next()
-        return chainer.Variable(self.target_device.send(numpy.stack([numpy.asarray(x, numpy.float32) for x in batch])))
+        array = self.target_device.send(numpy.stack([numpy.asarray(x, numpy.float32) for x in batch]))
+        return chainer.Variable(array, requires_grad=requires_grad)
 
     def sample_latent(self, batchsize: int):
         """z ~ U(-1, 1)^latent_dim on the device."""
@@ -229,6 +235,7 @@ class GANUpdater(StandardUpdater):
         with chainer.using_config("type_check", check):
             super().update()
         self._types_checked = True
+        self.noise.step_done()  # with prefetch, the next step's noise is drawn while the host moves on
 
     def serialize(self, serializer) -> None:
         for _, denoiser in self.denoisers.items():
@@ -369,7 +376,7 @@ class WGANGPUpdater(GANUpdater):
         """One critic update: L_D = mean(-y_real) + mean(y_fake) + penalty. Returns (x_real, losses)."""
         x_real = self.real_batch()
         with chainer.no_backprop_mode():
-            x_fake = self.generate(len(x_real))
+            x_fake = chainer.Variable(self.generate(len(x_real)).array, requires_grad=False)  # no d/dx_fake
         _, y_real = self.dis(x_real)
         _, y_fake = self.dis(x_fake)
         u = self.target_device.send(self.noise.uniform((len(x_real), 1, 1, 1)))

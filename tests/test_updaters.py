@@ -223,6 +223,74 @@ def test_latent_sampler_distribution_and_state_roundtrip():
     numpy.testing.assert_array_equal(restored(4), expected)
 
 
+def _noise_steps(source, steps, snapshot_after=None):
+    """Draws of a WGAN-GP-like step pattern (u, then two feature noises), one step changing its shapes
+    (a mismatch with what was prefetched), with a snapshot taken after step ``snapshot_after``."""
+    draws, saved = [], None
+    for step in range(steps):
+        shapes = [(3, 5)] if step == 3 else [(4, 6), (2, 3)]  # step 3 asks for other draws than step 2
+        draws.append(source.uniform((4, 1, 1, 1)))
+        draws += [source.normal(shape) for shape in shapes]
+        source.step_done()
+        if step == snapshot_after:
+            for future in source._ahead:  # the next step's draws are made: the generator has moved on
+                future.result()
+            saved = chainer.serializers.DictionarySerializer()
+            source.serialize(saved)
+    return draws, saved
+
+
+def test_prefetched_noise_is_the_inline_noise_and_snapshots_the_same_state():
+    inline, _ = _noise_steps(NoiseSource(5), 6)
+    prefetching = NoiseSource(5, prefetch=True)
+    prefetched, saved = _noise_steps(prefetching, 6, snapshot_after=1)
+    assert len(prefetched) == len(inline) and prefetching._executor is not None
+    for a, b in zip(prefetched, inline):
+        assert a.dtype == numpy.float32
+        numpy.testing.assert_array_equal(a, b)
+    # the snapshot after step 1 (step 2's draws already made ahead) holds the state after step 1's
+    # draws: a source loaded from it continues with step 2's numbers, prefetching or not
+    for prefetch in (False, True):
+        resumed = NoiseSource(99, prefetch=prefetch)
+        resumed.serialize(chainer.serializers.NpzDeserializer(saved.target))
+        numpy.testing.assert_array_equal(resumed.uniform((4, 1, 1, 1)), inline[6])
+        numpy.testing.assert_array_equal(resumed.normal((4, 6)), inline[7])
+    # saving did not disturb the prefetching source (checked above: its later draws are the inline ones)
+    assert float(numpy.std(inline[1])) == pytest.approx(1.0, abs=0.45)  # N(0, 1) draws, not zeros
+
+
+@pytest.mark.parametrize("objective,anneal", [("jsd", "ent"), ("wgan", "lik")])
+def test_noise_prefetch_gives_the_inline_step_exactly(images, objective, anneal):
+    flags = combination_flags(objective, anneal)
+    prefetching, config = make_updater(images, *flags)
+    inline, _ = make_updater(images, *flags, "--noise", "inline")
+    assert config["noise"] == "prefetch" and prefetching.noise.prefetch and not inline.noise.prefetch
+    assert run_steps(prefetching, 3) == run_steps(inline, 3)
+    assert_same_params(snapshot_params(prefetching), snapshot_params(inline))
+
+
+@pytest.mark.parametrize("objective", ["jsd", "wgan"])
+def test_backprop_computes_no_gradient_for_the_data_batches(images, objective):
+    # leaves of the image batch's shape that D's first layer differentiates: jsd the fake batch after
+    # unchain_backward only; wgan only the penalty's interpolates x_hat (neither the real nor the critic
+    # steps' fake batches: nothing uses d/dx there, and each one is a first-layer data gradient)
+    class LeafInputs(chainer.FunctionHook):
+        def __init__(self):
+            self.requires_grad = []
+
+        def backward_preprocess(self, function, in_data, out_grad):
+            x = function.inputs[0]
+            if x.creator is None and len(x.shape) == 4 and x.shape[1:] == (1, 32, 32):
+                self.requires_grad.append(x.requires_grad)
+
+    updater, _ = make_updater(images, *combination_flags(objective, "none"))
+    hook = LeafInputs()
+    with hook:
+        run_steps(updater, 1)
+    expected = [True, False] if objective == "jsd" else [True, False, False] * 2  # (x_hat, real, fake) x n_critic
+    assert hook.requires_grad == expected
+
+
 def test_iterator_order_state_roundtrip():
     data = numpy.arange(10, dtype=numpy.float32)[:, None]
     it = SeededSerialIterator(data, 3, seed=1)
