@@ -33,7 +33,8 @@ class ResumablePlotReport(E.PlotReport):
 
     def serialize(self, serializer):
         super().serialize(serializer)
-        self._trigger.serialize(serializer["_trigger"])
+        if hasattr(self._trigger, "serialize"):  # a stateless trigger (a function of the iteration) has none
+            self._trigger.serialize(serializer["_trigger"])
         self._summary.serialize(serializer["_summary"])
 
 

@@ -511,11 +511,13 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
         stop_request.inner = stop_trigger
         stop_trigger = stop_request
     trainer = training.Trainer(updater, stop_trigger, out=str(out))
-    log_trigger = (config["log_interval"], "iteration")
+    # every interval and at the run's last iteration, so a run shorter than an interval still logs and
+    # plots (the full run's last iteration, not --stop-at's: a resumed run logs what an uninterrupted one does)
+    log_trigger = _every_and_at(config["log_interval"], config["iterations"])
     trainer.extend(E.LogReport(trigger=log_trigger, filename="log"))
     losses = ["loss_gen", "loss_dis", "loss_gen_adv", "loss_dfm", "loss_anneal", "loss_gp",
               "loss_denoiser_data", "loss_denoiser_fake"]
-    plot_trigger = (config["plot_interval"], "iteration")
+    plot_trigger = _every_and_at(config["plot_interval"], config["iterations"])
     trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
     trainer.extend(ResumablePlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
     trainer.extend(ResumablePrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"],

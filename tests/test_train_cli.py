@@ -152,10 +152,11 @@ def test_a_stop_signal_writes_a_snapshot_of_the_last_iteration_and_resume_contin
 def test_outputs_and_load_generator(images, tmp_path):
     out = tmp_path / "run"
     train.main(tiny(images, out, "--objective", "rkl", "--anneal", "lik", "--lambda0", "1", "--iterations", "2",
-                    "--log-interval", "1", "--sample-interval", "2", "--plot-interval", "1", "--seed", "3"))
+                    "--log-interval", "100", "--sample-interval", "2", "--plot-interval", "100", "--seed", "3"))
     for name in ("config.json", "log", "loss.png", "lambda.png", "samples.png", "samples/iter_00000002.png",
                  "gen_final.npz", "result.json"):
         assert (out / name).is_file(), name
+    assert [row["iteration"] for row in read_log(out)] == [2]  # a run shorter than --log-interval logs its end
     recorded = runinfo.read_run_config(out)
     assert recorded["seed"] == 3 and recorded["config"]["objective"] == "rkl"
     result = json.loads((out / "result.json").read_text())
@@ -229,7 +230,7 @@ def test_plots_and_printed_rows_of_a_resumed_run_are_the_uninterrupted_runs(imag
         for series in full[key]:
             if not full[key][series]:  # a loss this objective does not have
                 continue
-            assert [x for x, _ in full[key][series]] == [x for x, _ in part[key][series]] == [4, 8], (key, series)
+            assert [x for x, _ in full[key][series]] == [x for x, _ in part[key][series]] == [4, 8, 10], (key, series)
             numpy.testing.assert_allclose([y for _, y in part[key][series]], [y for _, y in full[key][series]],
                                           rtol=1e-6, err_msg=series)
 
