@@ -103,18 +103,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def _git_commit() -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
                              capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None
+        return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def environment() -> dict:
-    """Versions of Python and the numerical libraries that are imported (for reproducibility records)."""
-    info = {"python": sys.version.split()[0], "platform": platform.platform(), "git_commit": _git_commit()}
+    """Versions of Python and the numerical libraries that are imported, and the package's git commit with
+    whether tracked files differed from it (for reproducibility records; None outside a git checkout)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    info = {"python": sys.version.split()[0], "platform": platform.platform(),
+            "git_commit": _git("rev-parse", "HEAD") or None,
+            "git_modified": None if status is None else bool(status)}
     for name in ("numpy", "chainer", "cupy", "tensorflow", "tensorflow_probability", "gymnasium", "mujoco"):
         module = sys.modules.get(name)
         if module is not None:

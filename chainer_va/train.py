@@ -168,7 +168,11 @@ def _actions(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
 
 
 def read_config_file(path: str | os.PathLike) -> Dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or JSON configuration file into a dict with flag names as keys."""
+    """Read a YAML (.yaml/.yml) or JSON configuration file into a dict with flag names as keys.
+
+    A run's recorded ``config.json`` is accepted too: ``--config RUN/config.json --out NEW`` repeats
+    that run (its settings, without its ``out``, ``resume`` and ``stop_at``).
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError("--config {}: no such file".format(path))
@@ -187,6 +191,9 @@ def read_config_file(path: str | os.PathLike) -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("--config {}: expected a mapping of flag names to values, got {}".format(
             path, type(data).__name__))
+    if isinstance(data.get("config"), dict) and "environment" in data:
+        # a run's own record (RUN/config.json): its settings, without where and how far that run went
+        return {k: v for k, v in data["config"].items() if k not in RESUME_RESET}
     return data
 
 

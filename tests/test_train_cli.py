@@ -179,6 +179,18 @@ def test_outputs_and_load_generator(images, tmp_path):
     assert (out / "gen_final.npz").read_bytes() == before and runinfo.read_run_config(out)["seed"] == 3
 
 
+def test_a_runs_config_json_repeats_it_with_config(images, tmp_path):
+    first = tmp_path / "first"
+    train.main(tiny(images, first, "--iterations", "2", "--seed", "5", "--anneal", "lik", "--lambda0", "0.5",
+                    "--stop-at", "1"))
+    record = runinfo.read_run_config(first)
+    assert isinstance(record["environment"]["git_modified"], (bool, type(None)))
+    again = train.resolve_config(["--config", str(first / "config.json"), "--out", str(tmp_path / "again")])
+    assert again["out"] == str(tmp_path / "again") and again["stop_at"] is None and not again["resume"]
+    assert {k: v for k, v in again.items() if k not in train.RESUME_RESET} == \
+        {k: v for k, v in record["config"].items() if k not in train.RESUME_RESET}
+
+
 def test_a_damaged_final_generator_is_rewritten_by_resume(images, tmp_path):
     out = tmp_path / "run"
     train.main(tiny(images, out, "--iterations", "2", "--snapshot-interval", "2"))
