@@ -4,26 +4,39 @@ For every data set x split seed: a NUTS reference posterior (non-centred by defa
 then each sampler on the same split; metrics are the posterior predictive's test accuracy and test
 log-likelihood, and the distance of each sampler to the NUTS reference (predictive probabilities, mean
 and std of w). Writes OUT/blr.csv (one row per data set, seed, sampler), OUT/blr.md (mean ± std over
-seeds and a comparison of U-GAN with SVGD and direct VI), OUT/blr.png and OUT/config.json.
-Every finished (data set, seed, sampler) is cached under OUT/cache/, so a killed run resumes.
+seeds and a comparison of U-GAN with SVGD and direct VI), OUT/blr.png and OUT/config.json, and appends
+everything it prints to OUT/run.log. OUT is results/blr, or results/blr_quick with --quick (--out wins).
 
-    python reproduce/blr.py --quick            # minutes: 2 seeds, short runs
+Every finished (data set, seed, sampler) is cached under OUT/cache/, so a killed run resumes. A cache
+file is identified by *every* setting that determines that sampler's result (see
+:func:`sampler_settings`): its name carries a hash of them and the file stores them in full; a file
+whose stored settings differ from the run's, or that cannot be read, is recomputed, never reused.
+Cache files written before this scheme (no settings inside) are adopted once, for the settings that
+OUT/config.json records for them (:func:`migrate_legacy_cache`).
+
+    python reproduce/blr.py --quick            # minutes: 2 seeds, short runs, into results/blr_quick
     python reproduce/blr.py                    # the committed run (see docs/blr_results.md)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import hashlib
 import io
 import json
-import os
 import sys
 import time
+import traceback
+import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import tfp_flows  # noqa: F401  (compat layer + TF_USE_LEGACY_KERAS before TF)
+from chainer_va import runinfo
 from chainer_va.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
 import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)
 from tfp_flows import blr, reference, svgd, uci
@@ -39,6 +52,13 @@ QUICK = dict(seeds=2, nuts_chains=4, nuts_burnin=300, nuts_draws=300, svgd_parti
              ugan_steps=300, vi_steps=300, n_samples=500, nuts_retries=0)
 FULL = dict(seeds=5, nuts_chains=8, nuts_burnin=1000, nuts_draws=1500, svgd_particles=100, svgd_steps=1000,
             ugan_steps=800, vi_steps=800, n_samples=1000, nuts_retries=2)
+#: Default output folders: the full run's, and --quick's own (a smoke test must not overwrite the results).
+DEFAULT_OUT = "results/blr"
+DEFAULT_QUICK_OUT = "results/blr_quick"
+#: Log file (in the output folder) that a run appends everything it prints to.
+LOG_FILENAME = "run.log"
+#: Version of the cache files' identity; files of an older version are adopted by migrate_legacy_cache.
+CACHE_FORMAT = 2
 #: Flow/generator settings for both U-GAN and direct VI (small: 2 CPU cores shared by six people).
 #: U-GAN lr 1e-4: at 1e-3 (the module default) its samples blew up on Sonar (split seed 99, not an
 #: evaluation seed; w std 7-23x the NUTS value); direct VI was fine at its default 1e-3.
@@ -46,10 +66,26 @@ DEFAULT_FLOW_OPTIONS = {"hidden_units": [64, 64], "flow_blocks": 2}
 DEFAULT_UGAN_LR = 1e-4
 DEFAULT_VI_LR = 1e-3
 
+#: Options that must be >= 1, >= 0 and > 0 (checked by parse_args, so a bad value fails before any run).
+_POSITIVE_INTS = ("seeds", "n_samples", "nuts_chains", "nuts_burnin", "nuts_draws", "svgd_particles", "svgd_steps",
+                  "ugan_steps", "vi_steps", "ugan_batch")
+_NON_NEGATIVE_INTS = ("first_seed", "svgd_batch", "nuts_retries")
+_POSITIVE_FLOATS = ("svgd_step_size", "ugan_lr", "vi_lr")
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line: fill --quick's or the full run's defaults, the output folder (results/blr, or
+    results/blr_quick with --quick, unless --out is given) and put NUTS first among the samplers.
+
+    Bad values (non-positive counts, a learning rate <= 0, --ugan-options that is not a JSON object, ...)
+    end the program with an argparse error that names the option and what it needs."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="results/blr", help="output folder (default results/blr)")
+    p.add_argument("--out", default=None, help="output folder (default {}; {} with --quick)".format(
+        DEFAULT_OUT, DEFAULT_QUICK_OUT))
     p.add_argument("--quick", action="store_true", help="minutes-long version: 2 seeds, short runs")
     p.add_argument("--datasets", nargs="+", default=list(uci.DATASETS), choices=uci.DATASETS)
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
@@ -98,131 +134,399 @@ def parse_args(argv=None) -> argparse.Namespace:
     for key, value in base.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.out is None:
+        args.out = DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT
+    for key in _POSITIVE_INTS:
+        if getattr(args, key) < 1:
+            p.error("{} must be at least 1, got {}".format(_flag(key), getattr(args, key)))
+    for key in _NON_NEGATIVE_INTS:
+        if getattr(args, key) < 0:
+            p.error("{} must be 0 or more, got {}".format(_flag(key), getattr(args, key)))
+    for key in _POSITIVE_FLOATS:
+        if not getattr(args, key) > 0:
+            p.error("{} must be a positive number, got {}".format(_flag(key), getattr(args, key)))
+    if not 0 < args.nuts_target_accept < 1:
+        p.error("--nuts-target-accept must lie strictly between 0 and 1, got {}".format(args.nuts_target_accept))
+    if not args.rhat_target > 1:
+        p.error("--rhat-target must be above 1 (R-hat is >= 1), got {}".format(args.rhat_target))
     try:
         args.ugan_options = json.loads(args.ugan_options)
     except json.JSONDecodeError as exc:
         p.error("--ugan-options must be a JSON object: {}".format(exc))
-    if "nuts" not in args.samplers:
-        args.samplers = ["nuts"] + list(args.samplers)   # the reference is needed for the distances
+    if not isinstance(args.ugan_options, dict):
+        p.error("--ugan-options must be a JSON object such as {}, got {}".format(
+            json.dumps(DEFAULT_FLOW_OPTIONS), json.dumps(args.ugan_options)))
+    # the reference first (every other sampler is compared with it), each sampler once
+    args.samplers = ["nuts"] + [s for s in dict.fromkeys(args.samplers) if s != "nuts"]
+    args.datasets = list(dict.fromkeys(args.datasets))
     return args
 
 
 def log(msg: str) -> None:
+    """Print one time-stamped progress line."""
     print("[{}] {}".format(time.strftime("%H:%M:%S"), msg), flush=True)
 
 
-# ----------------------------------------------------------------------------------------------- samplers
-def run_sampler(name: str, model_full: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
-                ref: reference.NUTSResult | None) -> tuple[np.ndarray, dict]:
-    """Train/run one sampler on one split; returns (samples (n, D+1), info)."""
+class _Tee:
+    """A text stream that writes to ``stream`` and appends to the open file ``file``."""
+
+    def __init__(self, stream, file):
+        self._stream, self._file = stream, file
+
+    def write(self, text: str) -> int:
+        self._stream.write(text)
+        self._file.write(text)
+        self._file.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+        self._file.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def log_to_file(path: Path):
+    """Inside the block, append everything the program prints (Python's stdout and stderr, warnings, and the
+    traceback of an exception that ends the block) to ``path`` as well as printing it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(saved[0], f), _Tee(saved[1], f)
+        try:
+            yield
+        except BaseException:
+            f.write(traceback.format_exc())
+            f.flush()
+            raise
+        finally:
+            sys.stdout, sys.stderr = saved
+
+
+# ------------------------------------------------------------------------------------- cache identities
+class CacheWarning(UserWarning):
+    """A cache file could not be used (damaged, or made with other settings) and is recomputed."""
+
+
+def split_identity(dataset: str, split_seed: int, args) -> dict:
+    """The data a sampler sees: data set, split seed and (German only) the feature encoding."""
+    data = {"dataset": dataset, "split_seed": int(split_seed)}
+    if dataset == "german":
+        data["german_encoding"] = args.german_encoding
+    return data
+
+
+def ugan_variant(name: str, args) -> tuple[str, str, float]:
+    """(annealing form, schedule, lambda0) of the U-GAN variant ``name`` under ``args``."""
+    anneal, schedule = UGAN_VARIANTS[name]
+    anneal = args.ugan_anneal if anneal is None else anneal
+    return anneal, schedule, 0.0 if anneal == "none" else float(args.ugan_lambda0)
+
+
+def sampler_settings(name: str, args, dataset: str, split_seed: int, attempt: int = 0) -> dict:
+    """Every setting that determines the result of sampler ``name`` on one split: its cache identity.
+
+    :func:`run_sampler` reads its settings from this dict and nothing else, so no setting can change a
+    result without changing its identity. Settings a sampler does not use are left out (a changed
+    --ugan-steps does not re-run SVGD). For NUTS, ``attempt`` k is the k-th R-hat retry: burn-in and draws
+    times 2^k and chain seed split_seed + 1000 k. The rest of the pipeline (the code of the samplers) is
+    not part of it: after a change there, bump :data:`CACHE_FORMAT` or use a new --out."""
+    seed = int(split_seed)
     if name == "nuts":
-        if args.nuts_dtype != model_full.dtype.name:   # the reference runs in its own precision (float64)
-            model_full = blr.BayesianLogisticRegression(split.x_train, split.y_train, a0=model_full.a0,
-                                                        b0=model_full.b0, dtype=tf.as_dtype(args.nuts_dtype))
-        res = reference.blr_reference(model_full, chains=args.nuts_chains, draws=args.nuts_draws,
-                                      burnin=args.nuts_burnin, seed=seed, parametrisation=args.nuts_parametrisation,
-                                      target_accept=args.nuts_target_accept)
+        options = dict(chains=int(args.nuts_chains), burnin=int(args.nuts_burnin) * 2 ** attempt,
+                       draws=int(args.nuts_draws) * 2 ** attempt, seed=seed + 1000 * attempt,
+                       parametrisation=args.nuts_parametrisation, target_accept=float(args.nuts_target_accept),
+                       dtype=args.nuts_dtype)
+    elif attempt:
+        raise ValueError("only NUTS has retry attempts, not {!r}".format(name))
+    elif name == "svgd":
+        options = dict(particles=int(args.svgd_particles), steps=int(args.svgd_steps),
+                       step_size=float(args.svgd_step_size), start=args.svgd_start, batch=int(args.svgd_batch),
+                       seed=seed)
+    elif name == "svgd_collapsed":
+        options = dict(particles=int(args.svgd_particles), steps=int(args.svgd_steps),
+                       step_size=float(args.svgd_step_size), seed=seed)
+    elif name == "direct_vi":
+        options = dict(steps=int(args.vi_steps), lr=float(args.vi_lr), batch=int(args.ugan_batch),
+                       flow_options=args.ugan_options, n_samples=int(args.n_samples), seed=seed)
+    elif name in UGAN_VARIANTS:
+        anneal, schedule, lambda0 = ugan_variant(name, args)
+        options = dict(anneal=anneal, schedule=schedule, lambda0=lambda0, steps=int(args.ugan_steps),
+                       lr=float(args.ugan_lr), batch=int(args.ugan_batch), flow_options=args.ugan_options,
+                       n_samples=int(args.n_samples), seed=seed)
+    else:
+        raise ValueError("unknown sampler {!r}; use one of {}".format(name, SAMPLERS))
+    # round trip through JSON: what is compared on load is exactly what a cache file can store
+    return json.loads(canonical_json({"cache_format": CACHE_FORMAT, "sampler": name,
+                                      "data": split_identity(dataset, seed, args), "options": options}))
+
+
+def canonical_json(obj) -> str:
+    """JSON text with sorted keys and no spaces: equal settings give equal text (and equal hashes)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def settings_digest(settings: dict) -> str:
+    """Short (12 hex digits) SHA-256 of the canonical JSON of ``settings``."""
+    return hashlib.sha256(canonical_json(settings).encode("utf-8")).hexdigest()[:12]
+
+
+def cache_path(cache: Path, settings: dict, attempt: int = 0) -> Path:
+    """File of one cached result: ``<set>_s<seed>_<sampler>[_retry<k>]_<digest>.npz`` in ``cache``."""
+    data = settings["data"]
+    return Path(cache) / "{}_s{}_{}{}_{}.npz".format(data["dataset"], data["split_seed"], settings["sampler"],
+                                                     "_retry{}".format(attempt) if attempt else "",
+                                                     settings_digest(settings))
+
+
+def expected_shape(settings: dict, dim: int) -> tuple[int, int]:
+    """Shape of the samples a sampler with these settings returns, for a posterior of dimension ``dim``."""
+    o = settings["options"]
+    name = settings["sampler"]
+    if name == "nuts":
+        return o["chains"] * o["draws"], dim
+    if name in ("svgd", "svgd_collapsed"):
+        return o["particles"], dim
+    return o["n_samples"], dim
+
+
+@dataclass
+class CachedResult:
+    """One sampler's result on one split: samples (n, D+1), info dict, run time; from_cache if loaded."""
+
+    samples: np.ndarray
+    info: dict
+    seconds: float
+    from_cache: bool = False
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, dict, float, dict | None]:
+    with np.load(path, allow_pickle=False) as f:
+        stored = json.loads(str(f["settings"])) if "settings" in f.files else None
+        return np.array(f["samples"]), json.loads(str(f["info"])), float(f["seconds"]), stored
+
+
+#: What reading a damaged .npz can raise (truncated zip, bad member, unparsable JSON, missing array).
+_DAMAGED = (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError)
+
+
+def load_cached(path: Path, settings: dict, dim: int, report_only: bool = False) -> CachedResult | None:
+    """The result cached in ``path`` if it holds exactly ``settings`` with samples of the expected shape.
+
+    None if there is no file. A file that cannot be read, holds other settings (or none) or samples of
+    another shape gives a :class:`CacheWarning` naming it and None: the caller recomputes the result and
+    replaces the file (with ``report_only`` nothing is recomputed, and the warning says so)."""
+    if not path.exists():
+        return None
+    action = ("not used (run without --report-only to recompute it)" if report_only
+              else "recomputing it; the file will be replaced")
+    try:
+        samples, info, seconds, stored = _read_npz(path)
+    except _DAMAGED as exc:
+        warnings.warn(CacheWarning("damaged cache file {} ({}: {}): {}".format(
+            path, type(exc).__name__, exc, action)), stacklevel=2)
+        return None
+    if stored != settings:
+        warnings.warn(CacheWarning("cache file {} holds a result for other settings ({}; this run: {}): {}".format(
+            path, canonical_json(stored) if stored is not None else "none recorded", canonical_json(settings),
+            action)), stacklevel=2)
+        return None
+    want = expected_shape(settings, dim)
+    if samples.shape != want:
+        warnings.warn(CacheWarning("cache file {} holds samples of shape {}, expected {}: {}".format(
+            path, samples.shape, want, action)), stacklevel=2)
+        return None
+    return CachedResult(samples, info, seconds, from_cache=True)
+
+
+def store_result(path: Path, settings: dict, result: CachedResult, adopted_from: str | None = None) -> Path:
+    """Write one result with its full settings to ``path`` atomically (a reader never sees half a file)."""
+    buf = io.BytesIO()
+    extra = {} if adopted_from is None else {"adopted_from": adopted_from}
+    np.savez(buf, samples=result.samples, info=json.dumps(result.info), seconds=result.seconds,
+             settings=canonical_json(settings), **extra)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------------------------- samplers
+def run_sampler(settings: dict, split: uci.Split) -> tuple[np.ndarray, dict]:
+    """Run the sampler that ``settings`` (from :func:`sampler_settings`) describes on one split.
+
+    Reads every option from ``settings`` only. Returns (samples (n, D+1) of theta = (w, log alpha), info)."""
+    name, o = settings["sampler"], settings["options"]
+    seed = o["seed"]
+    if name == "nuts":
+        model = blr.BayesianLogisticRegression(split.x_train, split.y_train, dtype=tf.as_dtype(o["dtype"]))
+        res = reference.blr_reference(model, chains=o["chains"], draws=o["draws"], burnin=o["burnin"], seed=seed,
+                                      parametrisation=o["parametrisation"], target_accept=o["target_accept"])
         info = dict(max_rhat=res.max_rhat, min_ess=res.min_ess, accept=res.accept_rate,
                     divergences=res.divergences, rhat_w_max=float(np.max(res.rhat[:-1])),
                     rhat_log_alpha=float(res.rhat[-1]))
         return res.samples, info
+    model = blr.BayesianLogisticRegression(split.x_train, split.y_train, seed=seed)
     if name == "svgd":
-        model = blr.BayesianLogisticRegression(split.x_train, split.y_train, batch_size=args.svgd_batch or None,
-                                               seed=seed)
-        init = model.initial_particles(args.svgd_particles, seed=seed, start=args.svgd_start)
-        res = svgd.svgd_sample(model.log_density, init, steps=args.svgd_steps, step_size=args.svgd_step_size,
-                               seed=seed, progress_every=max(1, args.svgd_steps // 4))
+        if o["batch"]:
+            model = blr.BayesianLogisticRegression(split.x_train, split.y_train, batch_size=o["batch"], seed=seed)
+        init = model.initial_particles(o["particles"], seed=seed, start=o["start"])
+        res = svgd.svgd_sample(model.log_density, init, steps=o["steps"], step_size=o["step_size"], seed=seed,
+                               progress_every=max(1, o["steps"] // 4))
         return res.particles, {}
     if name == "svgd_collapsed":
         # SVGD on the marginal posterior of w (alpha integrated out), then exact log alpha | w draws:
         # a stronger SVGD on these sets, where joint (w, log alpha) particles fall into the funnel's neck.
-        init = np.random.default_rng(seed).normal(size=(args.svgd_particles, model_full.d)).astype(np.float32)
-        res = svgd.svgd_sample(model_full.marginal_log_density, init, steps=args.svgd_steps,
-                               step_size=args.svgd_step_size, seed=seed, progress_every=max(1, args.svgd_steps // 4))
-        log_alpha = model_full.sample_log_alpha(res.particles, seed=seed)
+        init = np.random.default_rng(seed).normal(size=(o["particles"], model.d)).astype(np.float32)
+        res = svgd.svgd_sample(model.marginal_log_density, init, steps=o["steps"], step_size=o["step_size"],
+                               seed=seed, progress_every=max(1, o["steps"] // 4))
+        log_alpha = model.sample_log_alpha(res.particles, seed=seed)
         return np.concatenate([res.particles, log_alpha[:, None].astype(np.float32)], axis=1), {}
-    from tfp_flows import ugan   # lands from the U-GAN work; imported lazily so NUTS/SVGD runs without it
+    from tfp_flows import ugan   # imported lazily so NUTS/SVGD run without the U-GAN module
 
-    log_density = model_full.log_density
     if name == "direct_vi":
-        sampler = ugan.train_direct_flow(log_density, model_full.dim, steps=args.vi_steps, seed=seed,
-                                         batch_size=args.ugan_batch, lr=args.vi_lr, **args.ugan_options)
+        sampler = ugan.train_direct_flow(model.log_density, model.dim, steps=o["steps"], seed=seed,
+                                         batch_size=o["batch"], lr=o["lr"], **o["flow_options"])
+    elif name in UGAN_VARIANTS:
+        sampler = ugan.train_sampler(model.log_density, model.dim, anneal=o["anneal"], schedule=o["schedule"],
+                                     lambda0=o["lambda0"], steps=o["steps"], seed=seed, batch_size=o["batch"],
+                                     lr=o["lr"], **o["flow_options"])
     else:
-        anneal, schedule = UGAN_VARIANTS[name]
-        anneal = args.ugan_anneal if anneal is None else anneal
-        lambda0 = 0.0 if anneal == "none" else args.ugan_lambda0
-        sampler = ugan.train_sampler(log_density, model_full.dim, anneal=anneal, schedule=schedule,
-                                     lambda0=lambda0, steps=args.ugan_steps, seed=seed,
-                                     batch_size=args.ugan_batch, lr=args.ugan_lr, **args.ugan_options)
-    samples = np.asarray(sampler.sample(args.n_samples))
-    if samples.shape != (args.n_samples, model_full.dim):
-        raise ValueError("{}: sample({}) gave shape {}, expected {}".format(
-            name, args.n_samples, samples.shape, (args.n_samples, model_full.dim)))
-    return samples, {}
+        raise ValueError("unknown sampler {!r}; use one of {}".format(name, SAMPLERS))
+    return np.asarray(sampler.sample(o["n_samples"])), {}
 
 
-def nuts_settings_tag(args) -> str:
-    """Part of a NUTS cache file's name that changes with the settings of the chain (not the retries):
-    a cached reference is reused only by runs that asked for the same sampler settings."""
-    if args.nuts_parametrisation == "noncentred" and args.nuts_target_accept == 0.8 and args.nuts_dtype == "float32":
-        return ""                                   # the name used before these settings were options
-    return "_{}_ta{:g}{}".format(args.nuts_parametrisation, args.nuts_target_accept,
-                                 "" if args.nuts_dtype == "float32" else "_" + args.nuts_dtype)
+def obtain(cache: Path, settings: dict, split: uci.Split, attempt: int = 0,
+           report_only: bool = False) -> CachedResult | None:
+    """The result for ``settings`` on ``split``: from its cache file when that holds exactly these settings,
+    else computed (unless ``report_only``: then None) and written to the cache atomically."""
+    dim = split.x_train.shape[1] + 1
+    path = cache_path(cache, settings, attempt)
+    hit = load_cached(path, settings, dim, report_only=report_only)
+    if hit is not None or report_only:
+        return hit
+    start = time.time()
+    samples, info = run_sampler(settings, split)
+    result = CachedResult(np.asarray(samples), info, time.time() - start)
+    want = expected_shape(settings, dim)
+    if result.samples.shape != want:
+        raise ValueError("{}: the sampler returned samples of shape {}, expected {}".format(
+            settings["sampler"], result.samples.shape, want))
+    store_result(path, settings, result)
+    return result
 
 
-def settings_tag(name: str, args) -> str:
-    """Part of a cached result's file name that names the sampler's settings where they are options."""
-    if name == "nuts":
-        return nuts_settings_tag(args)
-    if name == "svgd":
-        return "_" + args.svgd_start
-    return ""
+def nuts_reference(cache: Path, split: uci.Split, args, seed: int) -> CachedResult | None:
+    """NUTS on one split, re-run while its max split R-hat is not below --rhat-target.
 
-
-def cached_run(cache: Path, name: str, model: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
-               ref) -> tuple[np.ndarray, dict, float]:
-    """Run a sampler unless its result for this split is cached (then load it).
-
-    NUTS whose max split R-hat is not below --rhat-target is run again with twice the burn-in and draws
-    (up to --nuts-retries times, new chain seeds); the attempt with the lowest R-hat is used and every
-    attempt is recorded in the info ("attempts")."""
-    if name != "nuts":
-        return _cached_single(cache / "{}_s{}_{}{}.npz".format(split.name, seed, name, settings_tag(name, args)),
-                              name, model, split, args, seed, ref)
+    Each retry doubles burn-in and draws (up to --nuts-retries times, new chain seeds; each attempt cached
+    on its own); the attempt with the lowest R-hat is used and every attempt is recorded in the info
+    ("attempts"). None with --report-only when not even the first attempt is cached."""
     attempts = []
     for k in range(args.nuts_retries + 1):
-        sub = argparse.Namespace(**vars(args))
-        sub.nuts_draws, sub.nuts_burnin = args.nuts_draws * 2 ** k, args.nuts_burnin * 2 ** k
-        suffix = "" if k == 0 else "_retry{}".format(k)
-        path = cache / "{}_s{}_nuts{}{}.npz".format(split.name, seed, nuts_settings_tag(args), suffix)
-        if args.report_only and not path.exists():
+        settings = sampler_settings("nuts", args, split.name, seed, attempt=k)
+        result = obtain(cache, settings, split, attempt=k, report_only=args.report_only)
+        if result is None:
             break
-        result = _cached_single(path, name, model, split, sub, seed + 1000 * k, ref)
         attempts.append(result)
-        if result[1]["max_rhat"] < args.rhat_target:
+        rhat = result.info["max_rhat"]
+        if rhat < args.rhat_target:
             break
-        log("NUTS on {} seed {}: max R-hat {:.4f} >= {}; running again with {} burn-in / {} draws".format(
-            split.name, seed, result[1]["max_rhat"], args.rhat_target, 2 * sub.nuts_burnin, 2 * sub.nuts_draws)
-            if k < args.nuts_retries else "NUTS on {} seed {}: max R-hat {:.4f} >= {} after {} attempts".format(
-            split.name, seed, result[1]["max_rhat"], args.rhat_target, k + 1))
-    best = min(attempts, key=lambda r: r[1]["max_rhat"])
-    info = dict(best[1])
-    info["attempts"] = [dict(max_rhat=a[1]["max_rhat"], min_ess=a[1]["min_ess"], seconds=a[2]) for a in attempts]
-    return best[0], info, sum(a[2] for a in attempts)
+        if k < args.nuts_retries:
+            log("NUTS on {} seed {}: max R-hat {:.4f} >= {}; running again with {} burn-in / {} draws".format(
+                split.name, seed, rhat, args.rhat_target, 2 * settings["options"]["burnin"],
+                2 * settings["options"]["draws"]))
+        else:
+            log("NUTS on {} seed {}: max R-hat {:.4f} >= {} after {} attempts".format(
+                split.name, seed, rhat, args.rhat_target, k + 1))
+    if not attempts:
+        return None
+    best = min(attempts, key=lambda r: r.info["max_rhat"])
+    info = dict(best.info)
+    info["attempts"] = [dict(max_rhat=a.info["max_rhat"], min_ess=a.info["min_ess"], seconds=a.seconds)
+                        for a in attempts]
+    return CachedResult(best.samples, info, sum(a.seconds for a in attempts),
+                        from_cache=all(a.from_cache for a in attempts))
 
 
-def _cached_single(path: Path, name: str, model: blr.BayesianLogisticRegression, split: uci.Split, args, seed: int,
-                   ref) -> tuple[np.ndarray, dict, float]:
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return f["samples"], json.loads(str(f["info"])), float(f["seconds"])
-    start = time.time()
-    samples, info = run_sampler(name, model, split, args, seed, ref)
-    seconds = time.time() - start
-    buf = io.BytesIO()
-    np.savez(buf, samples=samples, info=json.dumps(info), seconds=seconds)
-    atomic_write_bytes(path, buf.getvalue())
-    return samples, info, seconds
+# ------------------------------------------------------------------------------ cache files of format 1
+def legacy_cache_name(name: str, cfg, dataset: str, seed: int, attempt: int = 0) -> str:
+    """The file name that this script gave a cached result before :data:`CACHE_FORMAT` 2, when the name
+    held only the data set, seed, sampler and (NUTS, SVGD) a few options."""
+    retry = "_retry{}".format(attempt) if attempt else ""
+    if name == "nuts":
+        if (cfg.nuts_parametrisation == "noncentred" and cfg.nuts_target_accept == 0.8
+                and cfg.nuts_dtype == "float32"):
+            tag = ""
+        else:
+            tag = "_{}_ta{:g}{}".format(cfg.nuts_parametrisation, cfg.nuts_target_accept,
+                                        "" if cfg.nuts_dtype == "float32" else "_" + cfg.nuts_dtype)
+        return "{}_s{}_nuts{}{}.npz".format(dataset, seed, tag, retry)
+    if name == "svgd":
+        return "{}_s{}_svgd_{}.npz".format(dataset, seed, cfg.svgd_start)
+    return "{}_s{}_{}.npz".format(dataset, seed, name)
+
+
+def migrate_legacy_cache(out: Path) -> int:
+    """Adopt the format-1 cache files in ``out/cache`` for the settings that ``out/config.json`` records.
+
+    Format-1 files (no settings inside; named by :func:`legacy_cache_name`) were reused by any later run
+    whatever its settings, and that run's settings were written to config.json. So only the files the
+    last format-1 run (whose config.json is still there) would have read are adopted, for that run's
+    settings, and only if their samples have the shape those settings give (sample, particle and draw
+    counts); steps and learning rates cannot be checked from a file and are taken from config.json.
+    Each adopted result is written as a new format-2 file (``adopted_from`` inside names the old one);
+    the old files stay. Nothing happens when config.json is missing or was written by format 2 or later.
+    Returns the number of files adopted."""
+    out = Path(out)
+    cache = out / "cache"
+    config_file = out / "config.json"
+    if not config_file.is_file() or not cache.is_dir():
+        return 0
+    try:
+        cfg = json.loads(config_file.read_text())["config"]
+        if int(cfg.get("cache_format", 1)) >= CACHE_FORMAT:
+            return 0
+        ns = argparse.Namespace(**cfg)
+        seeds = cfg.get("seed_list") or list(range(cfg["first_seed"], cfg["first_seed"] + cfg["seeds"]))
+        plan = []
+        for ds in cfg["datasets"]:
+            for seed in seeds:
+                for name in cfg["samplers"]:
+                    for k in range(int(cfg["nuts_retries"]) + 1 if name == "nuts" else 1):
+                        plan.append((ds, seed, name, k, legacy_cache_name(name, ns, ds, seed, k),
+                                     sampler_settings(name, ns, ds, seed, attempt=k)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        warnings.warn(CacheWarning("cannot read the settings of the old cache files from {} ({}: {}): they are "
+                                   "not reused".format(config_file, type(exc).__name__, exc)), stacklevel=2)
+        return 0
+    adopted = skipped = 0
+    for ds, seed, name, k, legacy_name, settings in plan:
+        legacy, target = cache / legacy_name, cache_path(cache, settings, k)
+        if not legacy.is_file() or target.exists():
+            continue
+        dim = uci.load_split(ds, seed, german_encoding=settings["data"].get("german_encoding", "codes")
+                             ).x_train.shape[1] + 1
+        try:
+            samples, info, seconds, _ = _read_npz(legacy)
+        except _DAMAGED as exc:
+            warnings.warn(CacheWarning("damaged old cache file {} ({}: {}): not adopted".format(
+                legacy, type(exc).__name__, exc)), stacklevel=2)
+            skipped += 1
+            continue
+        want = expected_shape(settings, dim)
+        if samples.shape != want:
+            warnings.warn(CacheWarning("old cache file {} holds samples of shape {}, but the settings {} records "
+                                       "give {}: not adopted".format(legacy, samples.shape, config_file, want)),
+                          stacklevel=2)
+            skipped += 1
+            continue
+        store_result(target, settings, CachedResult(samples, info, seconds), adopted_from=legacy_name)
+        adopted += 1
+    if adopted or skipped:
+        log("cache: adopted {} old-format files for the settings {} records ({} not adopted); the old files "
+            "are kept".format(adopted, config_file, skipped))
+    return adopted
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -264,6 +568,8 @@ def _comparison(rows, datasets, samplers) -> list[str]:
 
 
 def write_reports(out: Path, rows: list[dict], args) -> None:
+    """Write OUT/blr.csv (one row per data set, seed, sampler), OUT/blr.md (mean ± std over seeds, NUTS
+    convergence, paired U-GAN comparisons) and OUT/blr.png, each atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
@@ -311,6 +617,7 @@ def write_reports(out: Path, rows: list[dict], args) -> None:
 
 
 def plot(path: Path, rows: list[dict], args) -> None:
+    """Bar plot of test accuracy, test log-likelihood and mean |p - p_NUTS| per data set and sampler."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -342,13 +649,25 @@ def plot(path: Path, rows: list[dict], args) -> None:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
+    """Run (or with --report-only, tabulate) the experiment; everything printed also goes to OUT/run.log."""
     args = parse_args(argv)
     out = Path(args.out)
+    (out / "cache").mkdir(parents=True, exist_ok=True)
+    try:
+        with runinfo.exclusive_run_lock(out), log_to_file(out / LOG_FILENAME):  # one job per folder
+            return _run(args, out)
+    except runinfo.RunLockedError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 2
+
+
+def _run(args, out: Path) -> int:
     cache = out / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
+    migrate_legacy_cache(out)             # before config.json is replaced: it names the old files' settings
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    config = {k: v for k, v in vars(args).items()}
+    config = dict(vars(args))
     config["seed_list"] = seeds
+    config["cache_format"] = CACHE_FORMAT
     if not args.report_only:
         write_run_config(out, config, seed=args.first_seed)
     rows: list[dict] = []
@@ -358,35 +677,38 @@ def main(argv=None) -> int:
     for seed in seeds:            # seed-major: a run stopped early still has whole seeds for every set
         for ds in args.datasets:
             split = uci.load_split(ds, seed, german_encoding=args.german_encoding)
-            model = blr.BayesianLogisticRegression(split.x_train, split.y_train, seed=seed)
             ref_samples = None
-            for name in args.samplers:
-                tag = settings_tag(name, args)
-                if args.report_only and (ref_samples is None and name != "nuts" or not (
-                        cache / "{}_s{}_{}{}.npz".format(ds, seed, name, tag)).exists()):
-                    done += 1
-                    continue
+            for name in args.samplers:           # NUTS first (parse_args): the others are compared with it
+                done += 1
+                if name != "nuts" and ref_samples is None:
+                    continue                     # no reference on this split (--report-only, none cached)
                 try:
-                    samples, info, seconds = cached_run(cache, name, model, split, args, seed, ref_samples)
+                    if name == "nuts":
+                        result = nuts_reference(cache, split, args, seed)
+                    else:
+                        result = obtain(cache, sampler_settings(name, args, ds, seed), split,
+                                        report_only=args.report_only)
                 except ImportError as exc:
                     log("SKIP {} on {} seed {}: {}".format(name, ds, seed, exc))
-                    done += 1
+                    continue
+                if result is None:               # --report-only and not cached
+                    log("{} on {} seed {}: no cached result for these settings".format(name, ds, seed))
                     continue
                 if name == "nuts":
-                    ref_samples = samples
-                m = blr.predictive_metrics(samples, split.x_test, split.y_test)
-                d = blr.compare_to_reference(samples, ref_samples, split.x_test)
-                row = dict(dataset=ds, seed=seed, sampler=name, test_accuracy=m.accuracy, test_loglik=m.log_likelihood,
-                           prob_mae_vs_nuts=d.prob_mae, w_mean_err_vs_nuts=d.mean_err, w_std_err_vs_nuts=d.std_err,
-                           w_std_ratio_vs_nuts=d.std_ratio, seconds=seconds, max_rhat=info.get("max_rhat"),
-                           min_ess=info.get("min_ess"), divergences=info.get("divergences"),
-                           attempts=info.get("attempts"))
-                rows.append(row)
-                done += 1
+                    ref_samples = result.samples
+                info = result.info
+                m = blr.predictive_metrics(result.samples, split.x_test, split.y_test)
+                d = blr.compare_to_reference(result.samples, ref_samples, split.x_test)
+                rows.append(dict(dataset=ds, seed=seed, sampler=name, test_accuracy=m.accuracy,
+                                 test_loglik=m.log_likelihood, prob_mae_vs_nuts=d.prob_mae,
+                                 w_mean_err_vs_nuts=d.mean_err, w_std_err_vs_nuts=d.std_err,
+                                 w_std_ratio_vs_nuts=d.std_ratio, seconds=result.seconds,
+                                 max_rhat=info.get("max_rhat"), min_ess=info.get("min_ess"),
+                                 divergences=info.get("divergences"), attempts=info.get("attempts")))
                 extra = " R-hat {:.4f} ESS {:.0f}".format(info["max_rhat"], info["min_ess"]) if name == "nuts" else ""
-                log("[{}/{}] {} seed {} {:<16} acc {:.3f} LL {:.3f} |p-p_NUTS| {:.4f} ({:.0f} s; elapsed {:.0f} s){}".format(
-                    done, total, ds, seed, name, m.accuracy, m.log_likelihood, d.prob_mae, seconds,
-                    time.time() - t0, extra))
+                log("[{}/{}] {} seed {} {:<16} acc {:.3f} LL {:.3f} |p-p_NUTS| {:.4f} ({:.0f} s{}; elapsed {:.0f} s){}".format(
+                    done, total, ds, seed, name, m.accuracy, m.log_likelihood, d.prob_mae, result.seconds,
+                    ", cached" if result.from_cache else "", time.time() - t0, extra))
             write_reports(out, rows, args)   # after every split, so partial results are always on disk
     log("wrote {}/blr.md, blr.csv, blr.png".format(out))
     return 0
