@@ -29,14 +29,29 @@ def exclusive_run_lock(out: str | os.PathLike) -> Iterator[None]:
 
     Two jobs started on one folder would otherwise both run and leave one's results under the other's
     configuration. The lock dies with its process (a killed run leaves no stale lock); where ``fcntl``
-    does not exist (Windows) no lock is taken.
+    does not exist (Windows) no lock is taken. ``out`` is created if needed; if the job then writes
+    nothing into it (it stopped on a bad setting), the folder is removed again.
     """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    path = Path(out) / LOCK_FILENAME
+    folder = Path(out)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILENAME
+    try:
+        with _locked(path, fcntl, out):
+            yield
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [LOCK_FILENAME]:
+            path.unlink(missing_ok=True)
+            folder.rmdir()
+
+
+@contextmanager
+def _locked(path: Path, fcntl, out) -> Iterator[None]:
     with open(path, "a+") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -563,8 +563,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     except DeviceError as e:
         raise ConfigError(str(e)) from e
     images = load_dataset(config)
-    out.mkdir(parents=True, exist_ok=True)
-    with runinfo.exclusive_run_lock(out):
+    with runinfo.exclusive_run_lock(out):  # creates out
         return _train(config, out, snapshot, images, device)
 
 

@@ -1,16 +1,28 @@
 """Main-text Fig. 2 / supplement G: Langevin sampling of the banana with a DAE-score vs a DAE-residual
 score estimate, measured against exact samples (energy distance, MMD^2).
 
-    python reproduce/fig2.py --out results/fig2            # a few minutes on 2 CPU cores
+    python reproduce/fig2.py --out results/fig2                  # a few minutes on 2 CPU cores
+    python reproduce/fig2.py --out results/fig2 --resume         # reuse the trained denoiser in --out
+    python reproduce/fig2.py --out results/fig2 --publish-docs   # default settings only: also copy the
+                                                                 # figure and table into docs/images/
 
-Writes ``fig2.png`` (exact | exact-score Langevin | DAE-score | DAE-residual), ``table.md``,
-``metrics.json``, ``config.json`` and the trained denoiser ``dae.npz`` (reused by ``--resume``).
+Writes, all under ``--out``: ``fig2.png`` (exact | exact-score Langevin | DAE-score | DAE-residual),
+``table.md``, ``metrics.json``, ``config.json`` and the trained denoiser ``dae.npz``, which records the
+settings it was trained with (seed, sigma, hidden sizes, steps, batch, learning rate, number of data
+points and a SHA-256 of the training data). ``--resume`` reuses ``dae.npz`` only when those equal the
+ones asked for; otherwise it refuses with a one-line error naming the differences (drop ``--resume``
+to retrain it, which overwrites it). Nothing is written outside ``--out`` unless ``--publish-docs`` is
+given. User errors print one line and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
+import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +31,27 @@ from chainer_va import compat  # noqa: F401  (before chainer)
 from chainer_va import runinfo, sample_distance, score_toy
 from chainer_va.seeding import seed_everything
 
+DAE_FILE = "dae.npz"
+#: the array in dae.npz that holds the denoiser's training settings (JSON text)
+SETTINGS_KEY = "_fig2_dae_settings"
+#: docs/images of this repository (only ``--publish-docs`` writes there)
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+#: (file in --out, name in docs/images) copied by --publish-docs
+PUBLISHED = (("fig2.png", "fig2.png"), ("table.md", "fig2_table.md"))
+#: settings that may differ from the defaults in a --publish-docs run
+PUBLISH_MAY_CHANGE = ("out", "resume", "publish_docs")
+
+
+class Fig2Error(Exception):
+    """A user error (bad settings, a denoiser file that cannot be reused); the message names the fix."""
+
 
 def _ints(text):
     return tuple(int(v) for v in text.split(",") if v.strip())
 
 
 def parse_args(argv=None):
+    """The command line (``--help`` lists every option)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="results/fig2")
     p.add_argument("--seed", type=int, default=0)
@@ -39,27 +66,121 @@ def parse_args(argv=None):
     p.add_argument("--step-size", type=float, default=0.02, help="Langevin eta (eta * steps = 30 time units)")
     p.add_argument("--residual-scale", type=float, default=None,
                    help="c in s_r = -c grad||r(x)-x||^2 (default 1/(2 sigma^4); see chainer_va/score_toy.py)")
-    p.add_argument("--resume", action="store_true", help="reuse out/dae.npz if present")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse out/dae.npz if present (refused if it was trained with other settings)")
+    p.add_argument("--publish-docs", action="store_true",
+                   help="also copy fig2.png and table.md (as fig2_table.md) into docs/images/; only at the "
+                        "default settings (--out and --resume aside)")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def dae_settings(args, data: np.ndarray) -> dict:
+    """What the trained denoiser depends on: its settings and a fingerprint of its training data."""
+    return {"seed": int(args.seed), "sigma": float(args.sigma), "n_data": int(args.n_data),
+            "hidden": [int(h) for h in args.hidden], "dae_steps": int(args.dae_steps),
+            "dae_batch": int(args.dae_batch), "dae_lr": float(args.dae_lr),
+            "data_sha256": hashlib.sha256(np.ascontiguousarray(data, np.float32).tobytes()).hexdigest()}
+
+
+def save_dae(path, link, settings: dict) -> None:
+    """The denoiser's parameters (Chainer npz layout) plus ``settings``, written atomically."""
     import chainer
+
+    serializer = chainer.serializers.DictionarySerializer()
+    serializer.save(link)
+    arrays = dict(serializer.target)
+    arrays[SETTINGS_KEY] = np.array(json.dumps(settings, sort_keys=True))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    runinfo.atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_dae(path, link, settings: dict) -> None:
+    """Load ``path`` into ``link`` if it records exactly ``settings``; otherwise a :class:`Fig2Error`
+    naming the differences (or the damage) and the fix."""
+    import chainer
+
+    path = Path(path)
+    retrain = "drop --resume to retrain it (overwrites {}), or choose another --out".format(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if SETTINGS_KEY not in npz.files:
+                raise Fig2Error("{} records no training settings (written by an older fig2.py), so it cannot be "
+                                "checked against this run; {}".format(path, retrain))
+            recorded = json.loads(str(npz[SETTINGS_KEY]))
+            diff = {k: (recorded.get(k, "(absent)"), v) for k, v in settings.items()
+                    if recorded.get(k, "(absent)") != v}
+            if diff:
+                raise Fig2Error("{} was trained with other settings (recorded -> now): {}; pass the recorded flags, "
+                                "or {}".format(path, ", ".join("{}: {!r} -> {!r}".format(k, a, b)
+                                                             for k, (a, b) in diff.items()), retrain))
+            chainer.serializers.NpzDeserializer(npz, strict=True).load(link)
+    except Fig2Error:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, TypeError) as e:
+        raise Fig2Error("{} is damaged ({}: {}); {}".format(path, type(e).__name__, " ".join(str(e).split()),
+                                                           retrain)) from None
+
+
+def publish_docs(out, docs_dir=None) -> list:
+    """Copy ``out``'s fig2.png and table.md into ``docs_dir`` (default: this repository's docs/images)
+    under the names the README links, each atomically; returns the written paths."""
+    out = Path(out)
+    docs_dir = DOCS_IMAGES if docs_dir is None else Path(docs_dir)
+    missing = [str(out / src) for src, _ in PUBLISHED if not (out / src).is_file()]
+    if missing:
+        raise Fig2Error("--publish-docs: {} missing; nothing was copied".format(", ".join(missing)))
+    return [runinfo.atomic_write_bytes(docs_dir / dst, (out / src).read_bytes()) for src, dst in PUBLISHED]
+
+
+def _check_args(args) -> None:
+    if args.n_data < 1 or args.dae_steps < 1 or args.dae_batch < 1 or args.chains < 2 or args.langevin_steps < 1:
+        raise Fig2Error("--n-data, --dae-steps, --dae-batch and --langevin-steps must be >= 1 and --chains >= 2")
+    if not (args.sigma > 0 and args.step_size > 0 and args.dae_lr > 0) or not args.hidden:
+        raise Fig2Error("--sigma, --step-size and --dae-lr must be positive and --hidden must name a layer size")
+    if args.publish_docs:
+        defaults = vars(parse_args([]))
+        diff = {k: (defaults[k], v) for k, v in vars(args).items() if k not in PUBLISH_MAY_CHANGE and v != defaults[k]}
+        if diff:
+            raise Fig2Error("--publish-docs copies the figure into docs/images/, which shows the documented default "
+                            "settings; these differ (default -> given): {}; drop --publish-docs (the results stay "
+                            "in {})".format(", ".join("{}: {!r} -> {!r}".format(k, a, b) for k, (a, b) in diff.items()),
+                                            args.out))
+
+
+def main(argv=None) -> int:
+    """Train (or reuse) the denoiser, run the Langevin samplers, write the table and figure under
+    ``--out``; 0 on success, 2 after a one-line error."""
+    args = parse_args(argv)
+    from chainer_va import runinfo
+
+    try:
+        with runinfo.exclusive_run_lock(args.out):  # one job per folder
+            return _main(args)
+    except (Fig2Error, runinfo.RunLockedError) as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
     import threadpoolctl
 
-    args = parse_args(argv)
+    _check_args(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
-    runinfo.write_run_config(out, vars(args), seed=args.seed)
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     with threadpoolctl.threadpool_limits(1):  # small matrices: BLAS threads only contend
         data = score_toy.sample_banana(args.n_data, rng)
+        settings = dae_settings(args, data)
         den = score_toy.make_denoiser(hidden=args.hidden, sigma=args.sigma, lr=args.dae_lr, seed=args.seed + 1)
-        dae_file = out / "dae.npz"
-        if args.resume and dae_file.exists():
-            chainer.serializers.load_npz(str(dae_file), den.link)
+        dae_file = out / DAE_FILE
+        reuse = args.resume and dae_file.exists()
+        if reuse:
+            load_dae(dae_file, den.link, settings)  # checked before anything is written
+        out.mkdir(parents=True, exist_ok=True)
+        runinfo.write_run_config(out, vars(args), seed=args.seed)
+        if reuse:
             print("loaded", dae_file)
         else:
             def report(i, loss):
@@ -68,9 +189,7 @@ def main(argv=None) -> int:
                                                                        time.time() - t0), flush=True)
             score_toy.train_denoiser(den, data, steps=args.dae_steps, batch_size=args.dae_batch,
                                      seed=args.seed + 2, callback=report)
-            tmp = out / ".dae.npz.tmp"
-            chainer.serializers.save_npz(str(tmp), den.link)
-            tmp.replace(dae_file)
+            save_dae(dae_file, den.link, settings)
         t_train = time.time() - t0
 
         x0 = rng.standard_normal((args.chains, 2)).astype(np.float32)  # chains start at N(0, I)
@@ -102,6 +221,7 @@ def main(argv=None) -> int:
             "diverged_fraction": res["diverged"], "seconds": round(res["seconds"], 1),
         }
     metrics["_meta"] = {"dae_train_seconds": round(t_train, 1), "reference_samples": args.chains,
+                        "dae_reused": bool(reuse), "dae_settings": settings,
                         "exact_mean_log_u": float(score_toy.banana_log_density(reference).mean())}
     runinfo.atomic_write_json(out / "metrics.json", metrics)
     lines = ["| sampler (banana, sigma = {}) | energy distance | MMD^2 | mean log u | std x1 | std x2 |".format(
@@ -115,6 +235,9 @@ def main(argv=None) -> int:
     print(table)
     _plot(results, metrics, out / "fig2.png")
     print("wrote", out / "fig2.png", "in {:.0f} s".format(time.time() - t0))
+    if args.publish_docs:
+        for path in publish_docs(out):
+            print("published", path)
     return 0
 
 

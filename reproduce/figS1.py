@@ -2,18 +2,30 @@
 without (negative) variational annealing, plus the direct MAF baseline; sample quality vs exact samples.
 
     python reproduce/figS1.py --out results/figS1            # CPU minutes (reduced flows, see --help)
-    python reproduce/figS1.py --out results/figS1 --resume   # continue killed runs, skip finished ones
+    python reproduce/figS1.py --out results/figS1 --resume   # continue killed runs, reuse finished ones
+    python reproduce/figS1.py --out results/figS1 --publish-docs   # default settings only: also copy the
+                                                                   # figures and table into docs/images/
 
-Writes ``figS1.png`` (banana samples over training under negative annealing: lambda_t rising from
-lambda0 < 0 to 0, i.e. beta_t = 1 + lambda_t from beta < 1 (flatter) to 1), ``figS1_final.png`` (final
-samples of every run beside exact samples), ``table.md`` / ``quality.json`` (energy distance and MMD^2 to
-exact samples) and one run folder per sampler (config.json, log.jsonl, checkpoints, snapshots).
+Writes, all under ``--out``: ``figS1.png`` (banana samples over training under negative annealing:
+lambda_t rising from lambda0 < 0 to 0, i.e. beta_t = 1 + lambda_t from beta < 1 (flatter) to 1),
+``figS1_final.png`` (final samples of every run beside exact samples), ``table.md`` / ``quality.json``
+(energy distance and MMD^2 to exact samples), ``config.json`` and one run folder per sampler
+(config.json, log.jsonl, checkpoints, snapshots). Nothing is written outside ``--out`` unless
+``--publish-docs`` is given.
+
+A folder that holds a figS1 run is refused without ``--resume``. With ``--resume`` the settings are
+checked against the folder's ``config.json`` and every run folder's record before anything is written
+(only ``--out``, ``--threads``, ``--targets``, ``--no-direct`` and ``--publish-docs`` may change); a
+finished run (its ``quality.json`` exists) is reused, an unfinished one continues from its newest
+checkpoint. ``config.json`` keeps the first invocation; each resume adds ``config_resume_<k>.json``.
+User errors print one line and exit with status 2.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,12 +35,27 @@ import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEG
 from chainer_va import runinfo, sample_distance
 from chainer_va.seeding import seed_everything
 
+#: docs/images of this repository (only ``--publish-docs`` writes there)
+DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+#: (file in --out, name in docs/images) copied by --publish-docs
+PUBLISHED = (("figS1.png", "figS1.png"), ("figS1_final.png", "figS1_final.png"), ("table.md", "figS1_table.md"))
+#: settings that a --resume may change (they select runs or set resources, not what a run computes)
+RESUME_MAY_CHANGE = ("out", "resume", "threads", "targets", "no_direct", "publish_docs")
+#: settings that may differ from the defaults in a --publish-docs run
+PUBLISH_MAY_CHANGE = ("out", "resume", "threads", "publish_docs")
+
+
+class FigS1Error(Exception):
+    """A user error (bad settings, an output folder that cannot be used as asked, a damaged file); the
+    message names the problem and the fix."""
+
 
 def _ints(text):
     return [int(v) for v in text.split(",") if v.strip()]
 
 
 def parse_args(argv=None):
+    """The command line (``--help`` lists every option)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="results/figS1")
     p.add_argument("--seed", type=int, default=0)
@@ -49,62 +76,185 @@ def parse_args(argv=None):
     p.add_argument("--snapshots", type=_ints, default=None,
                    help="steps shown in figS1.png (default: 0 and 6 points over the run)")
     p.add_argument("--threads", type=int, default=1, help="TF/BLAS threads (the machine is shared)")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue killed runs and reuse finished ones in --out (same settings required)")
+    p.add_argument("--publish-docs", action="store_true",
+                   help="also copy figS1.png, figS1_final.png and table.md (as figS1_table.md) into docs/images/; "
+                        "only at the default settings (--out, --threads and --resume aside)")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    import tensorflow as tf
-    import threadpoolctl
+def _differences(recorded: dict, wanted: dict, skip) -> dict:
+    recorded = json.loads(json.dumps(recorded, default=str))
+    wanted = json.loads(json.dumps(wanted, default=str))
+    return {k: (recorded.get(k, "(absent)"), wanted.get(k, "(absent)"))
+            for k in sorted(set(recorded) | set(wanted))
+            if k not in skip and recorded.get(k, "(absent)") != wanted.get(k, "(absent)")}
 
-    from tfp_flows import targets, ugan
 
-    args = parse_args(argv)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    threadpoolctl.threadpool_limits(args.threads)
-    seed_everything(args.seed, tensorflow=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    runinfo.write_run_config(out, vars(args), seed=args.seed)
-    snaps = args.snapshots or sorted({0} | {int(round(f * args.steps)) for f in (0.1, 0.25, 0.4, 0.6, 0.8, 1.0)})
-    common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
-                  flow_blocks=args.flow_blocks, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
-                  snapshot_size=args.eval_samples, progress=True, resume=args.resume)
+def _describe(diff: dict) -> str:
+    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
+
+
+def _plan_runs(args):
+    """(target, method, anneal, lambda0) of every run, in order."""
     runs = []
     for name in [t for t in args.targets.split(",") if t]:
         runs.append((name, "ugan", args.anneal, args.lambda0))
         runs.append((name, "ugan", "none", 0.0))
         if not args.no_direct:
             runs.append((name, "direct", "none", 0.0))
+    return runs
+
+
+def _check_publish(args) -> None:
+    defaults = vars(parse_args([]))
+    diff = _differences(defaults, vars(args), PUBLISH_MAY_CHANGE)
+    if diff:
+        raise FigS1Error("--publish-docs copies the figures into docs/images/, which show the documented default "
+                         "settings; these differ from the defaults (default -> given): {}; drop --publish-docs "
+                         "(the results stay in {})".format(_describe(diff), args.out))
+
+
+def _check_out_folder(args, out: Path) -> None:
+    """Refuse a folder holding a run without --resume, or a --resume with other settings (nothing written)."""
+    record = out / runinfo.CONFIG_FILENAME
+    if not record.exists():
+        return
+    if not args.resume:
+        raise FigS1Error("{} already holds a figS1 run ({}); pass --resume to continue it with the same settings, "
+                         "or choose another --out (nothing was written)".format(out, record))
+    try:
+        recorded = runinfo.read_run_config(out)["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise FigS1Error("{} is damaged ({}: {}), so the settings cannot be checked; put the record back, or "
+                         "choose another --out".format(record, type(e).__name__, e)) from None
+    diff = _differences(recorded, vars(args), RESUME_MAY_CHANGE)
+    if diff:
+        raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
+                         "the recorded flags, or choose another --out for the new settings (nothing was "
+                         "written)".format(out, record, _describe(diff)))
+
+
+def _load_finished(run_dir: Path, snaps, annealed: bool):
+    """quality, final samples and (annealed runs) snapshots of a finished run; damage is a FigS1Error."""
+    done_file = run_dir / "quality.json"
+    fix = "delete {} and rerun with --resume: the run's final samples and scores are recomputed from its " \
+          "last checkpoint".format(done_file)
+    try:
+        quality = json.loads(done_file.read_text())
+        finals = np.load(run_dir / "final_samples.npy", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise FigS1Error("finished run {} has a damaged or missing file ({}: {}); {}".format(
+            run_dir, type(e).__name__, " ".join(str(e).split()), fix)) from None
+    snapshots = {}
+    if annealed:
+        for s in snaps:
+            f = run_dir / "snapshots" / "step_{}.npy".format(s)
+            if f.exists():  # ugan's check_only has read each one back already
+                snapshots[s] = np.load(f, allow_pickle=False)
+            else:
+                print("note: {} is missing; its panel in figS1.png stays empty".format(f), file=sys.stderr)
+    return quality, finals, snapshots
+
+
+def main(argv=None) -> int:
+    """Run (or resume) every sampler, then write the table and figures under ``--out``; 0 on success,
+    2 after a one-line error."""
+    args = parse_args(argv)
+    from tfp_flows import ugan
+
+    from chainer_va import runinfo
+
+    try:
+        with runinfo.exclusive_run_lock(args.out):  # one job per folder
+            return _main(args)
+    except (FigS1Error, ugan.UganError, runinfo.RunLockedError) as e:  # ugan's: settings, run folders, damaged files, divergence
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
+
+
+def _main(args) -> int:
+    import tensorflow as tf
+    import threadpoolctl
+
+    from tfp_flows import targets, ugan
+
+    if args.steps < 1 or args.eval_samples < 2 or args.threads < 1:
+        raise FigS1Error("--steps and --threads must be >= 1 and --eval-samples >= 2, got {}, {} and {}".format(
+            args.steps, args.threads, args.eval_samples))
+    if args.publish_docs:
+        _check_publish(args)
+    runs = _plan_runs(args)
+    if not runs:
+        raise FigS1Error("--targets {!r} names no target; choose from {}".format(args.targets,
+                                                                                ", ".join(targets.NAMES)))
+    try:
+        target_of = {name: targets.get(name) for name, _, _, _ in runs}
+    except ValueError as e:
+        raise FigS1Error("--targets: {}".format(e)) from None
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:  # TensorFlow already runs in this process (main() called from Python): keep its pools
+        print("note: TensorFlow is already initialised in this process; --threads applies to BLAS only",
+              file=sys.stderr)
+    threadpoolctl.threadpool_limits(args.threads)
+    seed_everything(args.seed, tensorflow=True)
+    out = Path(args.out)
+    snaps = args.snapshots or sorted({0} | {int(round(f * args.steps)) for f in (0.1, 0.25, 0.4, 0.6, 0.8, 1.0)})
+    common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
+                  flow_blocks=args.flow_blocks, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
+                  snapshot_size=args.eval_samples, progress=True, resume=args.resume)
+
+    def run_kwargs(name, method, anneal, lam):
+        kw = dict(common, out=out / "{}_{}_{}".format(name, method, anneal), anneal=anneal,
+                  schedule=args.schedule if anneal != "none" else "static", lambda0=lam,
+                  snapshot_steps=snaps if (method == "ugan" and anneal != "none") else (),
+                  extra_config={"target": name})
+        if method == "ugan":
+            kw["generator_hidden"] = args.generator_hidden
+        return kw
+
+    def train(method, name, **kw):
+        fn = ugan.train_sampler if method == "ugan" else ugan.train_direct_flow
+        return fn(target_of[name].log_density, target_of[name].dim, **kw)
+
+    # every check before anything is written: the folder's record, then each run folder's
+    _check_out_folder(args, out)
+    finished = {}
+    for name, method, anneal, lam in runs:
+        kw = run_kwargs(name, method, anneal, lam)
+        train(method, name, check_only=True, **kw)
+        if args.resume and (kw["out"] / "quality.json").exists():
+            finished[kw["out"].name] = _load_finished(kw["out"], snaps, method == "ugan" and anneal != "none")
+
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / runinfo.CONFIG_FILENAME).exists():  # the first invocation's record stays
+        k = 1
+        while (out / "config_resume_{}.json".format(k)).exists():
+            k += 1
+        runinfo.write_run_config(out, vars(args), seed=args.seed, filename="config_resume_{}.json".format(k))
+    else:
+        runinfo.write_run_config(out, vars(args), seed=args.seed)
 
     quality = {}
     finals = {}
     annealed_snapshots = {}
     t_all = time.time()
     for name, method, anneal, lam in runs:
-        target = targets.get(name)
-        key = "{}_{}_{}".format(name, method, anneal)
-        run_dir = out / key
-        done_file = run_dir / "quality.json"
-        if args.resume and done_file.exists():
-            quality[key] = json.loads(done_file.read_text())
-            finals[key] = np.load(run_dir / "final_samples.npy")
+        target = target_of[name]
+        kw = run_kwargs(name, method, anneal, lam)
+        run_dir = kw["out"]
+        key = run_dir.name
+        if key in finished:
+            quality[key], finals[key], snapshots = finished[key]
             if method == "ugan" and anneal != "none":
-                annealed_snapshots[name] = {s: np.load(run_dir / "snapshots" / "step_{}.npy".format(s))
-                                            for s in snaps}
-                annealed_snapshots[name + "_log"] = [json.loads(l) for l in
-                                                     (run_dir / "log.jsonl").read_text().splitlines()]
-            print("skip finished", key)
+                annealed_snapshots[name] = snapshots
+            print("reuse finished", key)
             continue
         t = time.time()
-        kw = dict(common, out=run_dir, anneal=anneal, schedule=args.schedule if anneal != "none" else "static",
-                  lambda0=lam, snapshot_steps=snaps if (method == "ugan" and anneal != "none") else (),
-                  extra_config={"target": name})
-        if method == "ugan":
-            res = ugan.train_sampler(target.log_density, target.dim, generator_hidden=args.generator_hidden, **kw)
-        else:
-            res = ugan.train_direct_flow(target.log_density, target.dim, **kw)
+        res = train(method, name, **kw)
         model = res.sample(args.eval_samples, seed=args.seed + 1)
         exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
         q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,
@@ -115,17 +265,16 @@ def main(argv=None) -> int:
              "exact_mean_log_u": float(target.log_density_np(exact).mean()),
              "seconds": round(time.time() - t, 1)}
         runinfo.atomic_write_bytes(run_dir / "final_samples.npy", _npy(model))
-        runinfo.atomic_write_json(done_file, q)
+        runinfo.atomic_write_json(run_dir / "quality.json", q)
         quality[key] = q
         finals[key] = model
         if method == "ugan" and anneal != "none":
             annealed_snapshots[name] = dict(res.snapshots)
-            annealed_snapshots[name + "_log"] = res.history
         print(key, json.dumps({k: q[k] for k in ("energy_distance", "mmd2", "seconds")}), flush=True)
 
     # noise floor: two independent exact samples of the same size
     for name in {r[0] for r in runs}:
-        target = targets.get(name)
+        target = target_of[name]
         a = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
         b = target.sample(args.eval_samples, np.random.default_rng(args.seed + 3))
         quality["{}_exact_floor".format(name)] = {
@@ -146,8 +295,23 @@ def main(argv=None) -> int:
     print(table)
     _plot_snapshots(annealed_snapshots, snaps, args, out / "figS1.png", targets)
     _plot_finals(finals, args, out / "figS1_final.png", targets)
+    if args.publish_docs:
+        for path in publish_docs(out):
+            print("published", path)
     print("figS1 done in {:.0f} s".format(time.time() - t_all))
     return 0
+
+
+def publish_docs(out, docs_dir=None) -> list:
+    """Copy the figures and table of ``out`` into ``docs_dir`` (default: this repository's docs/images),
+    each atomically, under the names the README links; returns the written paths. A missing file (no
+    annealed run, so no figS1.png) is a :class:`FigS1Error` before anything is copied."""
+    out = Path(out)
+    docs_dir = DOCS_IMAGES if docs_dir is None else Path(docs_dir)
+    missing = [str(out / src) for src, _ in PUBLISHED if not (out / src).is_file()]
+    if missing:
+        raise FigS1Error("--publish-docs: {} missing; nothing was copied".format(", ".join(missing)))
+    return [runinfo.atomic_write_bytes(docs_dir / dst, (out / src).read_bytes()) for src, dst in PUBLISHED]
 
 
 def _npy(a):
@@ -179,7 +343,7 @@ def _plot_snapshots(annealed, snaps, args, path, targets):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in annealed if not n.endswith("_log")]
+    names = list(annealed)
     if not names:
         return
     fig, axes = plt.subplots(len(names), len(snaps), figsize=(2.3 * len(snaps), 2.4 * len(names)), squeeze=False)

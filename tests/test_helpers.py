@@ -1,5 +1,6 @@
 """Device parsing, seeding, downloads and run records."""
 import json
+import os
 import random
 
 import numpy
@@ -152,3 +153,21 @@ def test_run_config_record_and_atomic_write(tmp_path):
     runinfo.atomic_write_text(tmp_path / "f.txt", "two")
     assert (tmp_path / "f.txt").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "f.txt"]  # no temp files left
+
+
+def test_run_lock_refuses_a_second_holder_and_removes_a_folder_left_empty(tmp_path):
+    from chainer_va import runinfo
+
+    out = tmp_path / "new" / "run"
+    with runinfo.exclusive_run_lock(out):
+        assert (out / runinfo.LOCK_FILENAME).read_text() == str(os.getpid())
+        with pytest.raises(runinfo.RunLockedError, match="in use by another running job \\(pid {}\\)".format(
+                os.getpid())):
+            with runinfo.exclusive_run_lock(out):
+                pass
+    assert not out.exists()  # the job wrote nothing: no empty folder is left behind
+    with runinfo.exclusive_run_lock(out):
+        (out / "result.json").write_text("{}")
+    assert (out / "result.json").is_file()
+    with runinfo.exclusive_run_lock(out):  # released: the next job takes it
+        pass

@@ -146,3 +146,203 @@ def test_targets_tf_numpy_twins_and_exact_samplers():
         cells = dens[:240, :240].reshape(24, 10, 24, 10).sum((1, 3))
         cells = cells / cells.sum() * hist.sum()  # same mass inside the window
         assert 0.5 * np.abs(cells - hist).sum() < 0.03, (t.name, cx.size, cy.size)
+
+
+# ---- run folders: resume checks, damaged files, the log, CLI errors (tiny runs, seconds) ----
+
+TINY_DIRECT = dict(steps=40, seed=5, batch_size=16, hidden_units=(8,), flow_blocks=1, lr=1e-2, log_every=10,
+                   checkpoint_every=10, snapshot_steps=(0, 20, 40), snapshot_size=50)
+TINY_CLI = ["--steps", "4", "--batch-size", "16", "--hidden-units", "8", "--flow-blocks", "1",
+            "--generator-hidden", "8", "--eval-samples", "50"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_at(step):
+    def callback(row):
+        if row["step"] == step:
+            raise _Stop
+    return callback
+
+
+def _tree(root):
+    """Every file under ``root`` with its bytes (what 'nothing was written' compares)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _log_steps(out):
+    return [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _cut_run(tmp_path, step, **overrides):
+    """A direct-flow run killed (by its callback) right after logging ``step``; the uninterrupted run."""
+    target = targets.gaussian(MEAN, STD)
+    kw = {**TINY_DIRECT, **overrides}
+    full = ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "full", **kw)
+    with pytest.raises(_Stop):
+        ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "cut", callback=_stop_at(step), **kw)
+    return target, kw, full, tmp_path / "cut"
+
+
+def test_damaged_checkpoint_is_named_and_the_previous_one_resumes_exactly(tmp_path):
+    """A truncated .data file (TF's IndexError) is a one-line DamagedFileError naming the checkpoint and the
+    previous one kept; nothing is written. Deleting the damaged files (and even a garbage TF index file)
+    resumes from the previous checkpoint and still reproduces the uninterrupted run."""
+    target, kw, full, cut = _cut_run(tmp_path, 30)
+    ckdir = cut / "checkpoints"
+    assert sorted(p.name for p in ckdir.glob("*.index")) == ["ckpt-20.index", "ckpt-30.index"]
+    data = ckdir / "ckpt-30.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    before = _tree(cut)
+    with pytest.raises(ugan.DamagedFileError, match=r"ckpt-30 .*previous checkpoint ckpt-20 \(step 20\)") as err:
+        ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    assert "\n" not in str(err.value) and "ckpt-30.data-00000-of-00001" in str(err.value)
+    assert _tree(cut) == before
+    for p in ckdir.glob("ckpt-30.*"):
+        p.unlink()
+    (ckdir / "checkpoint").write_text("garbage {{")
+    resumed = ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    np.testing.assert_allclose([r["loss"] for r in resumed.history], [r["loss"] for r in full.history], rtol=1e-4)
+    np.testing.assert_allclose(resumed.sample(50, seed=9), full.sample(50, seed=9), rtol=1e-4, atol=1e-5)
+    assert _log_steps(cut) == [10, 20, 30, 40]
+    assert sorted(p.name for p in ckdir.glob("*.index")) == ["ckpt-30.index", "ckpt-40.index"]
+    assert 'model_checkpoint_path: "ckpt-40"' in (ckdir / "checkpoint").read_text()
+    # the original record stays; the resume wrote its own
+    assert json.loads((cut / "config.json").read_text())["config"] == json.loads(
+        (cut / "config_resume_00000020.json").read_text())["config"]
+
+
+def test_damaged_snapshot_is_named_and_deleting_it_resumes_without_it(tmp_path):
+    target, kw, full, cut = _cut_run(tmp_path, 30)
+    snap = cut / "snapshots" / "step_20.npy"
+    snap.write_bytes(snap.read_bytes()[:100])
+    before = _tree(cut)
+    with pytest.raises(ugan.DamagedFileError, match=r"step_20\.npy is damaged .*delete it") as err:
+        ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    assert "\n" not in str(err.value)
+    assert _tree(cut) == before
+    snap.unlink()
+    resumed = ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    assert sorted(resumed.snapshots) == [0, 40]
+    np.testing.assert_allclose(resumed.snapshots[40], full.snapshots[40], rtol=1e-4, atol=1e-5)
+
+
+def test_log_rows_reach_the_disk_as_logged_and_resume_does_not_repeat_them(tmp_path):
+    """Killed after logging step 30 (checkpoint at 20): the rows of steps 10-30 are on disk. A torn line
+    from the kill is ignored; the resumed log has every step once and the uninterrupted run's numbers.
+    A damaged line before the end is an error naming the line."""
+    target, kw, full, cut = _cut_run(tmp_path, 30, checkpoint_every=20)
+    assert _log_steps(cut) == [10, 20, 30]
+    assert sorted(p.name for p in (cut / "checkpoints").glob("*.index")) == ["ckpt-20.index"]
+    with open(cut / "log.jsonl", "a") as f:
+        f.write('{"step": 40, "los')
+    resumed = ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    rows = [json.loads(line) for line in (cut / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    np.testing.assert_allclose([r["loss"] for r in rows], [r["loss"] for r in full.history], rtol=1e-4)
+    assert [r["step"] for r in resumed.history] == [10, 20, 30, 40]
+    lines = (cut / "log.jsonl").read_text().splitlines()
+    (cut / "log.jsonl").write_text("\n".join([lines[0], "not json"] + lines[1:]) + "\n")
+    with pytest.raises(ugan.DamagedFileError, match="log.jsonl line 2 is damaged"):
+        ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+
+
+def test_resume_compares_the_whole_record_and_refuses_a_folder_without_one(tmp_path):
+    target = targets.gaussian(MEAN, STD)
+    kw = {**TINY_DIRECT, "steps": 10, "snapshot_steps": ()}
+    out = tmp_path / "run"
+    ugan.train_direct_flow(target.log_density, 2, out=out, extra_config={"target": "a"}, **kw)
+    before = _tree(out)
+    with pytest.raises(ugan.ResumeMismatchError, match=r"target: 'a' -> 'b'") as err:
+        ugan.train_direct_flow(target.log_density, 2, out=out, resume=True, extra_config={"target": "b"}, **kw)
+    assert "lr" not in str(err.value).split("(recorded -> now):")[1].split(";")[0]
+    with pytest.raises(ugan.ResumeMismatchError, match=r"log_density: '.*' -> 'other'"):
+        def other(x):
+            return target.log_density(x)
+        ugan.train_direct_flow(other, 2, out=out, resume=True, extra_config={"target": "a"}, **kw)
+    with pytest.raises(ugan.ResumeMismatchError, match=r"schedule_config: .*snapshot_steps: \[\] -> \[10\]"):
+        ugan.train_direct_flow(target.log_density, 2, out=out, resume=True, extra_config={"target": "a"},
+                               **{**kw, "anneal": "lik", "lambda0": -0.5, "schedule": "linear",
+                                  "snapshot_steps": (10,)})
+    assert _tree(out) == before
+    # log_every / checkpoint_every may change (RESUME_MAY_CHANGE)
+    ugan.train_direct_flow(target.log_density, 2, out=out, resume=True, extra_config={"target": "a"},
+                           **{**kw, "log_every": 5, "checkpoint_every": 5})
+    (out / "config.json").unlink()
+    with pytest.raises(ugan.DamagedFileError, match="no config.json"):
+        ugan.train_direct_flow(target.log_density, 2, out=out, resume=True, extra_config={"target": "a"}, **kw)
+
+
+def test_cli_resume_refuses_another_target_and_keeps_the_original_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    flags = ["--out", str(out)] + TINY_CLI
+    assert ugan.main(flags) == 0
+    before = _tree(out)
+    capsys.readouterr()
+    assert ugan.main(flags + ["--resume", "--target", "kidney"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot resume {}".format(out))
+    assert "target: 'banana' -> 'kidney'" in err and "log_density: '_banana_log_density_tf' -> '_kidney" in err
+    assert _tree(out) == before  # neither config.json nor quality.json was touched
+    assert ugan.main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds a run" in err and "--resume" in err
+    assert ugan.main(flags + ["--resume"]) == 0
+    assert (out / "config.json").read_bytes() == before["config.json"]
+    resume_record = json.loads((out / "config_resume_00000004.json").read_text())
+    assert resume_record["config"] == json.loads(before["config.json"])["config"]
+    assert json.loads((out / "quality.json").read_text()) == json.loads(before["quality.json"])
+
+
+def test_cli_schedule_and_divergence_errors_are_one_line_with_status_2(tmp_path, capsys, monkeypatch):
+    assert ugan.main(["--out", str(tmp_path / "a"), "--anneal", "lik", "--lambda0", "-1.5"] + TINY_CLI) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "lambda" in err
+    assert not (tmp_path / "a").exists()  # refused before anything was written
+    # a log-density finite at the probe near the origin but NaN where the generator's samples land
+    def nan_away_from_origin(x):
+        far = tf.reduce_any(tf.abs(x) > 0.6, axis=1)
+        return tf.where(far, tf.fill(tf.shape(x)[:1], np.float32(np.nan)), -0.5 * tf.reduce_sum(x * x, 1))
+    gaussian = targets.get("gaussian")
+    nan_target = targets.Target("gaussian", 2, nan_away_from_origin, gaussian.log_density_np, gaussian.sample,
+                                gaussian.plot_limits)
+    monkeypatch.setattr(targets, "get", lambda name: nan_target)
+    out = tmp_path / "nan"
+    assert ugan.main(["--out", str(out), "--target", "gaussian", "--max-log-scale", "2"] + TINY_CLI) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, repr(err)
+    assert "diverged by step 4" in lines[0] and "--max-log-scale, now 2.0" in lines[0]
+    assert "Traceback" not in err
+    assert json.loads((out / "config.json").read_text())["config"]["max_log_scale"] == 2.0
+
+
+def test_cli_refusal_prints_no_traceback(tmp_path):
+    """The real entry point: an existing run folder without --resume exits 2 with one 'error:' line."""
+    import os
+    import subprocess
+    import sys
+
+    target = targets.gaussian(MEAN, STD)
+    ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "run", **{**TINY_DIRECT, "steps": 2,
+                                                                           "snapshot_steps": ()})
+    proc = subprocess.run([sys.executable, "-m", "tfp_flows.ugan", "--out", str(tmp_path / "run")] + TINY_CLI,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OPENBLAS_NUM_THREADS="1"))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: {} already holds a run".format(tmp_path / "run"))
+
+
+def test_cli_refuses_a_folder_another_job_is_writing(tmp_path, capsys):
+    from chainer_va import runinfo
+
+    out = tmp_path / "busy"
+    with runinfo.exclusive_run_lock(out):
+        (out / "placeholder").write_text("")
+        assert ugan.main(["--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by another running job" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == [runinfo.LOCK_FILENAME, "placeholder"]  # nothing written

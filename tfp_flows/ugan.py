@@ -20,11 +20,15 @@ lambda > -1; every value the schedule takes is checked before training.
 ``train_direct_flow`` is the baseline of J.2: a MAF trained on KL(nu || mu) alone, with
 reparameterised samples of nu (same annealing options, default none).
 
-Runs write ``config.json`` (``chainer_va.runinfo``), ``log.jsonl`` (one JSON line per logged step),
-``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF checkpoints under
-``checkpoints/`` (``tf.train.CheckpointManager``: TF writes the data to temporary files and renames
-them, and updates the ``checkpoint`` index atomically, so a killed run resumes from its last
-checkpoint with ``resume=True``; the generator's RNG state is checkpointed too).
+Runs write ``config.json`` (``chainer_va.runinfo``; the original record, kept: each resume adds
+``config_resume_<step>.json``), ``log.jsonl`` (one JSON line per logged step, appended as it is
+logged), ``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF checkpoints under
+``checkpoints/`` (``tf.train.CheckpointManager``, the two newest kept; TF writes the data and the
+index through temporary files, the index last). A killed run resumes from its newest checkpoint with
+``resume=True`` (the generator's RNG state is checkpointed too, so the result is the uninterrupted
+run's); log rows past that checkpoint are dropped and logged again. Resuming needs the recorded
+settings (all but ``RESUME_MAY_CHANGE``), and every file it reads is checked first: a damaged one is
+an error that names it and the fix, before anything in the folder is written.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -47,7 +52,8 @@ from chainer_va.schedules import implied_beta
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 
 __all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
-           "ANNEAL_MODES", "main"]
+           "config_differences", "format_differences", "ANNEAL_MODES", "RESUME_MAY_CHANGE", "UganError",
+           "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
 ANNEAL_MODES = ("none", "lik", "ent")
 DEFAULT_STEPS = 5000
@@ -178,21 +184,169 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, mininterval=2.0, file=sys.stderr)
 
 
+class UganError(Exception):
+    """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
+    names the problem and the fix. The CLI prints it as one line and exits with status 2."""
+
+
+class SettingsError(UganError, ValueError):
+    """A bad argument value or combination of arguments."""
+
+
+class RunExistsError(UganError, FileExistsError):
+    """``out`` already holds a run and ``resume`` was not asked for (nothing was written)."""
+
+
+class ResumeMismatchError(UganError, ValueError):
+    """``resume=True`` with settings that differ from the run recorded in ``out/config.json``."""
+
+
+class DamagedFileError(UganError, RuntimeError):
+    """A file of a run folder (checkpoint, snapshot, log, config record) cannot be read back."""
+
+
+class DivergedError(UganError, FloatingPointError):
+    """A logged loss, nu's negative log-likelihood or the entropy estimate became non-finite."""
+
+
+#: Keys of the recorded configuration that a resumed run may change: they decide only when rows are
+#: logged and checkpoints written, not the training itself (steps run in the same order whatever the
+#: chunking). Everything else, ``extra_config`` (the CLI's ``target``) included, must be equal.
+RESUME_MAY_CHANGE = ("log_every", "checkpoint_every")
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "log.jsonl"
+_CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join("{}: {}".format(type(error).__name__, error).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_normalised(obj):
+    """``obj`` as it reads back from config.json (tuples become lists, numpy scalars plain numbers)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def config_differences(recorded: dict, config: dict) -> Dict[str, tuple]:
+    """``{key: (recorded value, new value)}`` for every key whose value differs between a run's recorded
+    configuration and a new one, a key only one side has included (its missing value shown as the
+    string ``"(absent)"``); the keys in :data:`RESUME_MAY_CHANGE` are not compared."""
+    recorded = _json_normalised(recorded)
+    config = _json_normalised(config)
+    diff = {}
+    for key in sorted(set(recorded) | set(config)):
+        if key in RESUME_MAY_CHANGE:
+            continue
+        old, new = recorded.get(key, "(absent)"), config.get(key, "(absent)")
+        if old != new:
+            diff[key] = (old, new)
+    return diff
+
+
+def format_differences(diff: Dict[str, tuple]) -> str:
+    """``"key: old -> new, ..."`` for :func:`config_differences`' result."""
+    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
+
+
+def _checkpoint_numbers(ckdir: Path) -> List[int]:
+    """Steps of the checkpoints in ``ckdir`` (sorted). A checkpoint counts when its ``.index`` file
+    exists: TensorFlow writes the data file first and the index last, each through a temporary file."""
+    if not ckdir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for m in (_CKPT_RE.match(p.name) for p in ckdir.iterdir()) if m)
+
+
+def _checkpoint_files(ckdir: Path, number: int) -> List[Path]:
+    return sorted(ckdir.glob("ckpt-{}.*".format(number)))
+
+
+def _write_checkpoint_state(ckdir: Path, numbers: Sequence[int]) -> None:
+    """Rewrite TF's ``checkpoint`` index from the checkpoint files present (newest last), so that
+    ``tf.train.CheckpointManager`` neither keeps checkpoints deleted by hand on its list (and sweeps a
+    good one too early) nor misses an index that was damaged. No checkpoint: the index is removed."""
+    state = ckdir / "checkpoint"
+    if not numbers:
+        if state.exists():
+            state.unlink()
+        return
+    stamps = [(ckdir / "ckpt-{}.index".format(n)).stat().st_mtime for n in numbers]
+    lines = ['model_checkpoint_path: "ckpt-{}"'.format(numbers[-1])]
+    lines += ['all_model_checkpoint_paths: "ckpt-{}"'.format(n) for n in numbers]
+    lines += ["all_model_checkpoint_timestamps: {!r}".format(float(t)) for t in stamps]
+    lines.append("last_preserved_timestamp: {!r}".format(float(min(stamps)) - 1.0))
+    runinfo.atomic_write_text(state, "\n".join(lines) + "\n")
+
+
 def _read_log(path: Path, upto_step: int) -> List[dict]:
+    """The rows of ``log.jsonl`` with ``step <= upto_step``. Rows are appended as they are logged, so a
+    killed run may leave rows past its last checkpoint (dropped here: the resumed run logs them again)
+    and a torn last line (ignored: it was being written when the run was killed, past the checkpoint)."""
     if not path.exists():
         return []
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
     rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
             row = json.loads(line)
-            if row["step"] <= upto_step:
-                rows.append(row)
+            step = int(row["step"])
+        except (ValueError, KeyError, TypeError) as e:
+            if i == len(lines) - 1:
+                continue
+            raise DamagedFileError("{} line {} is damaged ({}); delete that line, or the whole file (it is the "
+                                   "run's record only: the checkpoints hold the training state), and resume "
+                                   "again".format(path, i + 1, _one_line(e))) from None
+        if step <= upto_step:
+            rows.append(row)
     return rows
 
 
-_RESUME_KEYS = ("kind", "dim", "anneal", "schedule", "lambda0", "batch_size", "hidden_units", "flow_blocks",
-                "generator_hidden", "noise_dim", "lr", "flow_lr", "seed", "flow_steps", "max_log_scale",
-                "lr_final_fraction", "steps")
+def _load_snapshot(path: Path, shape: tuple) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+        if array.shape != shape:
+            raise ValueError("shape {} instead of {}".format(array.shape, shape))
+        return array
+    except (OSError, ValueError, EOFError) as e:
+        raise DamagedFileError("snapshot {} is damaged ({}); a checkpoint cannot rebuild it: delete it to "
+                               "resume without that snapshot, or start again in another out folder".format(
+                                   path, _one_line(e))) from None
+
+
+def _recorded_config(out_path: Path) -> dict:
+    try:
+        return runinfo.read_run_config(out_path)["config"]
+    except FileNotFoundError:
+        raise DamagedFileError("{} holds checkpoints but no {}, so the run's settings cannot be checked; put "
+                               "the run's {} back, or start again in another out folder".format(
+                                   out_path, runinfo.CONFIG_FILENAME, runinfo.CONFIG_FILENAME)) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DamagedFileError("{} is damaged ({}), so the run's settings cannot be checked; put the run's "
+                               "record back, or start again in another out folder".format(
+                                   out_path / runinfo.CONFIG_FILENAME, _one_line(e))) from None
+
+
+def _restore(ckpt, step_var, ckdir: Path, numbers: List[int]) -> int:
+    """Restore the newest checkpoint; a damaged one is a :class:`DamagedFileError` naming its files and
+    the previous checkpoint kept (``max_to_keep=2``), which deleting the damaged files falls back to."""
+    number = numbers[-1]
+    try:
+        ckpt.restore(str(ckdir / "ckpt-{}".format(number))).assert_existing_objects_matched()
+        if int(step_var.numpy()) != number:
+            raise ValueError("it holds step {}, not {}".format(int(step_var.numpy()), number))
+    except (IndexError, ValueError, AssertionError, tf.errors.OpError) as e:
+        names = ", ".join(p.name for p in _checkpoint_files(ckdir, number))
+        if len(numbers) > 1:
+            fix = "delete its files to resume from the previous checkpoint ckpt-{} (step {})".format(
+                numbers[-2], numbers[-2])
+        else:
+            fix = "no earlier checkpoint is kept: delete its files to restart the run from step 0, or start " \
+                  "again in another out folder"
+        raise DamagedFileError("checkpoint {} ({}) cannot be restored ({}); {}".format(
+            ckdir / "ckpt-{}".format(number), names, _one_line(e), fix)) from None
+    return number
 
 
 def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: str, lambda0: float,
@@ -202,32 +356,47 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
            schedule_options: Optional[dict],
            out, resume: bool, log_every: int, checkpoint_every: int, snapshot_steps: Sequence[int],
            snapshot_size: int, progress: bool, extra_config: Optional[dict],
-           callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
-    if not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError("dim must be a positive integer, got {!r}".format(dim))
+           callback: Optional[Callable[[dict], None]] = None,
+           check_only: bool = False) -> Optional[SamplerResult]:
+    def positive_int(name, value, least=1):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise SettingsError("{} must be an integer >= {}, got {!r}".format(name, least, value))
+
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise SettingsError("dim must be a positive integer, got {!r}".format(dim))
     if anneal not in ANNEAL_MODES:
-        raise ValueError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError("steps must be a positive integer, got {!r}".format(steps))
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 2:
-        raise ValueError("batch_size must be an integer >= 2, got {!r}".format(batch_size))
+        raise SettingsError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
+    positive_int("steps", steps)
+    positive_int("batch_size", batch_size, 2)
+    positive_int("log_every", log_every)
+    positive_int("checkpoint_every", checkpoint_every)
+    positive_int("snapshot_size", snapshot_size)
+    if kind == "ugan":
+        positive_int("flow_steps", flow_steps)
     if not lr > 0 or (flow_lr is not None and not flow_lr > 0):
-        raise ValueError("learning rates must be positive, got lr={} flow_lr={}".format(lr, flow_lr))
+        raise SettingsError("learning rates must be positive, got lr={} flow_lr={}".format(lr, flow_lr))
     if not 0.0 < lr_final_fraction <= 1.0:
-        raise ValueError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
+        raise SettingsError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
             lr_final_fraction))
     if anneal == "none" and lambda0 != 0.0:
-        raise ValueError("lambda0={} has no effect with anneal='none'; pass anneal='lik' or 'ent', or "
-                         "lambda0=0".format(lambda0))
+        raise SettingsError("lambda0={} has no effect with anneal='none'; pass anneal='lik' or 'ent', or "
+                            "lambda0=0".format(lambda0))
+    bad_snaps = [int(s) for s in snapshot_steps if not 0 <= int(s) <= steps]
+    if bad_snaps:
+        raise SettingsError("snapshot steps {} are outside 0..steps={}; drop them or train longer".format(
+            bad_snaps, steps))
     if resume and out is None:
-        raise ValueError("resume=True needs out= (the folder holding the checkpoints)")
+        raise SettingsError("resume=True needs out= (the folder holding the checkpoints)")
     steps = int(steps)
     dim = int(dim)
     flow_lr = lr if flow_lr is None else flow_lr
     noise_dim = dim if noise_dim is None else int(noise_dim)
-    sched = schedules.make(schedule, lambda0, steps, **(schedule_options or {}))
-    lams = _lambda_table(anneal, sched, steps)
-    _check_log_density(log_density, dim)
+    try:
+        sched = schedules.make(schedule, lambda0, steps, **(schedule_options or {}))
+        lams = _lambda_table(anneal, sched, steps)
+        _check_log_density(log_density, dim)
+    except (ValueError, TypeError) as e:
+        raise SettingsError(str(e)) from None
 
     config = {
         "kind": kind, "dim": dim, "anneal": anneal, "schedule": schedule, "schedule_config": sched.config(),
@@ -237,7 +406,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
         "generator_hidden": [int(h) for h in generator_hidden] if kind == "ugan" else None,
         "noise_dim": noise_dim if kind == "ugan" else None, "generator_activation": generator_activation,
         "max_log_scale": float(max_log_scale), "lr_final_fraction": float(lr_final_fraction), "log_every": int(log_every),
-        "checkpoint_every": int(checkpoint_every), "snapshot_steps": sorted(int(s) for s in snapshot_steps),
+        "checkpoint_every": int(checkpoint_every), "snapshot_steps": sorted({int(s) for s in snapshot_steps}),
         "snapshot_size": int(snapshot_size), "adam_betas": [ADAM_BETA1, ADAM_BETA2],
         "log_density": getattr(log_density, "__name__", repr(log_density)),
     }
@@ -245,11 +414,38 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
 
     import tf_keras
 
-    flow = MAF(dim, hidden_units=hidden_units, num_blocks=flow_blocks, max_log_scale=max_log_scale,
-               seed=seed, name="nu")
-    generator = None
-    if kind == "ugan":
-        generator = Generator(dim, noise_dim, generator_hidden, generator_activation, seed=seed + 1)
+    try:
+        flow = MAF(dim, hidden_units=hidden_units, num_blocks=flow_blocks, max_log_scale=max_log_scale,
+                   seed=seed, name="nu")
+        generator = None
+        if kind == "ugan":
+            generator = Generator(dim, noise_dim, generator_hidden, generator_activation, seed=seed + 1)
+    except ValueError as e:
+        raise SettingsError(str(e)) from None
+
+    out_path = Path(out) if out is not None else None
+    ckdir = out_path / CHECKPOINT_DIR if out_path is not None else None
+    numbers: List[int] = []
+    has_record = False
+    if out_path is not None:
+        # check the folder before anything is written to it
+        numbers = _checkpoint_numbers(ckdir)
+        has_record = (out_path / runinfo.CONFIG_FILENAME).exists()
+        if (numbers or has_record) and not resume:
+            held = ([runinfo.CONFIG_FILENAME] if has_record else []) + (
+                ["{}/ckpt-{}".format(CHECKPOINT_DIR, numbers[-1])] if numbers else [])
+            raise RunExistsError("{} already holds a run ({}); pass resume=True (--resume) to continue it with the "
+                                 "same settings, or choose a new out folder (nothing was written)".format(
+                                     out_path, ", ".join(held)))
+        if resume and (numbers or has_record):
+            diff = config_differences(_recorded_config(out_path), config)
+            if diff:
+                raise ResumeMismatchError(
+                    "cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with "
+                    "the recorded settings, or choose another out folder (--out) for the new ones "
+                    "(only {} may change on resume)".format(out_path, out_path / runinfo.CONFIG_FILENAME,
+                                                             format_differences(diff), ", ".join(RESUME_MAY_CHANGE)))
+
     gen_vars = generator.trainable_variables if generator is not None else None
     flow_vars = flow.trainable_variables
     def rate(base_lr, updates_per_step=1):
@@ -272,33 +468,44 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
     if gen_opt is not None:
         gen_opt.build(gen_vars)
 
-    out_path = Path(out) if out is not None else None
     manager = None
     history: List[dict] = []
     snapshots: Dict[int, np.ndarray] = {}
     start = 0
+    log_handle = None
     if out_path is not None:
         ckpt = tf.train.Checkpoint(flow=flow, flow_opt=flow_opt, rng=rng, step=step_var,
                                    **({"generator": generator, "gen_opt": gen_opt} if generator else {}))
-        manager = tf.train.CheckpointManager(ckpt, str(out_path / "checkpoints"), max_to_keep=2)
-        if manager.latest_checkpoint is not None:
-            if not resume:
-                raise FileExistsError("{} already holds a run (checkpoints/); pass resume=True (--resume) to "
-                                      "continue it, or choose a new out folder".format(out_path))
-            old = runinfo.read_run_config(out_path)["config"]
-            changed = [k for k in _RESUME_KEYS if old.get(k) != config.get(k)]
-            if changed:
-                raise ValueError("cannot resume {}: the settings {} differ from the recorded run; use the "
-                                 "same settings or a new out folder".format(out_path, changed))
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            start = int(step_var.numpy())
-            history = _read_log(out_path / "log.jsonl", start)
+        if numbers:
+            start = _restore(ckpt, step_var, ckdir, numbers)
             for s in config["snapshot_steps"]:
                 f = out_path / "snapshots" / "step_{}.npy".format(s)
-                if s <= start and f.exists():
-                    snapshots[s] = np.load(f)
-        runinfo.write_run_config(out_path, config, seed=seed)
-        runinfo.atomic_write_text(out_path / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                if s <= start:
+                    if f.exists():
+                        snapshots[s] = _load_snapshot(f, (int(snapshot_size), dim))
+                    elif not check_only:
+                        print("note: {} is missing; the resumed run has no snapshot at step {}".format(f, s),
+                              file=sys.stderr)
+            history = _read_log(out_path / LOG_FILE, start)
+        if check_only:
+            return None
+        # every check passed: from here on the folder is written
+        if numbers or ckdir.exists():
+            _write_checkpoint_state(ckdir, numbers)
+        manager = tf.train.CheckpointManager(ckpt, str(ckdir), max_to_keep=2)
+        if has_record:  # the original record stays; each resume adds its own
+            name = "config_resume_{:08d}.json".format(start)
+            k = 2
+            while (out_path / name).exists():
+                name = "config_resume_{:08d}_{}.json".format(start, k)
+                k += 1
+            runinfo.write_run_config(out_path, config, seed=seed, filename=name)
+        else:
+            runinfo.write_run_config(out_path, config, seed=seed)
+        runinfo.atomic_write_text(out_path / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
+        log_handle = open(out_path / LOG_FILE, "a")
+    elif check_only:
+        return None
 
     clip = DEFAULT_GRAD_CLIP
 
@@ -358,54 +565,63 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             buf = _npy_bytes(samples)
             runinfo.atomic_write_bytes(out_path / "snapshots" / "step_{}.npy".format(t), buf)
 
-    if start == 0 and 0 in snap_set and 0 not in snapshots:
-        take_snapshot(0)
-    bar = _progress(steps, start, progress, "{} {}".format(kind, anneal))
-    t0 = time.time()
-    log_lines: List[str] = []
-    last_print = time.time()
-    weights = np.array([objective_weights(anneal, float(l)) for l in lams], np.float32)
-    events = sorted({s for s in snap_set if start < s <= steps}
-                    | set(range(log_every, steps + 1, log_every))
-                    | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if manager is not None else set())
-                    | {steps})
-    t = start
-    for done in events:
-        if done <= t:
-            continue
-        metrics = train_chunk(tf.constant(weights[t:done, 0]), tf.constant(weights[t:done, 1]))
-        if bar is not None:
-            bar.update(done - t)
-        t = done
-        step_var.assign(done)
-        lam = float(lams[done - 1])
-        if done % log_every == 0 or done == steps:
-            row = {"step": done, "lambda": lam, "beta": implied_beta(anneal, lam) if anneal != "none" else 1.0,
-                   "time_s": round(time.time() - t0, 3)}
-            row.update({k: float(v) for k, v in metrics.items()})
-            # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
-            row["flow_lr"] = float(flow_opt.learning_rate)
-            row["lr"] = float(gen_opt.learning_rate) if gen_opt is not None else row["flow_lr"]
-            if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
-                raise FloatingPointError("training diverged by step {}: {}; lower lr (now {}) or "
-                                         "max_log_scale (now {})".format(done, row, lr, max_log_scale))
-            history.append(row)
-            log_lines.append(json.dumps(row) + "\n")
-            if bar is None and progress and time.time() - last_print > 5.0:
-                print("[{} {}] step {}/{} loss {:.4f} entropy {:.3f}".format(
-                    kind, anneal, done, steps, row["loss"], row["entropy"]), flush=True)
-                last_print = time.time()
-        if done in snap_set:
-            take_snapshot(done)
-        if manager is not None and (done % checkpoint_every == 0 or done == steps):
-            with open(out_path / "log.jsonl", "a") as f:  # the log is ahead of, never behind, the checkpoint
-                f.writelines(log_lines)
-            log_lines = []
-            manager.save(checkpoint_number=done)
-        if callback is not None and history and history[-1]["step"] == done:
-            callback(history[-1])
-    if bar is not None:
-        bar.close()
+    bar = None
+    try:
+        if start == 0 and 0 in snap_set and 0 not in snapshots:
+            take_snapshot(0)
+        bar = _progress(steps, start, progress, "{} {}".format(kind, anneal))
+        t0 = time.time()
+        last_print = time.time()
+        weights = np.array([objective_weights(anneal, float(l)) for l in lams], np.float32)
+        events = sorted({s for s in snap_set if start < s <= steps}
+                        | set(range(log_every, steps + 1, log_every))
+                        | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if manager is not None
+                           else set())
+                        | {steps})
+        t = start
+        for done in events:
+            if done <= t:
+                continue
+            metrics = train_chunk(tf.constant(weights[t:done, 0]), tf.constant(weights[t:done, 1]))
+            if bar is not None:
+                bar.update(done - t)
+            t = done
+            step_var.assign(done)
+            lam = float(lams[done - 1])
+            if done % log_every == 0 or done == steps:
+                row = {"step": done, "lambda": lam,
+                       "beta": implied_beta(anneal, lam) if anneal != "none" else 1.0,
+                       "time_s": round(time.time() - t0, 3)}
+                row.update({k: float(v) for k, v in metrics.items()})
+                # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
+                row["flow_lr"] = float(flow_opt.learning_rate)
+                row["lr"] = float(gen_opt.learning_rate) if gen_opt is not None else row["flow_lr"]
+                if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
+                    raise DivergedError(
+                        "training diverged by step {}: {}; resuming would repeat it (the run is deterministic): "
+                        "start a new run (another out folder) with a smaller lr (--lr, now {}), a smaller bound "
+                        "on nu's log-scales (max_log_scale, --max-log-scale, now {}) or another seed".format(
+                            done, json.dumps(row), lr, max_log_scale))
+                history.append(row)
+                if log_handle is not None:  # appended at once: a killed run keeps its log up to the kill
+                    log_handle.write(json.dumps(row) + "\n")
+                    log_handle.flush()
+                if bar is None and progress and time.time() - last_print > 5.0:
+                    print("[{} {}] step {}/{} loss {:.4f} entropy {:.3f}".format(
+                        kind, anneal, done, steps, row["loss"], row["entropy"]), flush=True)
+                    last_print = time.time()
+            if done in snap_set:
+                take_snapshot(done)
+            if manager is not None and (done % checkpoint_every == 0 or done == steps):
+                os.fsync(log_handle.fileno())  # the log is ahead of, never behind, the checkpoint
+                manager.save(checkpoint_number=done)
+            if callback is not None and history and history[-1]["step"] == done:
+                callback(history[-1])
+    finally:
+        if bar is not None:  # closed on errors too: an error message then starts on its own line
+            bar.close()
+        if log_handle is not None:
+            log_handle.close()
     if out_path is not None:
         runinfo.atomic_write_bytes(out_path / "samples.npy", _npy_bytes(result.sample(snapshot_size,
                                                                                      seed=int(seed) + 1299709)))
@@ -431,23 +647,30 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
                   log_every: int = DEFAULT_LOG_EVERY, checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
                   snapshot_steps: Sequence[int] = (), snapshot_size: int = 5000, progress: bool = False,
                   extra_config: Optional[dict] = None,
-                  callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
+                  callback: Optional[Callable[[dict], None]] = None,
+                  check_only: bool = False) -> Optional[SamplerResult]:
     """Train a U-GAN generator to sample u ∝ exp(log_density) under the annealed objective (SPEC §1, §7).
 
     ``anneal``: none | lik (KL - lambda E_q[log p], beta = 1 + lambda) | ent (KL - lambda H(q),
     beta = 1/(1 + lambda)); ``schedule``/``lambda0``/``schedule_options`` as in
     ``chainer_va.schedules.make`` over ``steps`` iterations. ``hidden_units``/``flow_blocks``
     size the MAF density estimate nu (J.2.1 defaults: 8 blocks of [512, 512]). ``out``: folder for
-    config.json, log.jsonl, snapshots and checkpoints (``resume=True`` continues a killed run).
+    config.json, log.jsonl, snapshots and checkpoints. A folder that holds a run is refused
+    (:class:`RunExistsError`) unless ``resume=True``, which continues it from its newest checkpoint
+    with the recorded settings (any other difference than :data:`RESUME_MAY_CHANGE`, ``extra_config``
+    included, is a :class:`ResumeMismatchError`; damaged files a :class:`DamagedFileError`); config.json
+    keeps the original record and each resume writes ``config_resume_<step>.json``.
     ``lr_final_fraction`` < 1 decays both learning rates linearly to that fraction (less SGD noise at
     the end); ``flow_steps`` maximum-likelihood steps of nu per generator step; ``callback(row)`` is
-    called with each logged row (after that step's checkpoint, if any).
+    called with each logged row (after that step's checkpoint, if any). ``check_only=True`` runs every
+    check above (settings, the out folder, restoring its checkpoint and reading its files) and returns
+    None without training or writing anything. A non-finite loss raises :class:`DivergedError`.
     Returns a :class:`SamplerResult` with ``.sample(n)`` and ``.history``.
     """
     return _train("ugan", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
                   flow_blocks, lr, flow_lr, flow_steps, generator_hidden, noise_dim, generator_activation,
                   max_log_scale, lr_final_fraction, schedule_options, out, resume, log_every, checkpoint_every, snapshot_steps,
-                  snapshot_size, progress, extra_config, callback)
+                  snapshot_size, progress, extra_config, callback, check_only)
 
 
 def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEPS, seed: int = 0,
@@ -459,13 +682,16 @@ def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEP
                       checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY, snapshot_steps: Sequence[int] = (),
                       snapshot_size: int = 5000, progress: bool = False,
                       extra_config: Optional[dict] = None,
-                      callback: Optional[Callable[[dict], None]] = None) -> SamplerResult:
+                      callback: Optional[Callable[[dict], None]] = None,
+                      check_only: bool = False) -> Optional[SamplerResult]:
     """The direct baseline of J.2: a MAF nu trained on KL(nu || mu) = E_nu[log nu - log u] alone
-    (reparameterised forward samples); same return type and run records as :func:`train_sampler`."""
+    (reparameterised forward samples); same return type, run records, resume rules, errors and
+    ``check_only`` as :func:`train_sampler`."""
     return _train("direct", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
                   flow_blocks, lr, None, 0, (), None, "relu", max_log_scale, lr_final_fraction, schedule_options,
                   out, resume,
-                  log_every, checkpoint_every, snapshot_steps, snapshot_size, progress, extra_config, callback)
+                  log_every, checkpoint_every, snapshot_steps, snapshot_size, progress, extra_config, callback,
+                  check_only)
 
 
 def _parse_ints(text: str) -> List[int]:
@@ -473,7 +699,13 @@ def _parse_ints(text: str) -> List[int]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI: ``python -m tfp_flows.ugan --target banana --anneal lik --lambda0 -0.5 --schedule linear``."""
+    """CLI: ``python -m tfp_flows.ugan --target banana --anneal lik --lambda0 -0.5 --schedule linear --out DIR``.
+
+    Writes the run folder (see :func:`train_sampler`) and ``quality.json`` (energy distance and MMD^2
+    of the sampler to exact samples). User errors (:class:`UganError`: bad settings, a folder holding a
+    run without ``--resume``, ``--resume`` with other settings, damaged files, divergence) print one
+    line and return 2; argparse errors exit with 2 as well.
+    """
     from chainer_va import sample_distance
     from tfp_flows import targets
 
@@ -491,11 +723,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--flow-blocks", type=int, default=DEFAULT_FLOW_BLOCKS)
     p.add_argument("--generator-hidden", type=_parse_ints, default=list(DEFAULT_GENERATOR_HIDDEN))
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
+    p.add_argument("--max-log-scale", type=float, default=DEFAULT_MAX_LOG_SCALE,
+                   help="bound c on nu's log-scales, c tanh(raw/c) (smaller: steadier, less expressive)")
     p.add_argument("--snapshot-steps", type=_parse_ints, default=[])
     p.add_argument("--eval-samples", type=int, default=2000, help="samples for the energy distance / MMD")
     p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest checkpoint (same settings required)")
     args = p.parse_args(argv)
+    if args.eval_samples < 2:
+        p.error("--eval-samples must be >= 2, got {}".format(args.eval_samples))
     from chainer_va.seeding import seed_everything
 
     seed_everything(args.seed, tensorflow=True)
@@ -503,17 +740,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
                   flow_blocks=args.flow_blocks, lr=args.lr, out=args.out, resume=args.resume,
                   anneal=args.anneal, schedule=args.schedule, lambda0=args.lambda0,
-                  snapshot_steps=args.snapshot_steps, progress=True, extra_config={"target": args.target})
-    if args.method == "ugan":
-        res = train_sampler(target.log_density, target.dim, generator_hidden=args.generator_hidden, **common)
-    else:
-        res = train_direct_flow(target.log_density, target.dim, **common)
-    rng = np.random.default_rng(args.seed + 1)
-    exact = target.sample(args.eval_samples, rng)
-    model = res.sample(args.eval_samples, seed=args.seed + 2)
-    quality = {"energy_distance": sample_distance.energy_distance(model, exact),
-               "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples}
-    runinfo.atomic_write_json(Path(args.out) / "quality.json", quality)
+                  max_log_scale=args.max_log_scale, snapshot_steps=args.snapshot_steps, progress=True,
+                  extra_config={"target": args.target})
+    try:
+        with runinfo.exclusive_run_lock(args.out):  # one job per folder
+            if args.method == "ugan":
+                res = train_sampler(target.log_density, target.dim, generator_hidden=args.generator_hidden,
+                                    **common)
+            else:
+                res = train_direct_flow(target.log_density, target.dim, **common)
+            rng = np.random.default_rng(args.seed + 1)
+            exact = target.sample(args.eval_samples, rng)
+            model = res.sample(args.eval_samples, seed=args.seed + 2)
+            quality = {"energy_distance": sample_distance.energy_distance(model, exact),
+                       "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples}
+            runinfo.atomic_write_json(Path(args.out) / "quality.json", quality)
+    except (UganError, runinfo.RunLockedError) as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
     print(json.dumps(quality))
     return 0
 
