@@ -185,3 +185,14 @@ def read_cache_npz(path: str | os.PathLike, read: Callable[[Any], T]) -> Optiona
             path, type(e).__name__, e), stacklevel=2)
         path.unlink(missing_ok=True)
         return None
+
+
+def copy_files(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, names) -> list:
+    """Copy ``src_dir/src`` to ``dst_dir/dst`` for each ``(src, dst)`` of ``names``, each atomically, and
+    return the written paths; if any source is missing, FileNotFoundError naming them all, before
+    anything is copied (e.g. refreshing the figures in docs/images from a finished run)."""
+    src_dir, dst_dir = Path(src_dir), Path(dst_dir)
+    missing = [str(src_dir / src) for src, _ in names if not (src_dir / src).is_file()]
+    if missing:
+        raise FileNotFoundError("{} missing; nothing was copied".format(", ".join(missing)))
+    return [atomic_write_bytes(dst_dir / dst, (src_dir / src).read_bytes()) for src, dst in names]

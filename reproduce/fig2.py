@@ -125,12 +125,10 @@ def load_dae(path, link, settings: dict) -> None:
 def publish_docs(out, docs_dir=None) -> list:
     """Copy ``out``'s fig2.png and table.md into ``docs_dir`` (default: this repository's docs/images)
     under the names the README links, each atomically; returns the written paths."""
-    out = Path(out)
-    docs_dir = DOCS_IMAGES if docs_dir is None else Path(docs_dir)
-    missing = [str(out / src) for src, _ in PUBLISHED if not (out / src).is_file()]
-    if missing:
-        raise Fig2Error("--publish-docs: {} missing; nothing was copied".format(", ".join(missing)))
-    return [runinfo.atomic_write_bytes(docs_dir / dst, (out / src).read_bytes()) for src, dst in PUBLISHED]
+    try:
+        return runinfo.copy_files(out, DOCS_IMAGES if docs_dir is None else docs_dir, PUBLISHED)
+    except FileNotFoundError as e:
+        raise Fig2Error("--publish-docs: {}".format(e)) from None
 
 
 def _check_args(args) -> None:

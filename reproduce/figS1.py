@@ -306,12 +306,10 @@ def publish_docs(out, docs_dir=None) -> list:
     """Copy the figures and table of ``out`` into ``docs_dir`` (default: this repository's docs/images),
     each atomically, under the names the README links; returns the written paths. A missing file (no
     annealed run, so no figS1.png) is a :class:`FigS1Error` before anything is copied."""
-    out = Path(out)
-    docs_dir = DOCS_IMAGES if docs_dir is None else Path(docs_dir)
-    missing = [str(out / src) for src, _ in PUBLISHED if not (out / src).is_file()]
-    if missing:
-        raise FigS1Error("--publish-docs: {} missing; nothing was copied".format(", ".join(missing)))
-    return [runinfo.atomic_write_bytes(docs_dir / dst, (out / src).read_bytes()) for src, dst in PUBLISHED]
+    try:
+        return runinfo.copy_files(out, DOCS_IMAGES if docs_dir is None else docs_dir, PUBLISHED)
+    except FileNotFoundError as e:
+        raise FigS1Error("--publish-docs: {}".format(e)) from None
 
 
 def _npy(a):

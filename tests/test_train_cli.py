@@ -95,23 +95,29 @@ def test_resume_may_switch_the_speed_ups_off_and_gets_the_same_run(images, tmp_p
     assert_same_run(uninterrupted, part)
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(images, tmp_path, uninterrupted):
-    """A real kill: SIGKILL the CLI process once its first snapshot exists, then --resume."""
-    part = tmp_path / "killed"
+def signal_training(images, part, snapshot_interval: str, ready, sig) -> tuple:
+    """Start the training CLI into ``part``, send ``sig`` once ``ready()`` holds, return (status, stderr)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "chainer_va.train"]
-                            + tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "2"),
+                            + tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", snapshot_interval),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
     try:
         deadline = time.time() + 120
-        while latest_snapshot(part) is None and proc.poll() is None and time.time() < deadline:
+        while not ready() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        _, err = proc.communicate(timeout=60)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == -signal.SIGKILL, err.decode()[-2000:]  # it was killed, not finished
+    return proc.returncode, err.decode()
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(images, tmp_path, uninterrupted):
+    """A real kill: SIGKILL the CLI process once its first snapshot exists, then --resume."""
+    part = tmp_path / "killed"
+    status, err = signal_training(images, part, "2", lambda: latest_snapshot(part) is not None, signal.SIGKILL)
+    assert status == -signal.SIGKILL, err[-2000:]  # it was killed, not finished
     killed_at = list_snapshots(part)[-1][0]
     assert killed_at < 10 and not (part / train.GEN_FINAL).exists()
     resumed = train.main(["--out", str(part), "--resume"] + QUIET)
@@ -125,21 +131,9 @@ def test_a_stop_signal_writes_a_snapshot_of_the_last_iteration_and_resume_contin
     """Ctrl-C / SIGTERM: the iteration in progress ends, its snapshot is written (not only the periodic
     ones: none is due before iteration 10 here), exit status 130, and --resume gives the same run."""
     part = tmp_path / "signalled"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "chainer_va.train"]
-                            + tiny(images, part, *RESUME_FLAGS, "--snapshot-interval", "100"),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(REPO))
-    try:
-        deadline = time.time() + 120
-        while not (part / "log").is_file() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)  # the log appears after iteration 1
-        proc.send_signal(stop_signal)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = err.decode()
-    assert proc.returncode == 130, err[-2000:]
+    # the log appears after iteration 1
+    status, err = signal_training(images, part, "100", lambda: (part / "log").is_file(), stop_signal)
+    assert status == 130, err[-2000:]
     stopped_at = list_snapshots(part)[-1][0]
     assert 1 <= stopped_at < 10 and "stopped: {} at iteration {}".format(stop_signal.name, stopped_at) in err
     result = json.loads((part / "result.json").read_text())
