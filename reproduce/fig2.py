@@ -52,7 +52,7 @@ def _ints(text):
 
 def parse_args(argv=None):
     """The command line (``--help`` lists every option)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--out", default="results/fig2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=score_toy.SIGMA, help="DAE noise level (supplement G: 0.2)")

@@ -56,7 +56,7 @@ def _ints(text):
 
 def parse_args(argv=None):
     """The command line (``--help`` lists every option)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--out", default="results/figS1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default="banana,kidney")

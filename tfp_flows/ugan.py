@@ -709,7 +709,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from chainer_va import sample_distance
     from tfp_flows import targets
 
-    p = argparse.ArgumentParser(prog="python -m tfp_flows.ugan", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tfp_flows.ugan",
+                                description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--target", default="banana", choices=targets.NAMES)
     p.add_argument("--method", default="ugan", choices=("ugan", "direct"))
     p.add_argument("--anneal", default="none", choices=ANNEAL_MODES)
