@@ -1,21 +1,24 @@
 """Learning curves of soft Q-learning on Swimmer-v5: MAF agent with/without annealing vs amortised SVGD (supplement J.3).
 
-Runs ``python -m rl.train`` once per (agent, seed) into ``--out/<agent>/seed<k>`` (each with --resume,
-so an interrupted sweep continues where it stopped; finished runs are skipped), evaluates the uniform
-random policy on the same fixed-seed evaluation episodes, and writes ``--out/curves.png`` (mean ±
-std over seeds of the evaluation return vs environment steps), ``--out/summary.md`` and
-``--out/summary.json`` (final returns and wall times).
+Runs ``python -m rl.train`` once per (agent, seed) into ``<out>/<agent>/seed<k>`` (``--out`` defaults to
+``runs/rl_<preset>``, one folder per preset). Each run is started with --resume, so an interrupted
+sweep continues where it stopped, and finished runs are kept. A run folder whose recorded settings
+(its config.json) differ from the ones this sweep asks for is never reused nor tabulated: the sweep
+stops before training anything and names the folder and the differences (move it away or choose
+another ``--out``). Then the uniform random policy is evaluated on the same fixed-seed evaluation
+episodes, and ``<out>/curves.png`` (mean ± sample std over seeds of the evaluation return vs
+environment steps), ``<out>/summary.md`` and ``<out>/summary.json`` (final returns, wall times) are
+written. "std" in the tables is the sample standard deviation (ddof = 1), as for BLR and Table 1.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -39,23 +42,77 @@ PRESETS = {
     "quick": dict(steps=2000, seeds=1, start_steps=500, eval_every=500, eval_episodes=2,
                   maf_hidden=64, checkpoint_every=1000),
 }
+STD_NOTE = "sample std over seeds, ddof=1"
 
 
-def run_one(out: Path, name: str, seed: int, p: dict, env: str, extra: List[str]) -> Path:
-    """Train (or resume, or skip when finished) one agent/seed with ``python -m rl.train``; returns its folder."""
-    run_dir = out / name / "seed{}".format(seed)
-    pointer = run_dir / "checkpoints" / "latest.json"
-    if pointer.exists() and json.loads(pointer.read_text())["step"] >= p["steps"]:
-        print("[rl] {} seed {}: finished earlier, skipped".format(name, seed), flush=True)
-        return run_dir
-    cmd = [sys.executable, "-m", "rl.train", "--env", env, "--seed", str(seed), "--steps", str(p["steps"]),
-           "--start-steps", str(p["start_steps"]), "--eval-every", str(p["eval_every"]),
-           "--eval-episodes", str(p["eval_episodes"]), "--maf-hidden", str(p["maf_hidden"]),
-           "--checkpoint-every", str(p["checkpoint_every"]), "--progress-every", str(p["eval_every"]),
-           "--out", str(run_dir), "--resume"] + AGENTS[name] + extra
+class SweepError(SystemExit):
+    """A sweep that cannot go on (bad flags, a run folder with other settings, a failed run): one line, exit 1."""
+
+    def __init__(self, message: str):
+        super().__init__("error: " + message)
+
+
+def default_out(preset: str) -> Path:
+    """The output folder of a preset when ``--out`` is not given: ``runs/rl_<preset>``."""
+    return Path("runs") / "rl_{}".format(preset)
+
+
+def sample_std(values, axis: int = 0):
+    """Sample standard deviation (ddof = 1) along ``axis``; NaN where there are fewer than two values."""
+    values = np.asarray(values, dtype=float)
+    if values.shape[axis] < 2:
+        return np.full(np.delete(values.shape, axis), np.nan) if values.ndim > 1 else float("nan")
+    return np.std(values, axis=axis, ddof=1)
+
+
+def train_flags(name: str, seed: int, p: dict, env: str, extra: Sequence[str]) -> List[str]:
+    """The ``python -m rl.train`` flags (without --out/--resume) of agent ``name``, seed ``seed``, sizes ``p``."""
+    return (["--env", env, "--seed", str(seed), "--steps", str(p["steps"]), "--start-steps", str(p["start_steps"]),
+             "--eval-every", str(p["eval_every"]), "--eval-episodes", str(p["eval_episodes"]),
+             "--maf-hidden", str(p["maf_hidden"]), "--checkpoint-every", str(p["checkpoint_every"]),
+             "--progress-every", str(p["eval_every"])] + AGENTS[name] + list(extra))
+
+
+def expected_config(flags: Sequence[str]) -> dict:
+    """The full rl.train configuration those flags give (raises :class:`SweepError` if rl.train rejects them)."""
+    from rl import train as rl_train
+
+    try:
+        return rl_train.resolve_config(rl_train.build_parser().parse_args(list(flags) + ["--out", "-"]))
+    except rl_train.UsageError as e:
+        raise SweepError("the flags for python -m rl.train are invalid: {}".format(e)) from None
+
+
+def run_state(run_dir: Path, expected: dict) -> Optional[int]:
+    """Step of ``run_dir``'s newest checkpoint (None: no run there yet), after checking that the run was
+    made with the ``expected`` configuration; raises :class:`SweepError` naming the differences if not."""
+    from rl import train as rl_train
+
+    has_config = (run_dir / runinfo.CONFIG_FILENAME).exists()
+    if not has_config and not rl_train.has_checkpoint(run_dir):
+        return None
+    try:
+        recorded = rl_train.read_recorded_config(run_dir)
+    except rl_train.UsageError as e:
+        raise SweepError("{}; this sweep cannot reuse {}: move it away or choose another --out".format(
+            e, run_dir)) from None
+    diffs = rl_train.config_differences(recorded, expected)
+    if diffs:
+        raise SweepError("{} holds a run made with other settings than this sweep asks for ({}); it is neither "
+                         "reused nor tabulated: move it away, or choose another --out for these settings".format(
+                             run_dir, rl_train.describe_differences(diffs, "there", "requested")))
+    return rl_train.latest_step(run_dir)
+
+
+def run_one(run_dir: Path, flags: Sequence[str]) -> None:
+    """Train (or resume) one run with ``python -m rl.train``; raises :class:`SweepError` if it fails."""
+    cmd = [sys.executable, "-m", "rl.train"] + list(flags) + ["--out", str(run_dir), "--resume"]
     print("[rl] " + " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    return run_dir
+    status = subprocess.run(cmd).returncode
+    if status != 0:
+        raise SweepError("python -m rl.train --out {} exited with status {} (its message is above); fix that and "
+                         "run the sweep again: finished runs are kept, interrupted ones resume".format(
+                             run_dir, status))
 
 
 def read_eval(run_dir: Path) -> np.ndarray:
@@ -80,8 +137,8 @@ def random_baseline(env_id: str, episodes: int, extra: Sequence[str] = ()) -> Li
         env.close()
 
 
-def plot(curves: Dict[str, np.ndarray], random_mean: float, path: Path, title: str) -> None:
-    """Evaluation return vs environment steps, mean ± std over seeds per agent, random policy dashed."""
+def plot(curves: Dict[str, List[np.ndarray]], random_mean: float, path: Path, title: str) -> None:
+    """Evaluation return vs environment steps, mean ± sample std over seeds per agent, random policy dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,13 +147,15 @@ def plot(curves: Dict[str, np.ndarray], random_mean: float, path: Path, title: s
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, runs in curves.items():
         steps, returns = runs[0][:, 0], np.stack([r[:, 1] for r in runs])
-        mean, std = returns.mean(0), returns.std(0)
+        mean = returns.mean(0)
         ax.plot(steps, mean, label="{} ({} seeds)".format(LABELS[name], len(runs)))
-        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        if len(runs) > 1:
+            std = sample_std(returns, 0)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.axhline(random_mean, color="gray", ls="--", label="uniform random policy")
     ax.set_xlabel("environment steps")
     ax.set_ylabel("evaluation return (no exploration noise)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + "; bands: " + STD_NOTE, fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     runinfo.atomic_write_bytes(path, _png_bytes(fig))
@@ -111,12 +170,46 @@ def _png_bytes(fig) -> bytes:
     return buf.getvalue()
 
 
-def main(argv=None) -> int:
-    """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="local")
+def _pm(mean: float, std: float) -> str:
+    return "{:.2f} ± {}".format(mean, "n/a" if not np.isfinite(std) else "{:.2f}".format(std))
+
+
+def _json_number(x: float) -> Optional[float]:
+    return float(x) if np.isfinite(x) else None
+
+
+def summarize(curves: Dict[str, List[np.ndarray]], random_returns: List[float]) -> tuple:
+    """(per-agent summary dict, random-policy dict, markdown table) of the finished runs' curves."""
+    agents = {}
+    lines = ["| agent | seeds | final eval return (mean ± std; {}) | per-seed final | best eval (mean over seeds) | "
+             "wall s per run (mean) |".format(STD_NOTE), "|---|---|---|---|---|---|"]
+    for name, runs in curves.items():
+        returns = np.stack([r[:, 1] for r in runs])
+        final = returns[:, -1]
+        final_std = float(sample_std(final))
+        wall = float(np.mean([r[-1, 3] for r in runs]))
+        agents[name] = {"final_mean": float(final.mean()), "final_std": _json_number(final_std),
+                        "final_per_seed": final.tolist(), "best_mean_curve": float(np.max(returns.mean(0))),
+                        "wall_seconds_per_run": wall, "steps": runs[0][:, 0].tolist(),
+                        "curve_mean": returns.mean(0).tolist(),
+                        "curve_std": [_json_number(v) for v in np.atleast_1d(sample_std(returns, 0))]}
+        lines.append("| {} | {} | {} | {} | {:.2f} | {:.0f} |".format(
+            LABELS[name], len(runs), _pm(final.mean(), final_std), ", ".join("{:.2f}".format(v) for v in final),
+            agents[name]["best_mean_curve"], wall))
+    random_mean, random_std = float(np.mean(random_returns)), float(sample_std(random_returns))
+    lines.append("| uniform random policy | - | {} (over {} episodes, sample std) | - | - | - |".format(
+        _pm(random_mean, random_std), len(random_returns)))
+    random = {"mean": random_mean, "std": _json_number(random_std), "episodes": len(random_returns),
+              "returns": [float(r) for r in random_returns]}
+    return agents, random, "\n".join(lines) + "\n"
+
+
+def parse_args(argv=None):
+    """(parsed flags, flags left for rl.train, preset name, sizes dict, output folder) of the command line."""
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
+    ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes (default: local)")
     ap.add_argument("--quick", action="store_true", help="same as --preset quick (a CPU run of minutes)")
-    ap.add_argument("--out", default="runs/rl")
+    ap.add_argument("--out", default=None, help="output folder (default: runs/rl_<preset>)")
     ap.add_argument("--env", default="Swimmer-v5")
     ap.add_argument("--agents", nargs="+", choices=sorted(AGENTS), default=["svgd", "maf_anneal", "maf_no_anneal"],
                     help="agents, run in this order for each seed (the cheap SVGD baseline first)")
@@ -127,58 +220,55 @@ def main(argv=None) -> int:
     ap.add_argument("--aggregate-only", action="store_true",
                     help="train nothing: plot and tabulate the finished runs under --out")
     args, extra = ap.parse_known_args(argv)
-    preset = "quick" if args.quick else args.preset
+    if args.quick and args.preset not in (None, "quick"):
+        ap.error("--quick contradicts --preset {}; give one of them".format(args.preset))
+    preset = "quick" if args.quick else (args.preset or "local")
     p = dict(PRESETS[preset])
-    if args.seeds is not None:
-        p["seeds"] = args.seeds
-    if args.steps is not None:
-        p["steps"] = args.steps
-    out = Path(args.out)
+    for key in ("seeds", "steps"):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 1:
+                ap.error("--{} must be >= 1, got {}".format(key, value))
+            p[key] = value
+    if args.random_episodes < 2:
+        ap.error("--random-episodes must be >= 2 (a mean and a sample std), got {}".format(args.random_episodes))
+    out = Path(args.out) if args.out is not None else default_out(preset)
+    return args, extra, preset, p, out
+
+
+def main(argv=None) -> int:
+    """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
+    args, extra, preset, p, out = parse_args(argv)
+    plan = []  # (agent, seed, run folder, rl.train flags, newest checkpoint step or None)
+    for seed in range(p["seeds"]):  # seed-major: an interrupted sweep still has every agent on the first seeds
+        for name in args.agents:
+            run_dir = out / name / "seed{}".format(seed)
+            flags = train_flags(name, seed, p, args.env, extra)
+            plan.append((name, seed, run_dir, flags, run_state(run_dir, expected_config(flags))))
     out.mkdir(parents=True, exist_ok=True)
     if not args.aggregate_only:
         runinfo.write_run_config(out, dict(preset=preset, env=args.env, agents=args.agents, extra=extra, **p))
     started = time.time()
     curves: Dict[str, List[np.ndarray]] = {}
-    for seed in range(p["seeds"]):  # seed-major: an interrupted sweep still has every agent on the first seeds
-        for name in args.agents:
-            if args.aggregate_only:
-                run_dir = out / name / "seed{}".format(seed)
-                pointer = run_dir / "checkpoints" / "latest.json"
-                if not (pointer.exists() and json.loads(pointer.read_text())["step"] >= p["steps"]):
-                    print("[rl] {} seed {}: not finished, left out".format(name, seed), flush=True)
-                    continue
-            else:
-                run_dir = run_one(out, name, seed, p, args.env, extra)
-            curves.setdefault(name, []).append(read_eval(run_dir))
+    for name, seed, run_dir, flags, step in plan:
+        if step is not None and step >= p["steps"]:
+            print("[rl] {} seed {}: finished earlier (same settings), kept".format(name, seed), flush=True)
+        elif args.aggregate_only:
+            print("[rl] {} seed {}: not finished, left out".format(name, seed), flush=True)
+            continue
+        else:
+            run_one(run_dir, flags)
+        curves.setdefault(name, []).append(read_eval(run_dir))
     if not curves:
-        raise SystemExit("no finished runs under {}".format(out))
+        raise SweepError("no finished runs under {} for these settings".format(out))
     random_returns = random_baseline(args.env, args.random_episodes, extra)
-    random_mean, random_std = float(np.mean(random_returns)), float(np.std(random_returns))
     title = "{} ({} preset): {} steps, MAF hidden {}".format(args.env, preset, p["steps"], p["maf_hidden"])
-    plot(curves, random_mean, out / "curves.png", title)
+    agents, random, table = summarize(curves, random_returns)
+    plot(curves, random["mean"], out / "curves.png", title)
     if args.png:
-        plot(curves, random_mean, Path(args.png), title)
-    summary = {"preset": preset, "env": args.env, "settings": p, "extra_flags": extra,
-               "random_policy": {"mean": random_mean, "std": random_std, "episodes": args.random_episodes},
-               "agents": {}, "sweep_wall_seconds": time.time() - started}
-    lines = ["| agent | seeds | final eval return (mean ± std over seeds) | per-seed final | "
-             "best eval (mean over seeds) | wall s per run (mean) |", "|---|---|---|---|---|---|"]
-    for name, runs in curves.items():
-        final = np.array([r[-1, 1] for r in runs])
-        best = float(np.max(np.mean(np.stack([r[:, 1] for r in runs]), 0)))
-        wall = float(np.mean([r[-1, 3] for r in runs]))
-        summary["agents"][name] = {"final_mean": float(final.mean()), "final_std": float(final.std()),
-                                   "final_per_seed": final.tolist(), "best_mean_curve": best,
-                                   "wall_seconds_per_run": wall,
-                                   "steps": runs[0][:, 0].tolist(),
-                                   "curve_mean": np.mean(np.stack([r[:, 1] for r in runs]), 0).tolist(),
-                                   "curve_std": np.std(np.stack([r[:, 1] for r in runs]), 0).tolist()}
-        lines.append("| {} | {} | {:.2f} ± {:.2f} | {} | {:.2f} | {:.0f} |".format(
-            LABELS[name], len(runs), final.mean(), final.std(), ", ".join("{:.2f}".format(v) for v in final),
-            best, wall))
-    lines.append("| uniform random policy | - | {:.2f} ± {:.2f} (over {} episodes) | - | - | - |".format(
-        random_mean, random_std, args.random_episodes))
-    table = "\n".join(lines) + "\n"
+        plot(curves, random["mean"], Path(args.png), title)
+    summary = {"preset": preset, "env": args.env, "settings": p, "extra_flags": extra, "std": STD_NOTE,
+               "random_policy": random, "agents": agents, "sweep_wall_seconds": time.time() - started}
     runinfo.atomic_write_json(out / "summary.json", summary)
     runinfo.atomic_write_text(out / "summary.md", table)
     print(table, flush=True)

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# Soft Q-learning on gymnasium Swimmer-v5 (supplement J.3): learning curves (mean ± std over seeds) of
-# the MAF agent with and without annealing and of the amortised-SVGD baseline, plus a table of final returns.
+# Soft Q-learning on gymnasium Swimmer-v5 (supplement J.3): learning curves (mean ± sample std over seeds)
+# of the MAF agent with and without annealing and of the amortised-SVGD baseline, plus a table of final returns.
 #
-#   bash reproduce/rl.sh --quick          # 1 seed x 3 agents x 2k steps, MAF hidden 64 (minutes on 2 CPU cores)
-#   bash reproduce/rl.sh                  # "local" preset: 3 seeds x 3 agents x 6k steps, MAF hidden 64
-#   bash reproduce/rl.sh --preset paper   # the paper's size: 3 seeds x 0.5M steps, MAF 2x512 (days on a CPU)
-# Further flags go to reproduce/rl.py (--out, --seeds, --steps, --png, --agents) or, if unknown there,
-# to every `python -m rl.train` run (e.g. --reward-scale 100).
+#   bash reproduce/rl.sh --quick          # 1 seed x 3 agents x 2k steps, MAF hidden 64 (minutes on 2 CPU cores)  -> runs/rl_quick
+#   bash reproduce/rl.sh                  # "local" preset: 3 seeds x 3 agents x 6k steps, MAF hidden 64       -> runs/rl_local
+#   bash reproduce/rl.sh --preset paper   # the paper's size: 3 seeds x 0.5M steps, MAF 2x512 (days on a CPU)  -> runs/rl_paper
+# Each preset has its own default output folder (--out overrides it). Runs already there are continued
+# (or kept, if finished) only if they were made with the same settings; otherwise the sweep stops and
+# names them (move them away or choose another --out).
+# Further flags go to reproduce/rl.py (--out, --seeds, --steps, --png, --agents, --aggregate-only) or,
+# if unknown there, to every `python -m rl.train` run (e.g. --reward-scale 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-if [[ " $* " == *" --quick "* ]]; then
-  exec "$PY" -m reproduce.rl --out runs/rl_quick "$@"
-fi
 exec "$PY" -m reproduce.rl "$@"

@@ -9,7 +9,11 @@ DEFAULT_EVAL_SEED = 10_000  # evaluation episode i resets the environment with s
 
 
 def make_env(env_id: str, max_episode_steps: Optional[int] = None):
-    """A gymnasium environment (``Swimmer-v5`` by default in :mod:`rl.train`), with a clear error if it is unknown."""
+    """A gymnasium environment (``Swimmer-v5`` by default in :mod:`rl.train`).
+
+    Raises ValueError with a one-line message if the id is unknown, its dependencies are missing, or its
+    action or observation space is not a 1-D box / vector (what the agent handles).
+    """
     import gymnasium as gym
 
     try:
@@ -20,7 +24,12 @@ def make_env(env_id: str, max_episode_steps: Optional[int] = None):
                          "gymnasium[mujoco] (e.g. Swimmer-v5, HalfCheetah-v5)".format(env_id, e)) from e
     space = env.action_space
     if not hasattr(space, "low") or len(space.shape) != 1:
+        env.close()
         raise ValueError("environment {!r} needs a 1-D continuous (Box) action space, got {}".format(env_id, space))
+    obs_space = env.observation_space
+    if obs_space.shape is None or len(obs_space.shape) != 1:
+        env.close()
+        raise ValueError("environment {!r} needs a 1-D (vector) observation space, got {}".format(env_id, obs_space))
     return env
 
 
