@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Everything issue 8 needs a GPU for, in one prepared run that fits a 15-minute device lease:
-#   the GPU tests, per-objective step times with the annealing overhead and the speed-ups' before/after,
-#   the Chainer/PyTorch ratio at the paper's sizes, where a step's time goes (host dispatch per network,
-#   kernels per step and GPU busy time), and the throughput of concurrent runs.
+#   the GPU tests, the training CLI end to end, per-objective step times with the annealing overhead and
+#   the speed-ups' before/after, the Chainer/PyTorch ratio at the paper's sizes, where a step's time goes
+#   (host dispatch per network, host-side sampling, kernels per step and GPU busy time), the optimizer
+#   update per network, and the throughput of concurrent runs.
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
-# Each part has its own time cap (540 s in all, under the device tool's 600 s per call) so one slow part
-# cannot eat the others' time; every output goes to OUT_DIR/<part>.txt (seven files: the device tool
-# brings back at most eight), the training run's own folder to /tmp, and the end of every part is
-# printed again at the end so that the command's output tail holds the numbers too. Needs Chainer, CuPy and torch:
-# either the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device
-# machine (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
+# Each part has its own time cap so one slow part cannot eat the others' time; with the device check the
+# caps sum to 520 s, under the 590 s the session's command gets (each capped part may take 3 s more to
+# stop). A capped part gets SIGTERM: step_time and compare_torch then print the rounds measured so far,
+# profile_step has written its JSON after each term, concurrency stops its workers. Every output goes to
+# OUT_DIR/<part>.txt, plus OUT_DIR/profile.json: eight files, the most the device tool brings back. The
+# training run's folder (snapshots of 580 MB at width 1) goes to a mktemp -d folder that is removed at the
+# end, and the end of every part is printed again at the end so that the command's output tail holds the
+# numbers too. Needs Chainer, CuPy and torch: either the package installed with
+# pip install -e ".[gpu,crosscheck]", or, on the project's device machine (Python 3.12, CuPy 14, torch,
+# no Chainer), Chainer's wheel carried in .whl/ (built here with
 # `.venv/bin/python -m pip wheel --no-deps --no-build-isolation -w .whl chainer==7.8.1`; .whl/ is in
 # .git/info/exclude) and this command, with carry [".whl"] and timeout_s 590:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
@@ -27,14 +32,20 @@ W="${WIDTH:-1.0}"
 PY="${PYTHON:-.venv/bin/python}"
 command -v "$PY" >/dev/null || PY=python3
 export PYTHONUNBUFFERED=1  # a part stopped by its cap keeps what it printed
+PARTS="gpu_tests train step_time compare_torch profile optimizer_update concurrency"
 mkdir -p "$OUT"
-rm -f "$OUT"/{gpu_tests,train,step_time,compare_torch,profile,concurrency}.txt
+for name in $PARTS; do rm -f "$OUT/$name.txt"; done
+rm -f "$OUT/profile.json"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_session.XXXXXX")"  # this run's own scratch: dry runs do not collide
+trap 'rm -rf "$WORK"' EXIT
+SESSION_START=$SECONDS
 {
+    echo "== device check (cap 25s)"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     # chainer_va first: its compat layer must precede chainer (numpy 2.5 has no numpy.distutils)
     if [ "$DEV" != "-1" ]; then  # torch and CuPy both work in one process (compare_torch, profile need it)
-        "$PY" -c "import chainer_va, cupy, chainer, torch; torch.zeros(1, device='cuda'); cupy.zeros(1).sum(); \
-print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'torch', torch.__version__, \
+        timeout -k 3 25 "$PY" -c "import chainer_va, cupy, chainer, torch; torch.zeros(1, device='cuda'); \
+cupy.zeros(1).sum(); print('cupy', cupy.__version__, 'chainer', chainer.__version__, 'torch', torch.__version__, \
 'cudnn', chainer.backends.cuda.cudnn_enabled)"
     fi
 } >"$OUT/gpu_tests.txt" 2>&1
@@ -43,27 +54,28 @@ part() {  # part NAME SECONDS COMMAND...: appends to OUT/NAME.txt
     local name="$1" limit="$2"; shift 2
     echo "== $name (cap ${limit}s): $*" | tee -a "$OUT/$name.txt"
     local start=$SECONDS
-    timeout "$limit" "$@" >>"$OUT/$name.txt" 2>&1
+    timeout -k 3 "$limit" "$@" >>"$OUT/$name.txt" 2>&1
     echo "== $name: exit $? after $((SECONDS - start)) s" | tee -a "$OUT/$name.txt"
 }
-part gpu_tests 100 "$PY" -m pytest -q -m gpu tests/test_gpu.py
+part gpu_tests 90 "$PY" -m pytest -q -m gpu tests/test_gpu.py
 # the training CLI end to end on the device: 200 iterations, a stop, --resume to 300 (snapshots, log, plots,
-# grids); the run folder (snapshots of 580 MB at width 1) stays on the device
-RUN=/tmp/gpu_session_train_run
-rm -rf "$RUN"
-part train 60 bash -c "'$PY' -m chainer_va.train --objective jsd --anneal lik --lambda0 1 --dataset mnist5k \
+# grids); then, whatever the training's exit, what it left (a separate part: a cap hit keeps the listing)
+RUN="$WORK/train_run"
+part train 55 bash -c "'$PY' -m chainer_va.train --objective jsd --anneal lik --lambda0 1 --dataset mnist5k \
     --width $W --iterations 300 --snapshot-interval 100 --sample-interval 100 --log-interval 50 --stop-at 200 \
-    --device $DEV --out '$RUN' && '$PY' -m chainer_va.train --out '$RUN' --resume --device $DEV; \
-    ls -l '$RUN'; cat '$RUN/result.json'; tail -c 1500 '$RUN/log'"
+    --progress-interval 1000 --device $DEV --out '$RUN' && \
+    '$PY' -m chainer_va.train --out '$RUN' --resume --progress-interval 1000 --device $DEV"
+part train 5 bash -c "ls -l '$RUN'; cat '$RUN/result.json'; echo; tail -c 1500 '$RUN/log'"
 # one-step objectives and WGAN-GP separately: a cap hit loses one half, not both
-part step_time 80 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3 --objectives jsd,rkl
-part step_time 60 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 15 --warmup 2 --objectives wgan
-part compare_torch 70 "$PY" benchmarks/compare_torch.py --device "$DEV" --width "$W" --repeat 30
-part profile 50 "$PY" benchmarks/profile_step.py --device "$DEV" --width "$W" --anneal none,ent --steps 5 --kernels \
-    --out /tmp/gpu_session_profile.json
-part concurrency 120 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
-for name in gpu_tests train step_time compare_torch profile concurrency; do
+part step_time 75 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 20 --warmup 3 --objectives jsd,rkl
+part step_time 75 "$PY" benchmarks/step_time.py --device "$DEV" --width "$W" --repeat 15 --warmup 2 --objectives wgan
+part compare_torch 65 "$PY" benchmarks/compare_torch.py --device "$DEV" --width "$W" --repeat 30
+part profile 45 "$PY" benchmarks/profile_step.py --device "$DEV" --width "$W" --anneal none,ent --steps 5 --kernels \
+    --out "$OUT/profile.json"
+part optimizer_update 25 "$PY" benchmarks/optimizer_update.py --device "$DEV" --width "$W" --repeat 100
+part concurrency 60 "$PY" benchmarks/concurrency.py --device "$DEV" --width "$W" --runs 1,2,4 --steps 60 --anneal lik
+for name in $PARTS; do
     echo "---- $name (last lines)"
-    tail -n 30 "$OUT/$name.txt" | cut -c1-160
+    tail -n 30 "$OUT/$name.txt" | cut -c1-180
 done
-echo "wrote $OUT"
+echo "wrote $OUT in $((SECONDS - SESSION_START)) s"

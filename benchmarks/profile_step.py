@@ -8,16 +8,23 @@ Issue 8's profile. A Chainer ``FunctionHook`` times every function node's forwar
 ``LinkHook`` on the step's top-level links (``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake``)
 says which network created it; a node keeps that label for its backward (and for the nodes its backward
 creates: the gradient penalty's double backprop). Each optimizer's ``update`` is timed as that
-network's ``update`` phase. Times are exclusive (a node's time excludes nodes run inside it) and on the
-host clock, so on the CPU they are compute time and on a GPU they are the host's dispatch time (the
-kernels run asynchronously). What no hook covers (the iterator, latent and noise sampling, graph
-bookkeeping between nodes, reporting) is the ``other`` row.
+network's ``update`` phase. The host-side random draws (``LatentSampler``'s z, ``NoiseSource``'s
+denoiser noise and WGAN-GP's interpolation weights, numpy on the host) are the ``sampling`` row (with
+``--noise prefetch``, train's default, the noise is drawn in a background thread during the previous
+step and the row holds what the step still waits for; ``--noise inline`` shows the draws' full cost), and
+the real batch (the iterator, stacking, the copy to the device) the ``data`` row. Times are exclusive
+(a node's time excludes nodes run inside it) and on the host clock, so on the CPU they are compute time
+and on a GPU they are the host's dispatch time (the kernels run asynchronously). What no hook covers
+(copying the samples to the device, graph bookkeeping between nodes, reporting) is the ``other`` row.
 
 The function-node counts per step are a device-independent measure of dispatch work: on a GPU each
 node launches one or more kernels. With ``--kernels`` on a GPU, a few more steps run under
 ``torch.profiler`` (CUPTI sees every kernel the process launches, CuPy's included): the number of
-kernels per step and the time the GPU was busy running them, against the step's wall time. A step whose
-busy time is far below its wall time is bounded by host dispatch, not by the device.
+kernels per step and the time the GPU was busy running them, against the traced steps' wall time and
+against the untraced median step time. A step whose busy time is far below its wall time is bounded by
+host dispatch, not by the device. A sanity line sets the kernels per step against the function-node
+calls per step (each node launches one or more kernels; optimizer updates and the NaN check launch some
+too) and says whether the kernel count was the same in every traced step.
 
 A width far below 1 (``--width 0.03125``) leaves almost no arithmetic: what remains is the host's
 per-node cost, the floor under any device's step time with this many nodes.
@@ -39,6 +46,7 @@ import numpy
 
 import chainer_va  # noqa: F401  (the compat layer before chainer)
 import chainer
+from chainer_va import latent as latent_module
 from chainer_va.device import add_device_argument, get_device
 
 import step_time  # benchmarks/ is the script's own folder
@@ -46,6 +54,13 @@ import step_time  # benchmarks/ is the script's own folder
 OTHER = "other"  # time in a step outside every timed node and optimizer update
 LOSSES = "losses"  # nodes created outside the named networks (loss arithmetic)
 BACKWARD_SUFFIX = ".backward"  # a node's backward call; the nodes it applies are listed by their own names
+SAMPLING = "sampling"  # host-side random draws (latent z, denoiser noise, WGAN-GP's u)
+DATA = "data"  # the real batch: iterator, stacking, copy to the device
+HOST = "host"  # their phase
+#: (class, method) of the host-side random draws timed as the ``sampling`` row
+SAMPLERS = ((latent_module.LatentSampler, "__call__"), (latent_module.NoiseSource, "normal"),
+            (latent_module.NoiseSource, "uniform"))
+STEP_ANNOTATION = "va_profile_step"  # the torch.profiler range around each traced step
 
 
 class StepProfile:
@@ -88,7 +103,7 @@ class StepProfile:
         return len(self.step_seconds)
 
     def other_seconds(self) -> float:
-        """Step time not inside any timed node or update (iterator, sampling, graph bookkeeping, reports)."""
+        """Step time not inside any timed node, update, draw or batch (graph bookkeeping, copies, reports)."""
         return sum(self.step_seconds) - sum(self.seconds.values())
 
     def by(self, *fields: str) -> Dict[tuple, Tuple[float, float]]:
@@ -105,7 +120,7 @@ class StepProfile:
         """Per step: nodes applied (forward, and inside backward passes) and backward calls of nodes."""
         counts = {"applied": 0.0, "backward": 0.0}
         for (_, phase, function), calls in self.calls.items():
-            if phase != "update":
+            if phase in ("forward", "backward"):
                 counts["backward" if function.endswith(BACKWARD_SUFFIX) else "applied"] += calls / self.steps
         return counts
 
@@ -152,22 +167,32 @@ def named_links(updater) -> Dict[str, chainer.Link]:
     return {name: optimizer.target for name, optimizer in updater.get_all_optimizers().items()}
 
 
+def _timed(profile: StepProfile, network: str, phase: str, function: str, call):
+    def timed(*args, **kwargs):
+        profile.push(network, phase, function)
+        try:
+            return call(*args, **kwargs)
+        finally:
+            profile.pop()
+    return timed
+
+
 def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = None) -> StepProfile:
-    """Run ``steps`` updates of ``updater`` under the hooks; the hooks are removed afterwards."""
+    """Run ``steps`` updates of ``updater`` under the hooks; the hooks and wrappers are removed afterwards."""
     profile = profile or StepProfile()
-    hooked, wrapped = [], []
+    hooked, wrapped, patched = [], [], []
     try:
+        for cls, method in SAMPLERS:  # on the class: ``z = self.latent(n)`` looks ``__call__`` up there
+            original = cls.__dict__[method]
+            setattr(cls, method, _timed(profile, SAMPLING, HOST, "{}.{}".format(cls.__name__, method), original))
+            patched.append((cls, method, original))
+        updater.real_batch = _timed(profile, DATA, HOST, "real_batch", updater.real_batch)
         for name, link in named_links(updater).items():
             link.add_hook(_NetworkLabel(profile, name))
             hooked.append(link)
         for name, optimizer in updater.get_all_optimizers().items():
-            def timed(*args, _name=name, _update=optimizer.update, **kwargs):
-                profile.push(_name, "update", "optimizer")
-                try:
-                    return _update(*args, **kwargs)
-                finally:
-                    profile.pop()
-            optimizer.update = timed  # an instance attribute over the class's method
+            optimizer.update = _timed(profile, name, "update", "optimizer", optimizer.update)  # an instance
+            # attribute over the class's method
             wrapped.append(optimizer)
         with _FunctionTimer(profile):
             for _ in range(steps):
@@ -180,6 +205,9 @@ def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = 
             link.delete_hook(_NetworkLabel.name)
         for optimizer in wrapped:
             del optimizer.update  # the class's method shows through again
+        vars(updater).pop("real_batch", None)
+        for cls, method, original in patched:
+            setattr(cls, method, original)
     return profile
 
 
@@ -207,26 +235,45 @@ def busy_time(intervals: Iterable[Tuple[float, float]]) -> float:
     return total
 
 
-def kernel_summary(trace_events: Iterable[dict]) -> dict:
-    """Kernels, their summed and busy (union) microseconds, and memcpy/memset counts in a Chrome trace."""
+def step_windows(trace_events: Iterable[dict], name: str = STEP_ANNOTATION) -> List[Tuple[float, float]]:
+    """The ``(start, end)`` microseconds of the host-side ranges named ``name`` (one per traced step), in order."""
+    return sorted((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in trace_events
+                  if e.get("ph") == "X" and e.get("cat") == "user_annotation" and e.get("name") == name)
+
+
+def kernel_summary(trace_events: Iterable[dict], windows: Optional[List[Tuple[float, float]]] = None) -> dict:
+    """Kernels, their summed and busy (union) microseconds, and memcpy/memset counts in a Chrome trace.
+
+    ``windows``: the steps' ``(start, end)`` on the trace's clock; with them, ``per_step`` lists the kernels
+    that started in each (the steps are synchronised at their end, so a step's kernels run inside it).
+    """
+    trace_events = list(trace_events)
     kernels = [e for e in trace_events if e.get("ph") == "X" and e.get("cat") == "kernel"]
     copies = [e for e in trace_events if e.get("ph") == "X" and e.get("cat") in ("gpu_memcpy", "gpu_memset")]
-    return dict(kernels=len(kernels), kernel_us=sum(float(e["dur"]) for e in kernels),
-                busy_us=busy_time((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in kernels + copies),
-                copies=len(copies))
+    out = dict(kernels=len(kernels), kernel_us=sum(float(e["dur"]) for e in kernels),
+               busy_us=busy_time((float(e["ts"]), float(e["ts"]) + float(e["dur"])) for e in kernels + copies),
+               copies=len(copies))
+    if windows is not None:
+        out["per_step"] = [sum(start <= float(e["ts"]) <= end for e in kernels) for start, end in windows]
+    return out
 
 
 def trace_kernels(updater, steps: int, device) -> dict:
-    """Kernels per step and GPU busy time vs wall time over ``steps`` updates, through torch.profiler."""
+    """Kernels per step and GPU busy time vs wall time over ``steps`` updates, through torch.profiler.
+
+    Each step runs in a ``record_function`` range and is synchronised at its end (as the untimed steps
+    are), so the kernels can be counted per step.
+    """
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         step_time._synchronize(device)
         start = time.perf_counter()
         for _ in range(steps):
-            updater.update()
-        step_time._synchronize(device)
+            with record_function(STEP_ANNOTATION):
+                updater.update()
+                step_time._synchronize(device)
         wall = time.perf_counter() - start
     torch.cuda.synchronize()
     with tempfile.TemporaryDirectory() as tmp:
@@ -234,10 +281,33 @@ def trace_kernels(updater, steps: int, device) -> dict:
         prof.export_chrome_trace(path)
         with open(path) as f:
             events = json.load(f).get("traceEvents", [])
-    summary = kernel_summary(events)
+    summary = kernel_summary(events, step_windows(events))
     return dict(steps=steps, wall_ms=1e3 * wall / steps, kernels=summary["kernels"] / steps,
                 kernel_ms=summary["kernel_us"] / 1e3 / steps, busy_ms=summary["busy_us"] / 1e3 / steps,
-                copies=summary["copies"] / steps)
+                copies=summary["copies"] / steps, per_step=summary["per_step"])
+
+
+def kernel_lines(k: dict, plain_step_ms: float, node_calls: Dict[str, float]) -> List[str]:
+    """The printed account of :func:`trace_kernels`' numbers: busy share of the traced and of the
+    untraced step, and the sanity line (kernels vs node calls per step, steady count or not)."""
+    lines = ["kernels: {:.0f} per step, {:.2f} ms of kernel time, GPU busy {:.2f} ms of a {:.2f} ms traced step "
+             "({:.0f}%) and of the untraced median step of {:.2f} ms ({:.0f}%), {:.0f} copies/sets".format(
+                 k["kernels"], k["kernel_ms"], k["busy_ms"], k["wall_ms"], 100 * k["busy_ms"] / k["wall_ms"],
+                 plain_step_ms, 100 * k["busy_ms"] / plain_step_ms, k["copies"])]
+    nodes = node_calls["applied"] + node_calls["backward"]
+    per_step = k.get("per_step") or []
+    if not per_step:
+        steady = "no per-step ranges in the trace"
+    elif len(per_step) != k["steps"]:
+        steady = "{} per-step ranges for {} steps: {}".format(len(per_step), k["steps"], per_step)
+    else:
+        steady = "{} in every traced step".format(per_step[0]) if len(set(per_step)) == 1 else \
+            "NOT steady: {} per traced step".format(", ".join(str(n) for n in per_step))
+    lines.append("sanity: {:.0f} kernels per step for {:.0f} function-node calls per step ({:.0f} applied + {:.0f} "
+                 "backward): {:.2f} kernels per node call; kernel count {}".format(
+                     k["kernels"], nodes, node_calls["applied"], node_calls["backward"],
+                     k["kernels"] / nodes if nodes else float("nan"), steady))
+    return lines
 
 
 def report(name: str, profile: StepProfile, plain: List[float], top: int) -> dict:
@@ -259,7 +329,7 @@ def report(name: str, profile: StepProfile, plain: List[float], top: int) -> dic
     print("top functions (all networks; NAME.backward = the backward call itself, outside the nodes it applies):")
     functions = collections.defaultdict(lambda: [0.0, 0.0])
     for (function, phase), (seconds, calls) in profile.by("function", "phase").items():
-        if phase != "update":
+        if phase in ("forward", "backward"):
             functions[function][0] += seconds
             functions[function][1] += calls
     for function, (seconds, calls) in sorted(functions.items(), key=lambda kv: -kv[1][0])[:top]:
@@ -283,20 +353,22 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=8, help="functions listed")
     parser.add_argument("--kernels", action="store_true",
                         help="GPU only: also count kernels and GPU busy time with torch.profiler")
-    parser.add_argument("--out", default=None, help="also write the numbers as JSON here")
+    parser.add_argument("--out", default=None, help="also write the numbers as JSON here (after each term)")
     for name in ("layers", "losses", "adam"):
         parser.add_argument("--" + name, default="fused", choices=("fused", "chainer"),
                             help="as train's --{}: chainer profiles the step without that speed-up".format(name))
+    parser.add_argument("--noise", default="prefetch", choices=("prefetch", "inline"),
+                        help="as train's --noise: inline draws the denoiser noise inside the step")
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
         -1, 1, (max(4 * args.batchsize * args.n_critic, 256), 3, 32, 32)).astype(numpy.float32)
-    print("device {}, {}, width {}, batch {}; host clock (on a GPU: dispatch time, kernels run "
-          "asynchronously)".format(device, args.objective, args.width, args.batchsize))
+    print("device {}, {}, width {}, batch {}, noise {}; host clock (on a GPU: dispatch time, kernels run "
+          "asynchronously)".format(device, args.objective, args.width, args.batchsize, args.noise))
     results = []
     for anneal in [a for a in args.anneal.split(",") if a]:
         updater = step_time.build(args.objective, anneal, images, args, device, adam=args.adam,
-                                  layers=args.layers, losses=args.losses)
+                                  layers=args.layers, losses=args.losses, noise=args.noise)
         plain, profile = [], StepProfile()
         for _ in range(args.steps):  # interleaved, so drift in machine load hits both equally
             plain += time_plain_steps(updater, 1, device)
@@ -316,14 +388,13 @@ def main(argv=None) -> int:
                         print("kernels: torch.profiler recorded none (CUPTI did not see this process's "
                               "kernels); no kernel numbers")
                     else:
-                        print("kernels: {kernels:.0f} per step, {kernel_ms:.2f} ms of kernel time, GPU busy "
-                              "{busy_ms:.2f} ms of a {wall_ms:.2f} ms step ({share:.0f}%), {copies:.0f} "
-                              "copies/sets".format(share=100 * k["busy_ms"] / k["wall_ms"], **k))
+                        for line in kernel_lines(k, result["plain_step_ms"], result["node_calls"]):
+                            print(line)
         results.append(result)
         del updater
-    if args.out:
-        Path(args.out).write_text(json.dumps(dict(device=str(device), width=args.width, results=results),
-                                             indent=1))
+        if args.out:  # after every configuration: a part stopped by its time cap keeps what it measured
+            Path(args.out).write_text(json.dumps(dict(device=str(device), width=args.width, results=results),
+                                                 indent=1))
     return 0
 
 

@@ -4,25 +4,43 @@
         python benchmarks/step_time.py --device -1 --width 0.5 --repeat 25 --objectives jsd   # CPU
     python benchmarks/step_time.py --device 0 --repeat 30            # paper sizes on a GPU
 
-For every objective the baseline (``--anneal none``) and each annealing term are timed in the same
-process on the same random 32x32 data, interleaved step by step, and the annealing overhead is printed
-as a ratio to that baseline. More rows give the before/after of four speed-ups: for every objective
-``none`` with each affine + BN + activation layer as Chainer's nodes instead of one (``--layers
-chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and ``ent``) with each loss chain as
-Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`); for ``jsd`` also ``none``
-with Chainer's per-parameter Adam instead of :class:`chainer_va.fused_adam.FusedAdam` and ``lik``
-recomputing r_data(f_fake) for the annealing term instead of reusing DFM's; for every objective
-``none`` with all of them off and Chainer's type checks on every step (the step before issue 8). A
-step is
-``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps. On the CPU, the malloc
-settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
+For every objective the baseline (``--anneal none``), a second copy of it (``none (control)``: the
+same configuration, so its ratio shows the run's noise) and each annealing term are timed in the same
+process on the same random 32x32 data, in rounds of one step per configuration, each round in a fresh
+seeded random order (rotating one fixed order would keep every configuration's predecessor: a copy of
+a configuration always run right after it measured 4% faster on the CPU, warm caches). The annealing
+overhead is printed as a ratio to the baseline two ways: the ratio of the medians, and the median of
+the per-round paired ratios (step / the same round's baseline step) with a seeded bootstrap 90%
+interval over rounds. More rows give the before/after of
+five speed-ups: for every objective ``none`` with each affine + BN + activation layer as Chainer's
+nodes instead of one (``--layers chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and
+``ent``) with each loss chain as Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`);
+the first configuration that draws denoiser noise (``none`` for ``jsd``, else the first annealing
+term) with the noise drawn when the step asks for it (``--noise inline``) instead of prefetched in a
+background thread; for ``jsd`` also ``none`` with Chainer's per-parameter Adam instead of
+:class:`chainer_va.fused_adam.FusedAdam` and ``lik`` recomputing r_data(f_fake) for the annealing term
+instead of reusing DFM's; for every objective ``none`` with all of them off and Chainer's type checks
+on every step (the step before issue 8; the real batch's missing data gradient stays). A step is
+``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
+
+Every configuration is built with ``--seed 0``, so its networks start from the same weights as the
+baseline's: each network (per shape and position in the seeded initialisation order) is initialised
+once per process and copied into the other configurations (:class:`NetworkCache`; initialising a
+paper-size denoiser takes seconds, copying it a fraction of one). Each objective's rows are printed as
+soon as its rounds are done; a SIGTERM (``timeout``, as ``gpu_session.sh`` caps each part) prints the
+rows of the rounds finished so far and exits with status 143. On the CPU, the malloc settings above
+keep freed arrays in the heap; without them page faults move the medians by about 10%.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
+import signal
 import statistics
 import sys
 import time
+from typing import Dict, List, Optional
 
 import numpy
 
@@ -30,26 +48,116 @@ import chainer_va  # noqa: F401  (the compat layer before chainer)
 from chainer_va import train
 from chainer_va.device import add_device_argument, get_device
 
+BASE = "none"
+CONTROL = "none (control)"
+STOPPED_STATUS = 128 + signal.SIGTERM
+
 
 def _synchronize(device) -> None:
     if device.xp is not numpy:
         device.xp.cuda.Stream.null.synchronize()
 
 
-def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True,
-          adam: str = "fused", layers: str = "fused", losses: str = "fused"):
-    """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up.
+class Stopped(Exception):
+    """A SIGTERM arrived (``timeout`` stops a capped part with one)."""
 
-    ``reuse``, ``adam``, ``layers`` and ``losses`` switch the speed-ups off for before/after rows.
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM into :class:`Stopped` inside the block, so that what was measured can be printed."""
+    def handler(signum, frame):
+        raise Stopped()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class NetworkCache:
+    """Networks initialised once per process and handed out as copies, with the same weights.
+
+    Patches ``train.make_generator``, ``make_discriminator`` and ``make_denoiser`` while
+    :meth:`active`. A network is identified by its role, its shape settings and the state of numpy's
+    global RNG when it is made (Chainer's initialisers draw from it, and ``build_updater`` seeds it),
+    so a denoiser made second in one configuration (``ent``'s r_data after r_fake) is not confused with
+    one made first. A copy leaves the RNG in the state that making the network would have left, and
+    gets the configuration's ``--layers`` switch. So every configuration starts from exactly the weights
+    an uncached ``train.build_updater`` would give it (a test compares them).
+    """
+
+    def __init__(self):
+        self._networks: Dict[tuple, tuple] = {}
+        self.made = 0
+        self.copied = 0
+
+    @staticmethod
+    def _rng_state() -> str:
+        name, keys, pos, has_gauss, cached = numpy.random.get_state()
+        return hashlib.sha1(keys.tobytes() + repr((name, pos, has_gauss, cached)).encode()).hexdigest()
+
+    @staticmethod
+    def _shape(role: str, config: dict, rest: tuple) -> tuple:
+        common = (config["width"], config["channels"], config["image_size"])
+        if role == "generator":
+            return common + (config["latent_dim"],)
+        if role == "discriminator":
+            return common + (train.updaters.get(config["objective"]).discriminator_class.__name__,)
+        return (config["width"], tuple(rest[0]))  # denoiser: the feature shape
+
+    def _wrap(self, role: str, make):
+        def made(config, *rest):
+            key = (role, self._shape(role, config, rest), self._rng_state())
+            if key not in self._networks:
+                link = make(config, *rest)
+                self._networks[key] = (link, numpy.random.get_state())
+                self.made += 1
+            else:
+                numpy.random.set_state(self._networks[key][1])
+                self.copied += 1
+            copy = self._networks[key][0].copy(mode="copy")  # the kept network stays on the host, untouched
+            for name, value in train._fused_layers(config, type(copy)).items():
+                setattr(copy, name, value)
+            return copy
+        return made
+
+    @contextlib.contextmanager
+    def active(self):
+        names = {"generator": "make_generator", "discriminator": "make_discriminator", "denoiser": "make_denoiser"}
+        originals = {role: getattr(train, name) for role, name in names.items()}
+        try:
+            for role, name in names.items():
+                setattr(train, name, self._wrap(role, originals[role]))
+            yield self
+        finally:
+            for role, name in names.items():
+                setattr(train, name, originals[role])
+
+    def clear(self) -> None:
+        self._networks.clear()
+
+
+NETWORKS = NetworkCache()
+
+
+def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True,
+          adam: str = "fused", layers: str = "fused", losses: str = "fused", noise: str = "prefetch",
+          cache: Optional[NetworkCache] = NETWORKS):
+    """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up (``args.warmup`` steps).
+
+    ``reuse``, ``adam``, ``layers``, ``losses`` and ``noise`` switch the speed-ups off for before/after rows.
+    ``cache``: where its networks come from (None: initialised afresh; same weights either way).
     """
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0",
-             "--adam", adam, "--layers", layers, "--losses", losses]
+             "--adam", adam, "--layers", layers, "--losses", losses, "--noise", noise]
     if anneal != "none":
         flags += ["--lambda0", "1"]
     config = train.resolve_config(flags)
     config["channels"], config["image_size"] = images.shape[1], images.shape[2]
-    updater = train.build_updater(config, images, device)
+    with (cache.active() if cache is not None else contextlib.nullcontext()):
+        updater = train.build_updater(config, images, device)
     for _, denoiser in updater.denoisers.items():
         denoiser.reuse_reconstruction = reuse
     for _ in range(args.warmup):
@@ -58,10 +166,10 @@ def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reus
     return updater
 
 
-def build_unoptimised(objective: str, anneal: str, images: numpy.ndarray, args, device):
+def build_unoptimised(objective: str, anneal: str, images: numpy.ndarray, args, device, **kwargs):
     """:func:`build` with every speed-up of issue 8 off and type checks on every step: the step before them."""
     updater = build(objective, anneal, images, args, device, reuse=False, adam="chainer", layers="chainer",
-                    losses="chainer")
+                    losses="chainer", noise="inline", **kwargs)
     updater.check_types_every_step = True
     return updater
 
@@ -73,21 +181,120 @@ def clock_for(device):
     return (time.process_time, "cpu_s") if device.xp is numpy else (time.perf_counter, "wall_s")
 
 
-def time_interleaved(updaters: dict, repeat: int, device) -> dict:
-    """Seconds per step of each updater (:func:`clock_for`), ``repeat`` rounds of one step each, interleaved.
+def finish_prefetch(step) -> None:
+    """Wait for the noise ``step`` (an updater, or an object whose ``step`` has one) drew ahead in its
+    background thread. On the CPU clock (this process's CPU time, every thread's) the draws then count in
+    the step that started them, not in whichever configuration is timed next."""
+    noise = getattr(step, "noise", None) or getattr(getattr(step, "step", None), "noise", None)
+    for future in list(getattr(noise, "_ahead", ())):
+        future.result()
 
-    Interleaving (A B C A B C ...) spreads any drift in machine load over every configuration
-    equally, so the ratios stay meaningful on a shared machine where absolute times do not.
+
+def round_orders(names: List[str], rounds: int, seed: int = 0) -> List[List[str]]:
+    """The order of each round: a seeded random permutation of ``names``, drawn afresh every round, so no
+    configuration always runs first, or always right after the same one."""
+    rng = numpy.random.RandomState(seed)
+    return [[names[i] for i in rng.permutation(len(names))] for _ in range(rounds)]
+
+
+def time_interleaved(steps: dict, repeat: int, device, times: Optional[dict] = None,
+                     sync=None, seed: int = 0) -> dict:
+    """Seconds per step of each entry of ``steps`` (an updater, or any object with ``update()``),
+    ``repeat`` rounds of one step each on :func:`clock_for`'s clock; returns ``{name: [seconds per round]}``.
+
+    Interleaving spreads drift in machine load over every configuration alike, and a fresh random order
+    each round (:func:`round_orders`, seeded by ``seed``) keeps the cost of a position in the round, or
+    of following a particular configuration (warm caches after the same code ran), from landing on one
+    configuration. ``times``: a dict to fill (it holds the finished rounds if the caller is interrupted,
+    e.g. by :class:`Stopped`); every list has one entry per finished round. ``sync``: called after each
+    step (default: the device's synchronize). On the CPU each step also waits for the noise it prefetches
+    (:func:`finish_prefetch`); on a GPU (wall clock) the prefetch overlaps what follows, as in training.
     """
     clock, _ = clock_for(device)
-    times = {name: [] for name in updaters}
-    for _ in range(repeat):
-        for name, updater in updaters.items():
+    sync = sync or (lambda: _synchronize(device))
+    settle = finish_prefetch if device.xp is numpy else (lambda step: None)
+    times = {name: [] for name in steps} if times is None else times
+    for name in steps:
+        times.setdefault(name, [])
+    for order in round_orders(list(steps), repeat, seed):
+        this_round = {}
+        for name in order:
             start = clock()
-            updater.update()
-            _synchronize(device)
-            times[name].append(clock() - start)
+            steps[name].update()
+            sync()
+            settle(steps[name])
+            this_round[name] = clock() - start
+        for name, seconds in this_round.items():  # a round counts once it is complete
+            times[name].append(seconds)
     return times
+
+
+def paired_ratios(values: List[float], base: List[float]) -> numpy.ndarray:
+    """Per-round ratios ``values[r] / base[r]`` (the rounds both finished)."""
+    n = min(len(values), len(base))
+    return numpy.asarray(values[:n], dtype=float) / numpy.asarray(base[:n], dtype=float)
+
+
+def bootstrap_median_interval(ratios, level: float = 0.9, resamples: int = 2000, seed: int = 0) -> tuple:
+    """A percentile-bootstrap ``level`` interval of the median of ``ratios`` (resampling rounds, seeded)."""
+    ratios = numpy.asarray(ratios, dtype=float)
+    if len(ratios) == 0:
+        return float("nan"), float("nan")
+    rng = numpy.random.RandomState(seed)
+    medians = numpy.median(ratios[rng.randint(0, len(ratios), (resamples, len(ratios)))], axis=1)
+    tail = 100 * (1 - level) / 2
+    return float(numpy.percentile(medians, tail)), float(numpy.percentile(medians, 100 - tail))
+
+
+def summarise(times: dict, base: str, seed: int = 0) -> Dict[str, dict]:
+    """Per configuration: median, minimum, ratio of medians to ``base``, median paired ratio and its
+    bootstrap 90% interval (seeded)."""
+    base_median = statistics.median(times[base])
+    out = {}
+    for name, values in times.items():
+        if not values:
+            continue
+        ratios = paired_ratios(values, times[base])
+        low, high = bootstrap_median_interval(ratios, seed=seed)
+        out[name] = dict(median=statistics.median(values), min=min(values), rounds=len(values),
+                         ratio=statistics.median(values) / base_median, paired=float(numpy.median(ratios)),
+                         low=low, high=high)
+    return out
+
+
+COLUMNS = "{:>10} {:>10} {:>13} {:>9} {:>8} {:>8}"
+ROW = "{:>10.5f} {:>10.5f} {:>13.3f} {:>9.3f} {:>8.3f} {:>8.3f}"
+
+
+def header(unit: str, base: str) -> str:
+    """Column names of :func:`row` (``paired``: median of per-round ratios; p05/p95: its bootstrap 90% interval)."""
+    u = unit.split("_")[0]
+    return COLUMNS.format("median_" + u, "min_" + u, "ratio_" + base, "paired", "p05", "p95")
+
+
+def row(stats: dict) -> str:
+    return ROW.format(stats["median"], stats["min"], stats["ratio"], stats["paired"], stats["low"], stats["high"])
+
+
+def configurations(objective: str, args) -> list:
+    """(row name, :func:`build` settings) of every configuration timed for ``objective``, baseline first."""
+    anneals = [a for a in args.anneal.split(",") if a and a != "none"]
+    plan = [(BASE, dict(anneal="none")), (CONTROL, dict(anneal="none"))]
+    plan += [(a, dict(anneal=a)) for a in anneals]
+    # each speed-up's before/after (the module docstring), then all of them off
+    if objective == "jsd":
+        plan.append(("none (chainer Adam)", dict(anneal="none", adam="chainer")))
+    plan.append(("none (chainer layers)", dict(anneal="none", layers="chainer")))
+    plan.append(("none (chainer losses)", dict(anneal="none", losses="chainer")))
+    if "ent" in anneals:
+        plan.append(("ent (chainer losses)", dict(anneal="ent", losses="chainer")))
+    noisy = "none" if objective == "jsd" else (anneals[0] if anneals else None)  # draws denoiser noise
+    if noisy:
+        plan.append(("{} (noise inline)".format(noisy), dict(anneal=noisy, noise="inline")))
+    if objective == "jsd" and "lik" in anneals:
+        plan.append(("lik (r recomputed)", dict(anneal="lik", reuse=False)))
+    plan.append(("none (all speed-ups off)", dict(anneal="none", unoptimised=True)))
+    return plan
 
 
 def main(argv=None) -> int:
@@ -95,41 +302,53 @@ def main(argv=None) -> int:
     add_device_argument(parser)
     parser.add_argument("--width", type=float, default=1.0, help="network width multiplier (1.0 = paper)")
     parser.add_argument("--batchsize", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=5, help="timed steps per configuration")
+    parser.add_argument("--repeat", type=int, default=5, help="timed rounds (steps per configuration)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--n-critic", type=int, default=5, help="wgan critic steps per step (5)")
     parser.add_argument("--objectives", default="jsd,rkl,wgan")
     parser.add_argument("--anneal", default="lik,ent,lgan", help="terms compared with --anneal none")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the rounds' orders and the bootstrap intervals")
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
         -1, 1, (max(4 * args.batchsize * args.n_critic, 256), 3, 32, 32)).astype(numpy.float32)
     _, unit = clock_for(device)
-    print("device {}, width {}, batch {}, {} interleaved timed steps after {} warm-up; median {} per "
-          "step".format(device, args.width, args.batchsize, args.repeat, args.warmup, unit))
-    print("{:<8} {:<26} {:>10} {:>10} {:>16}".format("objective", "anneal", "median_" + unit.split("_")[0],
-                                                      "min_" + unit.split("_")[0], "ratio_vs_none"))
-    for objective in args.objectives.split(","):
-        anneals = ["none"] + [a for a in args.anneal.split(",") if a and a != "none"]
-        updaters = {a: build(objective, a, images, args, device) for a in anneals}
-        # each speed-up's before/after (the module docstring), then all of them off
-        if objective == "jsd":
-            updaters["none (chainer Adam)"] = build(objective, "none", images, args, device, adam="chainer")
-        updaters["none (chainer layers)"] = build(objective, "none", images, args, device, layers="chainer")
-        updaters["none (chainer losses)"] = build(objective, "none", images, args, device, losses="chainer")
-        if "ent" in anneals:
-            updaters["ent (chainer losses)"] = build(objective, "ent", images, args, device, losses="chainer")
-        if objective == "jsd" and "lik" in anneals:
-            updaters["lik (r recomputed)"] = build(objective, "lik", images, args, device, reuse=False)
-        updaters["none (all speed-ups off)"] = build_unoptimised(objective, "none", images, args, device)
-        times = time_interleaved(updaters, args.repeat, device)
-        base = statistics.median(times["none"])
-        for name, values in times.items():
-            median = statistics.median(values)
-            print("{:<8} {:<26} {:>10.4f} {:>10.4f} {:>16.3f}".format(
-                objective, name, median, min(values), median / base), flush=True)
-        del updaters
+    print("device {}, width {}, batch {}, {} rounds (one step per configuration, in a random order each round) after "
+          "{} warm-up; {} per step".format(device, args.width, args.batchsize, args.repeat, args.warmup, unit))
+    print("{:<8} {:<26} {}".format("objective", "anneal", header(unit, BASE)))
+    with stop_on_sigterm():
+        for objective in args.objectives.split(","):
+            updaters, times, state = {}, {}, "building"
+            try:
+                start, made, copied = time.perf_counter(), NETWORKS.made, NETWORKS.copied
+                for name, spec in configurations(objective, args):
+                    spec = dict(spec)
+                    anneal = spec.pop("anneal")
+                    maker = build_unoptimised if spec.pop("unoptimised", False) else build
+                    updaters[name] = maker(objective, anneal, images, args, device, **spec)
+                print("# {}: {} configurations built and warmed up in {:.1f} s ({} networks initialised, {} "
+                      "copied); timing {} rounds".format(objective, len(updaters), time.perf_counter() - start,
+                                                         NETWORKS.made - made, NETWORKS.copied - copied,
+                                                         args.repeat), flush=True)
+                state = "timing"
+                time_interleaved(updaters, args.repeat, device, times, seed=args.seed)
+                state = "printing"
+                _print_rows(objective, times, args.seed)
+            except Stopped:
+                done = len(times.get(BASE, ()))
+                print("# {}: stopped by SIGTERM while {} ({} configurations built, {} of {} rounds done)".format(
+                    objective, state, len(updaters), done, args.repeat), flush=True)
+                if done and state == "timing":
+                    _print_rows(objective, times, args.seed)
+                return STOPPED_STATUS
+            finally:
+                del updaters
     return 0
+
+
+def _print_rows(objective: str, times: dict, seed: int) -> None:
+    for name, stats in summarise(times, BASE, seed).items():
+        print("{:<8} {:<26} {}".format(objective, name, row(stats)), flush=True)
 
 
 if __name__ == "__main__":
