@@ -5,8 +5,8 @@
 
 The Chainer step is ``chainer_va``'s ``jsd`` updater with ``--anneal none`` (discriminator, generator
 with DFM's denoiser term, denoiser) as shipped, and with each of its host-side speed-ups off (Chainer's
-per-parameter Adam; Chainer's nodes per affine + BN + activation layer; per loss chain; all of them,
-with type checks on every step). The PyTorch step is ``benchmarks/torch_reference.py``'s
+per-parameter Adam; Chainer's nodes per affine + BN + activation layer; per loss chain; each loss
+back-propagated to every parameter it reaches; all of them, with type checks on every step). The PyTorch step is ``benchmarks/torch_reference.py``'s
 :class:`DFMStep`: the same networks (parameter counts equal at every width), the same data, host-side
 sampling and step structure (two discriminator forwards; G and D updated from one forward pass; one
 NaN check per step), full fp32 (TF32 off). A second PyTorch twin, ``pytorch (control)``, is timed as
@@ -103,6 +103,7 @@ def main(argv=None) -> int:
             steps["chainer, per-parameter Adam"] = step_time.build("jsd", "none", images, args, device, adam="chainer")
             steps["chainer, unfused layers"] = step_time.build("jsd", "none", images, args, device, layers="chainer")
             steps["chainer, unfused losses"] = step_time.build("jsd", "none", images, args, device, losses="chainer")
+            steps["chainer, backprop all"] = step_time.build("jsd", "none", images, args, device, backprop="all")
             steps["chainer, no speed-ups"] = step_time.build_unoptimised("jsd", "none", images, args, device)
             state = "timing"
             # one clock for both frameworks

@@ -359,6 +359,8 @@ def main(argv=None) -> int:
                             help="as train's --{}: chainer profiles the step without that speed-up".format(name))
     parser.add_argument("--noise", default="prefetch", choices=("prefetch", "inline"),
                         help="as train's --noise: inline draws the denoiser noise inside the step")
+    parser.add_argument("--backprop", default="needed", choices=("needed", "all"),
+                        help="as train's --backprop: all also computes gradients no update reads")
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
@@ -368,7 +370,8 @@ def main(argv=None) -> int:
     results = []
     for anneal in [a for a in args.anneal.split(",") if a]:
         updater = step_time.build(args.objective, anneal, images, args, device, adam=args.adam,
-                                  layers=args.layers, losses=args.losses, noise=args.noise)
+                                  layers=args.layers, losses=args.losses, noise=args.noise,
+                                  backprop=args.backprop)
         plain, profile = [], StepProfile()
         for _ in range(args.steps):  # interleaved, so drift in machine load hits both equally
             plain += time_plain_steps(updater, 1, device)

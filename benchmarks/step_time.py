@@ -12,15 +12,17 @@ a configuration always run right after it measured 4% faster on the CPU, warm ca
 overhead is printed as a ratio to the baseline two ways: the ratio of the medians, and the median of
 the per-round paired ratios (step / the same round's baseline step) with a seeded bootstrap 90%
 interval over rounds. More rows give the before/after of
-five speed-ups: for every objective ``none`` with each affine + BN + activation layer as Chainer's
+six speed-ups: for every objective ``none`` with each affine + BN + activation layer as Chainer's
 nodes instead of one (``--layers chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and
 ``ent``) with each loss chain as Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`);
 the first configuration that draws denoiser noise (``none`` for ``jsd``, else the first annealing
 term) with the noise drawn when the step asks for it (``--noise inline``) instead of prefetched in a
 background thread; for ``jsd`` also ``none`` with Chainer's per-parameter Adam instead of
 :class:`chainer_va.fused_adam.FusedAdam` and ``lik`` recomputing r_data(f_fake) for the annealing term
-instead of reusing DFM's; for every objective ``none`` with all of them off and Chainer's type checks
-on every step (the step before issue 8; the real batch's missing data gradient stays). A step is
+instead of reusing DFM's; for every objective ``none`` back-propagating each loss to every parameter
+(``--backprop all``: the generator's backward also computes D's weight gradients) instead of only to the
+updated network's; for every objective ``none`` with all of them off and Chainer's type checks on every
+step (the step before issue 8; the real batch's missing data gradient stays). A step is
 ``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
 
 Every configuration is built with ``--seed 0``, so its networks start from the same weights as the
@@ -143,15 +145,16 @@ NETWORKS = NetworkCache()
 
 def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reuse: bool = True,
           adam: str = "fused", layers: str = "fused", losses: str = "fused", noise: str = "prefetch",
-          cache: Optional[NetworkCache] = NETWORKS):
+          backprop: str = "needed", cache: Optional[NetworkCache] = NETWORKS):
     """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up (``args.warmup`` steps).
 
-    ``reuse``, ``adam``, ``layers``, ``losses`` and ``noise`` switch the speed-ups off for before/after rows.
+    ``reuse``, ``adam``, ``layers``, ``losses``, ``noise`` and ``backprop`` switch the speed-ups off for
+    before/after rows.
     ``cache``: where its networks come from (None: initialised afresh; same weights either way).
     """
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0",
-             "--adam", adam, "--layers", layers, "--losses", losses, "--noise", noise]
+             "--adam", adam, "--layers", layers, "--losses", losses, "--noise", noise, "--backprop", backprop]
     if anneal != "none":
         flags += ["--lambda0", "1"]
     config = train.resolve_config(flags)
@@ -169,7 +172,7 @@ def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reus
 def build_unoptimised(objective: str, anneal: str, images: numpy.ndarray, args, device, **kwargs):
     """:func:`build` with every speed-up of issue 8 off and type checks on every step: the step before them."""
     updater = build(objective, anneal, images, args, device, reuse=False, adam="chainer", layers="chainer",
-                    losses="chainer", noise="inline", **kwargs)
+                    losses="chainer", noise="inline", backprop="all", **kwargs)
     updater.check_types_every_step = True
     return updater
 
@@ -286,6 +289,7 @@ def configurations(objective: str, args) -> list:
         plan.append(("none (chainer Adam)", dict(anneal="none", adam="chainer")))
     plan.append(("none (chainer layers)", dict(anneal="none", layers="chainer")))
     plan.append(("none (chainer losses)", dict(anneal="none", losses="chainer")))
+    plan.append(("none (backprop all)", dict(anneal="none", backprop="all")))
     if "ent" in anneals:
         plan.append(("ent (chainer losses)", dict(anneal="ent", losses="chainer")))
     noisy = "none" if objective == "jsd" else (anneals[0] if anneals else None)  # draws denoiser noise

@@ -20,9 +20,10 @@ structure and order:
    host, by default prefetched in a background thread during the previous step as train's ``--noise
    prefetch`` does; ``noise_prefetch=False`` is ``--noise inline``), copied;
 4. every loss to the host in one transfer, checked for NaN/inf (Chainer's ``check_finite``);
-5. the denoiser's backward and Adam step; the G loss backward (through D into xf; D's parameters get
-   gradients too, as in Chainer), x_fake.backward(xf.grad) into G, G's Adam step; D's gradients cleared
-   and the D loss backward on the same forward pass, D's Adam step;
+5. the denoiser's backward and Adam step; the G loss backward into xf only (through D's layers, but no
+   gradient for D's parameters, as Chainer's ``optimize`` computes only the updated network's),
+   x_fake.backward(xf.grad) into G, G's Adam step; the D loss backward on the same forward pass into
+   D's parameters only (not into xf), D's Adam step;
 6. the noise source is told the step is done (with prefetch it starts drawing the next step's noise).
 
 So G and D are both updated from one forward pass, as Chainer's ``OneStepUpdater`` does.
@@ -297,11 +298,11 @@ class DFMStep:
         loss_den.backward()
         self.opt_den.step()
         self.opt_gen.zero_grad(set_to_none=True)
-        loss_gen.backward(retain_graph=True)  # D's graph on xf is needed again by the D loss
+        loss_gen.backward(inputs=[xf], retain_graph=True)  # D's graph on xf is needed again by the D loss
         x_fake.backward(xf.grad)
         self.opt_gen.step()
-        self.opt_dis.zero_grad(set_to_none=True)  # drop what the G loss left in D's gradients
-        loss_dis.backward()
+        self.opt_dis.zero_grad(set_to_none=True)
+        loss_dis.backward(inputs=list(self.dis.parameters()))
         self.opt_dis.step()
         self.noise.step_done()
         self.losses = dict(zip(losses, values))

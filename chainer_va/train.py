@@ -59,7 +59,7 @@ GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "adam", "layers", "losses", "noise", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
+RESUME_MUTABLE = ("device", "adam", "layers", "losses", "noise", "backprop", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
                   "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
                   "plot_interval")
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
@@ -132,6 +132,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--noise", default="prefetch", choices=("prefetch", "inline"),
         help="prefetch: draw the next step's denoiser noise and WGAN-GP's u in a background thread (same "
              "numbers, off the step's critical path); inline: when the step asks for them (prefetch)")
+    add("--backprop", default="needed", choices=("needed", "all"),
+        help="needed: each backward computes only the gradients of the network it updates (the generator's "
+             "skips D's weight gradients; same numbers, less arithmetic); all: Chainer's loss.backward() to "
+             "every parameter (needed)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
     g = parser.add_argument_group("data and networks")
     add("--dataset", default="mnist5k",
@@ -497,9 +501,12 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     updater_cls = updaters.get(config["objective"])
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
-    return updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
-                       LatentSampler(config["latent_dim"], latent_seed), noise, pool, device=device,
-                       **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True), **objective_options)
+    updater = updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
+                          LatentSampler(config["latent_dim"], latent_seed), noise, pool, device=device,
+                          **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True),
+                          **objective_options)
+    updater.backprop_all = config.get("backprop", "needed") == "all"
+    return updater
 
 
 def _every_and_at(interval: int, last: int):

@@ -1,12 +1,15 @@
 """Test-wide settings: headless plotting, quiet TensorFlow, a private data cache, GPU tests skipped without CuPy."""
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Never read or fill the user's ~/.cache/chainer_va from tests.
+# Never read or fill the user's ~/.cache/chainer_va from tests; the session's own cache goes at exit.
 os.environ["CHAINER_VA_DATA"] = tempfile.mkdtemp(prefix="chainer_va_test_cache_")
+atexit.register(shutil.rmtree, os.environ["CHAINER_VA_DATA"], ignore_errors=True)
 
 import chainer_va  # noqa: E402,F401  (compat layer before anything imports chainer)
 import pytest  # noqa: E402

@@ -89,11 +89,12 @@ def test_step_time_prints_a_paired_ratio_per_configuration_with_a_control_row(ca
     rows = _rows(text, 6)
     names = [name for name, _ in rows]
     assert names == ["jsd none", "jsd none (control)", "jsd lik", "jsd ent", "jsd none (chainer Adam)",
-                     "jsd none (chainer layers)", "jsd none (chainer losses)", "jsd ent (chainer losses)",
-                     "jsd none (noise inline)", "jsd lik (r recomputed)", "jsd none (all speed-ups off)",
+                     "jsd none (chainer layers)", "jsd none (chainer losses)", "jsd none (backprop all)",
+                     "jsd ent (chainer losses)", "jsd none (noise inline)", "jsd lik (r recomputed)",
+                     "jsd none (all speed-ups off)",
                      "rkl none", "rkl none (control)", "rkl lik", "rkl ent", "rkl none (chainer layers)",
-                     "rkl none (chainer losses)", "rkl ent (chainer losses)", "rkl lik (noise inline)",
-                     "rkl none (all speed-ups off)"]
+                     "rkl none (chainer losses)", "rkl none (backprop all)", "rkl ent (chainer losses)",
+                     "rkl lik (noise inline)", "rkl none (all speed-ups off)"]
     values = dict(rows)
     for base in ("jsd none", "rkl none"):
         median, minimum, ratio, paired, low, high = values[base]
@@ -104,8 +105,8 @@ def test_step_time_prints_a_paired_ratio_per_configuration_with_a_control_row(ca
         assert 0 < low <= paired <= high < 100, name
     # each objective's networks are initialised once: jsd's G, D and two denoisers (ent's r_data comes
     # second), then rkl's are all copies of them
-    assert re.search(r"# jsd: 11 configurations built .* \(4 networks initialised", text)
-    assert re.search(r"# rkl: 9 configurations built .* \(0 networks initialised", text)
+    assert re.search(r"# jsd: 12 configurations built .* \(4 networks initialised", text)
+    assert re.search(r"# rkl: 10 configurations built .* \(0 networks initialised", text)
 
 
 @pytest.mark.parametrize("objective, anneal, kwargs", [
@@ -233,7 +234,7 @@ def test_step_time_prints_the_finished_rounds_when_stopped_by_sigterm():
         if proc.poll() is None:
             proc.kill()
     text = "".join(lines)
-    done = re.search(r"# rkl: stopped by SIGTERM while timing \(7 configurations built, (\d+) of 100000 rounds done",
+    done = re.search(r"# rkl: stopped by SIGTERM while timing \(8 configurations built, (\d+) of 100000 rounds done",
                      text)
     assert done and int(done.group(1)) > 0, text
     assert [name for name, _ in _rows(text, 6)][:3] == ["rkl none", "rkl none (control)", "rkl lik"]
@@ -255,7 +256,7 @@ def test_compare_torch_prints_precision_settings_and_ratios_to_pytorch(capsys, m
         assert key in settings[0]
     rows = _rows(text, 6)
     assert [name for name, _ in rows] == ["pytorch", "pytorch (control)", "chainer", "chainer, per-parameter Adam",
-                                          "chainer, unfused layers", "chainer, unfused losses",
+                                          "chainer, unfused layers", "chainer, unfused losses", "chainer, backprop all",
                                           "chainer, no speed-ups"]
     torch_median = rows[0][1][0]
     for name, (median, minimum, ratio, paired, low, high) in rows:

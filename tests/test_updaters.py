@@ -269,26 +269,58 @@ def test_noise_prefetch_gives_the_inline_step_exactly(images, objective, anneal)
     assert_same_params(snapshot_params(prefetching), snapshot_params(inline))
 
 
+@pytest.mark.parametrize("objective", ["jsd", "rkl", "wgan"])
+@pytest.mark.parametrize("anneal", ["none", "lik", "ent", "lgan"])
+def test_backprop_to_the_updated_network_only_gives_the_full_backward_exactly(images, objective, anneal):
+    flags = combination_flags(objective, anneal)
+    needed, config = make_updater(images, *flags)
+    full, _ = make_updater(images, *flags, "--backprop", "all")
+    assert config["backprop"] == "needed" and not needed.backprop_all and full.backprop_all
+    assert run_steps(needed, 3) == run_steps(full, 3)
+    assert_same_params(snapshot_params(needed), snapshot_params(full))
+
+
+def test_backprop_to_the_updated_network_only_gives_the_full_backward_exactly_with_chainers_nodes(images):
+    # Chainer's own layer and loss nodes (each with its own backward) and the WGAN-GP double backprop
+    flags = combination_flags("wgan", "ent") + ("--layers", "chainer", "--losses", "chainer")
+    needed, _ = make_updater(images, *flags)
+    full, _ = make_updater(images, *flags, "--backprop", "all")
+    assert run_steps(needed, 2) == run_steps(full, 2)
+    assert_same_params(snapshot_params(needed), snapshot_params(full))
+
+
+def _first_layer_gradients(monkeypatch, updater):
+    """(data gradient?, weight gradient?) that each backward of D's first layer was asked for in one step."""
+    from chainer_va import fused_layers
+    asked = []
+    backward = fused_layers.AffineBNActivation.backward
+
+    def recording(node, indexes, grad_outputs):
+        if node.inputs[0].shape[1:] == (1, 32, 32):  # the image batch's shape: the first conv
+            asked.append((0 in indexes, 1 in indexes))
+        return backward(node, indexes, grad_outputs)
+
+    monkeypatch.setattr(fused_layers.AffineBNActivation, "backward", recording)
+    run_steps(updater, 1)
+    monkeypatch.undo()
+    return sorted(asked)
+
+
 @pytest.mark.parametrize("objective", ["jsd", "wgan"])
-def test_backprop_computes_no_gradient_for_the_data_batches(images, objective):
-    # leaves of the image batch's shape that D's first layer differentiates: jsd the fake batch after
-    # unchain_backward only; wgan only the penalty's interpolates x_hat (neither the real nor the critic
-    # steps' fake batches: nothing uses d/dx there, and each one is a first-layer data gradient)
-    class LeafInputs(chainer.FunctionHook):
-        def __init__(self):
-            self.requires_grad = []
-
-        def backward_preprocess(self, function, in_data, out_grad):
-            x = function.inputs[0]
-            if x.creator is None and len(x.shape) == 4 and x.shape[1:] == (1, 32, 32):
-                self.requires_grad.append(x.requires_grad)
-
-    updater, _ = make_updater(images, *combination_flags(objective, "none"))
-    hook = LeafInputs()
-    with hook:
-        run_steps(updater, 1)
-    expected = [True, False] if objective == "jsd" else [True, False, False] * 2  # (x_hat, real, fake) x n_critic
-    assert hook.requires_grad == expected
+def test_backprop_computes_no_gradient_that_no_update_reads(images, monkeypatch, objective):
+    # D's first layer is differentiated by the generator's backward through D(x_fake) (data gradient only:
+    # D's weights are not the generator's), by the discriminator's on the real and the fake batch (weights
+    # only: nothing reads d/dx_real or d/dx_fake) and, in WGAN-GP's critic steps, by the penalty's
+    # chainer.grad for d/dx_hat (data only)
+    flags = combination_flags(objective, "none")
+    needed, _ = make_updater(images, *flags)
+    full, _ = make_updater(images, *flags, "--backprop", "all")
+    if objective == "jsd":  # one step: G through D(fake), then D on the real and the (unchained) fake batch
+        assert _first_layer_gradients(monkeypatch, needed) == [(False, True), (False, True), (True, False)]
+        assert _first_layer_gradients(monkeypatch, full) == [(False, True), (True, True), (True, True)]
+    else:  # 2 critic steps (the penalty's d/dx_hat, D on real and fake), then G through D(fake)
+        assert _first_layer_gradients(monkeypatch, needed) == [(False, True)] * 4 + [(True, False)] * 3
+        assert _first_layer_gradients(monkeypatch, full) == [(False, True)] * 4 + [(True, False)] * 2 + [(True, True)]
 
 
 def test_iterator_order_state_roundtrip():
