@@ -22,6 +22,7 @@ import os
 import pickle
 import struct
 import tarfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -78,6 +79,7 @@ CIFAR10_MEMBERS = {
     "test": ("{}/test_batch".format(CIFAR10_BATCH_FOLDER),),
 }
 CIFAR10_ROW = 3 * 32 * 32  # one image per row: 1024 red, 1024 green, 1024 blue values, row-major 32x32
+CIFAR10_BATCH_ROWS = 10000  # images in each of the official archive's six batches
 
 _MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
                   "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -387,10 +389,17 @@ def _load_cifar10(data_dir, split: str, limit: int | None) -> tuple[np.ndarray, 
     members = CIFAR10_MEMBERS[split]
     if data_dir is not None:
         for folder in (Path(data_dir).expanduser(), Path(data_dir).expanduser() / "cifar10"):
-            if (folder / members[0]).is_file():  # an extracted archive
-                return _collect_batches(
+            if (folder / members[0]).is_file():  # an extracted archive (no checksum: count its images)
+                pixels, labels = _collect_batches(
                     ((m, (folder / m).open("rb")) for m in members), limit,
                     "Extract the official archive again, or pass the .tar.gz as data_dir.")
+                expected = CIFAR10_BATCH_ROWS * len(members)
+                if len(pixels) != (expected if limit is None else min(limit, expected)):
+                    warnings.warn("the CIFAR-10 folder {} holds {} {} images where the official archive has {}: "
+                                  "it is not the official data set, and scores against it are not comparable "
+                                  "with published ones (pass the verified .tar.gz as data_dir)".format(
+                                      folder, len(pixels), split, expected))
+                return pixels, labels
     archive = _cifar10_archive(data_dir)
     fix = "Delete {} and download it again ({} cifar10).".format(archive, FETCH_SCRIPT)
     try:

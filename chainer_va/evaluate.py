@@ -90,7 +90,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
         fid_extractor = evaluation.InceptionExtractor(device=dev, resize="tf", weights=weights, batchsize=batchsize)
         is_extractor = evaluation.InceptionExtractor(device=dev, resize="align_corners", batchsize=batchsize,
                                                      model=fid_extractor.model)
-        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=3, size=size,
+        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=channels, size=size,
                                               batchsize=batchsize, progress=progress)
     else:
         from chainer_va.metrics.classifier import ClassifierExtractor

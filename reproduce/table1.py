@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
 from chainer_va import runinfo, schedules
+from chainer_va.metrics.evaluation import FID_SAMPLES, IS_SAMPLES
 
 try:
     import grid  # reproduce/grid.py: this script's folder is on sys.path when it runs as a script
@@ -117,8 +118,8 @@ def make_specs(args) -> tuple:
     common += args.extra_train_args.split()
     scorer = QUICK["scorer"] if quick else "inception"
     eval_kwargs = {"scorer": scorer, "progress": False,
-                   "n_is": args.n_is or (QUICK["n_is"] if quick else 50000),
-                   "n_fid": args.n_fid or (QUICK["n_fid"] if quick else 10000)}
+                   "n_is": args.n_is or (QUICK["n_is"] if quick else IS_SAMPLES),
+                   "n_fid": args.n_fid or (QUICK["n_fid"] if quick else FID_SAMPLES)}
     if dataset == "celeba":
         eval_kwargs["reference"] = "celeba"
         eval_kwargs["data_dir"] = args.data_dir
@@ -137,7 +138,9 @@ def make_specs(args) -> tuple:
     used = {o: iterations[o] for o in objectives}
     # the paper's numbers are compared only with runs made at the paper's settings
     comparable = (not quick and dataset == "cifar10" and set(used.values()) == {PAPER["iterations"]}
-                  and batchsize == PAPER["batchsize"] and width == PAPER["width"] and not args.extra_train_args.split())
+                  and batchsize == PAPER["batchsize"] and width == PAPER["width"] and not args.extra_train_args.split()
+                  and scorer == "inception" and eval_kwargs["n_is"] == IS_SAMPLES
+                  and eval_kwargs["n_fid"] == FID_SAMPLES)
     return specs, dict(dataset=dataset, seeds=seeds, iterations=used, batchsize=batchsize, width=width,
                        comparable=comparable,
                        scorer=scorer, quick=quick, lr=QUICK["lr"] if quick else None, skipped=skipped,
@@ -213,6 +216,24 @@ def _mean_std(values: Sequence[float]) -> tuple:
     return mean, std
 
 
+#: evaluation settings a run's metrics.json must share with the table's (``evaluate_run`` records them)
+SCORING_KEYS = ("scorer", "n_is", "n_fid", "splits", "reference")
+
+
+def scoring_mismatch(spec: "grid.RunSpec", metrics: dict) -> Optional[str]:
+    """Why ``metrics`` (a run's metrics.json) was scored with other settings than the table asks for, or None.
+
+    A key the table does not set (or an older file does not record) is not compared.
+    """
+    differ = ["{} {} there, {} now".format(k, metrics[k], spec.eval_kwargs[k]) for k in SCORING_KEYS
+              if k in spec.eval_kwargs and k in metrics and metrics[k] != spec.eval_kwargs[k]]
+    if not differ:
+        return None
+    return "{} was scored with other settings ({}); evaluate it again (python -m chainer_va.evaluate {} with " \
+           "those settings, or re-run this script without --table-only)".format(
+               spec.run_dir, ", ".join(differ), spec.run_dir)
+
+
 def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -> List[dict]:
     """One row per table cell: mean ± std (sample std, n-1) of IS and FID over the seeds that finished.
 
@@ -226,7 +247,12 @@ def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -
             if mismatch:  # a run made with other settings is not this cell's run
                 print("not in the table: " + mismatch, file=sys.stderr)
                 continue
-            per_setting[(spec.cell, spec.lambda0)].append(json.loads(metrics_path.read_text()))
+            metrics = json.loads(metrics_path.read_text())
+            scored = scoring_mismatch(spec, metrics)
+            if scored:
+                print("not in the table: " + scored, file=sys.stderr)
+                continue
+            per_setting[(spec.cell, spec.lambda0)].append(metrics)
     cells: Dict[str, dict] = {}
     for spec in specs:
         cells.setdefault(spec.cell, {"cell": spec.cell, "objective": spec.objective, "variant": spec.variant,

@@ -281,12 +281,45 @@ def test_evaluate_uses_the_runs_own_data_set_as_fid_reference(tmp_path, monkeypa
         pass
 
     def reference_statistics(dataset, extractor, data_dir=None, **kwargs):
-        raise Stop(dataset, data_dir)
+        raise Stop(dataset, data_dir, kwargs["channels"])
     monkeypatch.setattr(evaluation, "InceptionExtractor", lambda **kwargs: type("E", (), {"model": None})())
     monkeypatch.setattr(evaluation, "reference_statistics", reference_statistics)
     with pytest.raises(Stop) as info:
         evaluate.evaluate_run(run)
-    assert info.value.args == ("fashion-mnist", str(tmp_path / "fm"))
+    # the grey run's samples are compared with grey training images (the extractor repeats the channel)
+    assert info.value.args == ("fashion-mnist", str(tmp_path / "fm"), 1)
+
+
+def test_reference_statistics_are_cached_per_data_folder(tmp_path):
+    """Two CelebA folders of other images get their own statistics; the second call for a folder reads
+    its cache (before, one folder's statistics were returned for any other's)."""
+    from PIL import Image
+
+    def folder(name, value):
+        path = tmp_path / name / "img_align_celeba"
+        path.mkdir(parents=True)
+        for i in range(4):
+            pixels = np.full((218, 178, 3), value + 10 * i, np.uint8)
+            Image.fromarray(pixels).save(path / "{:06d}.jpg".format(i + 1), quality=100)
+        return str(tmp_path / name)
+
+    class MeanPixel:  # features: each image's channel means (a stand-in for pool3)
+        key = name = "mean-pixel"
+        calls = 0
+
+        def __call__(self, batch):
+            MeanPixel.calls += 1
+            return np.asarray(batch, np.float32).mean(axis=(2, 3)), None
+
+    dark, bright = folder("dark", 20), folder("bright", 200)
+    kwargs = dict(extractor=MeanPixel(), size=32, progress=False)
+    mu_dark, _ = evaluation.reference_statistics("celeba", data_dir=dark, **kwargs)
+    mu_bright, _ = evaluation.reference_statistics("celeba", data_dir=bright, **kwargs)
+    assert mu_dark.mean() < 100 < mu_bright.mean()  # the extractor sees 0-255 pixels: 20-50 vs 200-230
+    calls = MeanPixel.calls
+    again, _ = evaluation.reference_statistics("celeba", data_dir=dark, **kwargs)
+    np.testing.assert_array_equal(again, mu_dark)
+    assert MeanPixel.calls == calls  # from the cache
 
 
 def test_scores_with_other_settings_are_kept_and_damaged_caches_are_rebuilt(tmp_path, monkeypatch):

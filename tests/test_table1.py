@@ -201,7 +201,8 @@ def test_only_paper_settings_are_compared_and_short_lgan_runs_keep_fifteen_knots
     lgan = [s for s in specs if s.schedule == "lgan"]
     assert lgan and all("--knot-interval" not in s.train_args for s in lgan)  # the default 10000 of 150k
     for flags in (["--iterations", "20000"], ["--width", "0.5"], ["--batchsize", "32"],
-                  ["--extra-train-args", "--lr 2e-4"], ["--quick"], ["--dataset", "celeba"]):
+                  ["--extra-train-args", "--lr 2e-4"], ["--quick"], ["--dataset", "celeba"],
+                  ["--n-fid", "2500"], ["--n-is", "5000"]):  # FID is biased by the sample count
         assert not make(*flags)[1]["comparable"], flags
     specs, info = make("--quick", "--variants", "none,lgan")
     knots = {s.objective: s.train_args[s.train_args.index("--knot-interval") + 1]
@@ -266,6 +267,22 @@ def test_table_aggregates_seeds_and_shows_the_difference_to_a_filled_reference(t
     assert "| jsd/lik | 1 | 2/3 | 7.70 ± 0.28 | 25.50 ± 0.71 | 7.5 | +0.20 |" in markdown
     with open(csv_path) as f:
         assert {r["cell"] for r in csv.DictReader(f)} == {"jsd/none", "jsd/lik"}
+
+
+def test_runs_scored_with_other_settings_stay_out_of_the_table(tmp_path, capsys):
+    eval_kwargs = {"scorer": "inception", "n_is": 50000, "n_fid": 10000}
+    specs = grid.build_grid(str(tmp_path), objectives=["jsd"], variants=["none"], seeds=[0, 1, 2],
+                            eval_kwargs=eval_kwargs)
+    scored = [dict(eval_kwargs), dict(eval_kwargs, n_is=5000), dict(eval_kwargs, scorer="classifier")]
+    for spec, settings, value in zip(specs, scored, (7.0, 2.0, 5.0)):
+        _write_metrics(spec.run_dir, value, 30.0)
+        metrics = json.loads(Path(spec.run_dir, "metrics.json").read_text())
+        Path(spec.run_dir, "metrics.json").write_text(json.dumps(dict(metrics, **settings)))
+    (row,) = table1.aggregate(specs, "cifar10", comparable=True)
+    assert row["seeds_done"] == 1 and row["IS"] == 7.0
+    err = capsys.readouterr().err
+    assert "was scored with other settings (n_is 5000 there, 50000 now)" in err
+    assert "(scorer classifier there, inception now)" in err
 
 
 def test_lambda0_search_reports_the_best_mean_is(tmp_path):

@@ -220,19 +220,43 @@ def inception_score_of_generator(generator, extractor=None, n_samples: int = IS_
     return scores.inception_score(probs, splits)
 
 
+def _source_digest(data_dir, depth: int = 2) -> str:
+    """A short digest of ``data_dir``'s resolved path and of the names, sizes and modification times of
+    the files in it, ``depth`` levels down (an archive, ``cifar-10-batches-py/``, ``img_align_celeba/``)."""
+    root = Path(data_dir).expanduser().resolve()
+    digest = hashlib.sha256(str(root).encode())
+
+    def add(path: Path, level: int) -> None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return
+        digest.update("{}|{}|{}\n".format(path.relative_to(root).as_posix(), stat.st_size,
+                                          stat.st_mtime_ns).encode())
+        if level and path.is_dir():
+            for child in sorted(path.iterdir()):
+                add(child, level - 1)
+
+    add(root, depth)
+    return digest.hexdigest()[:12]
+
+
 def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor=None, data_dir=None,
                          channels: int = 3, size: int = 32, limit: Optional[int] = None,
                          batchsize: int = EVAL_BATCHSIZE, progress: bool = True,
                          cache: bool = True, device=-1) -> Tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the extractor's features on the training images of ``dataset``, computed once and cached.
 
-    The cache file (``<data cache>/fid_stats/<dataset>_<size>_<channels>_<limit>_<extractor key>.npz``)
-    records the data set, image count and extractor next to the statistics.
+    The cache file (``<data cache>/fid_stats/<dataset>_<size>_<channels>_<limit>[_<source>]_<extractor
+    key>.npz``) records the data set, image count and extractor next to the statistics. With ``data_dir``
+    the key includes a digest of that folder's path, names, sizes and modification times
+    (:func:`_source_digest`), so statistics of one folder never stand in for another's.
     """
     from chainer_va import data
 
     extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
-    key = "{}_{}_{}_{}_{}".format(dataset, size, channels, limit or "all", extractor.key)
+    source = "" if data_dir is None else "_" + _source_digest(data_dir)  # the download cache: checksummed
+    key = "{}_{}_{}_{}{}_{}".format(dataset, size, channels, limit or "all", source, extractor.key)
     path = download.cache_dir() / "fid_stats" / (key + ".npz")
     cached = runinfo.read_cache_npz(path, lambda stored: (stored["mu"], stored["sigma"])) if cache else None
     if cached is not None:  # a damaged cache is recomputed
