@@ -130,10 +130,14 @@ def implied_beta(anneal: str, lam: float) -> float:
 
     ``lik``: KL(q||p) - lam E_q[log p] targets p^beta with beta = 1 + lam.
     ``ent``: KL(q||p) - lam H(q) targets p^beta with beta = 1 / (1 + lam) (needs lam > -1).
-    ``none``/``lgan`` and others: 1.0 (``lgan`` is a likelihood-type term: 1 + lam is returned).
+    ``lgan``: nan. Its term lam mean((sg r(f) - f) f) has gradient lam (r - 2f) in f, which moves fakes
+    along -score_data for lam > 0 (down log p): no tempered target p^beta exists.
+    ``none`` and other names: 1.0 (the untempered target).
     """
-    if anneal in ("lik", "lgan"):
+    if anneal == "lik":
         return 1.0 + lam
+    if anneal == "lgan":
+        return math.nan
     if anneal == "ent":
         if lam <= -1.0:
             return math.inf

@@ -234,10 +234,12 @@ class GANUpdater(StandardUpdater):
             denoiser.update(losses["loss_" + denoiser.name])
 
     def report(self, losses: Dict[str, chainer.Variable], lam: float) -> None:
-        """Report losses, lambda_t and the implied beta_t (Corollary 2.2)."""
+        """Report losses, lambda_t and the implied beta_t (Corollary 2.2; left out where no p^beta is targeted)."""
         values = {name: loss for name, loss in losses.items()}
         values["lambda"] = lam
-        values["beta"] = self.annealing.implied_beta(lam)
+        beta = self.annealing.implied_beta(lam)
+        if not math.isnan(beta):
+            values["beta"] = beta
         chainer.reporter.report(values)
 
     def update(self) -> None:

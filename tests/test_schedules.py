@@ -95,6 +95,8 @@ def test_implied_beta_corollary_2_2():
     assert schedules.implied_beta("ent", 1.0) == 0.5
     assert schedules.implied_beta("ent", -0.5) == 2.0
     assert schedules.implied_beta("none", 3.0) == 1.0
+    # the LGAN release's term lam mean((sg r - f) f) has gradient lam (r - 2f): no tempered target
+    assert math.isnan(schedules.implied_beta("lgan", 0.5))
 
 
 def test_register_custom_schedule():
