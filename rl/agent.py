@@ -70,6 +70,12 @@ class SoftQConfig:
         if self.policy_update == "svgd" and self.particles < 2:
             raise ValueError("the SVGD update needs particles >= 2 (a kernel between particles), got {}".format(
                 self.particles))
+        if self.policy_update == "svgd" and self.value_proposal == "maf":
+            raise ValueError("value_proposal='maf' needs policy_update='maf' (only the MAF policy update trains the "
+                             "MAF); with policy_update='svgd' use value_proposal='uniform'")
+        if self.policy_update == "maf" and int(self.act_dim) < 2:
+            raise ValueError("policy_update='maf' needs act_dim >= 2, got {}: in one dimension the MAF's blocks are "
+                             "affine maps of a Gaussian given the state; use policy_update='svgd'".format(self.act_dim))
         if not self.reward_scale > 0:
             raise ValueError("reward_scale (= 1/temperature) must be > 0, got {}".format(self.reward_scale))
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -165,9 +165,15 @@ def _check_env(cfg: dict) -> None:
     from rl.evaluation import make_env
 
     try:
-        make_env(cfg["env"], cfg["max_episode_steps"]).close()
+        env = make_env(cfg["env"], cfg["max_episode_steps"])
     except ValueError as e:
         raise UsageError("--env {}: {}".format(cfg["env"], e)) from e
+    act_dim = env.action_space.shape[0]
+    env.close()
+    if cfg["agent"] == "maf" and act_dim < 2:
+        raise UsageError(
+            "--agent maf needs an action space of 2 or more dimensions; {} has {}, where the MAF policy is only a "
+            "Gaussian given the state; use --agent svgd".format(cfg["env"], act_dim))
 
 
 def episode_seed(seed: int, episode: int) -> int:

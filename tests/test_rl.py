@@ -35,6 +35,19 @@ def test_soft_value_matches_closed_form_for_quadratic_q_and_gaussian_proposal():
         soft_value(tf.constant(q_vals), tf.constant(log_q), 0.0)
 
 
+def test_config_rejects_an_untrained_maf_proposal_and_a_one_dimensional_maf_policy():
+    from rl.agent import SoftQConfig
+
+    # only the MAF policy update trains the MAF, so SVGD cannot use it as the value's proposal
+    with pytest.raises(ValueError, match="value_proposal='maf' needs policy_update='maf'"):
+        SoftQConfig(obs_dim=3, act_dim=2, policy_update="svgd", value_proposal="maf")
+    # one action dimension: every block is an affine map of a state-conditioned Gaussian
+    with pytest.raises(ValueError, match="policy_update='maf' needs act_dim >= 2, got 1"):
+        SoftQConfig(obs_dim=3, act_dim=1, policy_update="maf")
+    assert SoftQConfig(obs_dim=3, act_dim=1, policy_update="svgd").value_proposal == "uniform"
+    assert SoftQConfig(obs_dim=3, act_dim=2).value_proposal == "maf"
+
+
 def test_uniform_proposal_soft_value_of_constant_q_is_log_box_volume():
     from rl.soft_value import soft_value, uniform_box_log_prob
 
