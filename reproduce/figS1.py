@@ -9,7 +9,8 @@ without (negative) variational annealing, plus the direct MAF baseline; sample q
 Writes, all under ``--out``: ``figS1.png`` (banana samples over training under negative annealing:
 lambda_t rising from lambda0 < 0 to 0, i.e. beta_t = 1 + lambda_t from beta < 1 (flatter) to 1),
 ``figS1_final.png`` (final samples of every run beside exact samples), ``table.md`` / ``quality.json``
-(energy distance and MMD^2 to exact samples), ``config.json`` and one run folder per sampler
+(energy distance and MMD^2 to exact samples; mean log u and its gap to exact samples' with a standard
+error), ``config.json`` and one run folder per sampler
 (config.json, log.jsonl, checkpoints, snapshots). Nothing is written outside ``--out`` unless
 ``--publish-docs`` is given.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -134,6 +136,17 @@ def _check_out_folder(args, out: Path) -> None:
         raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
                          "the recorded flags, or choose another --out for the new settings (nothing was "
                          "written)".format(out, record, _describe(diff)))
+
+
+def log_u_gap(target, model: np.ndarray, exact: np.ndarray) -> dict:
+    """Mean log u of ``model`` minus that of ``exact`` (independent samples) and its standard error.
+
+    A sampler that matches the target has gap 0 up to a few standard errors; a negative gap means its
+    samples sit where u is lower (too spread out, or on the wrong part of the target).
+    """
+    lm, le = target.log_density_np(model), target.log_density_np(exact)
+    se = math.sqrt(lm.var(ddof=1) / lm.size + le.var(ddof=1) / le.size)
+    return {"log_u_gap": float(lm.mean() - le.mean()), "log_u_gap_se": se}
 
 
 def _load_finished(run_dir: Path, snaps, annealed: bool):
@@ -249,6 +262,9 @@ def _main(args) -> int:
         key = run_dir.name
         if key in finished:
             quality[key], finals[key], snapshots = finished[key]
+            if "log_u_gap" not in quality[key]:  # finished before the gap was recorded
+                exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
+                quality[key].update(log_u_gap(target, finals[key], exact))
             if method == "ugan" and anneal != "none":
                 annealed_snapshots[name] = snapshots
             print("reuse finished", key)
@@ -263,6 +279,7 @@ def _main(args) -> int:
              "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples,
              "mean_log_u": float(target.log_density_np(model).mean()),
              "exact_mean_log_u": float(target.log_density_np(exact).mean()),
+             **log_u_gap(target, model, exact),
              "seconds": round(time.time() - t, 1)}
         runinfo.atomic_write_bytes(run_dir / "final_samples.npy", _npy(model))
         runinfo.atomic_write_json(run_dir / "quality.json", q)
@@ -280,16 +297,17 @@ def _main(args) -> int:
         quality["{}_exact_floor".format(name)] = {
             "target": name, "method": "exact vs exact", "anneal": "-", "lambda0": 0.0, "schedule": "-",
             "energy_distance": sample_distance.energy_distance(a, b), "mmd2": sample_distance.mmd2(a, b),
-            "mean_log_u": float(target.log_density_np(a).mean()), "seconds": 0.0}
+            "mean_log_u": float(target.log_density_np(a).mean()), **log_u_gap(target, a, b), "seconds": 0.0}
     runinfo.atomic_write_json(out / "quality.json", quality)
-    lines = ["| target | sampler | annealing | energy distance | MMD^2 | mean log u | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| target | sampler | annealing | energy distance | MMD^2 | mean log u | gap to exact (SE) | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for key in sorted(quality):
         q = quality[key]
         ann = "{} {} lambda0={:g}".format(q["anneal"], q["schedule"], q["lambda0"]) if q["anneal"] not in (
             "none", "-") else q["anneal"]
-        lines.append("| {} | {} | {} | {:.4f} | {:.5f} | {:.3f} | {} |".format(
-            q["target"], q["method"], ann, q["energy_distance"], q["mmd2"], q["mean_log_u"], q["seconds"]))
+        lines.append("| {} | {} | {} | {:.4f} | {:.5f} | {:.3f} | {:+.3f} ({:.3f}) | {} |".format(
+            q["target"], q["method"], ann, q["energy_distance"], q["mmd2"], q["mean_log_u"], q["log_u_gap"],
+            q["log_u_gap_se"], q["seconds"]))
     table = "\n".join(lines) + "\n"
     runinfo.atomic_write_text(out / "table.md", table)
     print(table)

@@ -3,12 +3,14 @@ before writing anything, damaged files are named with their fix, and the scripts
 nothing outside their output folder unless --publish-docs is given (default settings only)."""
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("tensorflow")
@@ -58,6 +60,12 @@ def test_figS1_resume_checks_every_setting_before_writing_anything(figS1, tmp_pa
     assert figS1.main(flags) == 0
     table = (out / "table.md").read_text()
     assert "| banana | ugan | lik linear lambda0=-0.5 |" in table
+    assert "| gap to exact (SE) |" in table
+    quality = json.loads((out / "quality.json").read_text())
+    for q in quality.values():  # each sampler's gap is its mean log u minus the exact sample's
+        if "exact_mean_log_u" in q:
+            assert q["log_u_gap"] == pytest.approx(q["mean_log_u"] - q["exact_mean_log_u"], abs=1e-12)
+        assert 0 < q["log_u_gap_se"] < 1
     before = _tree(out)
     for extra, expected in [(["--resume", "--lr", "0.002"], "lr: 0.001 -> 0.002"),
                             (["--resume", "--flow-blocks", "2"], "flow_blocks: 1 -> 2"),
@@ -80,6 +88,24 @@ def test_figS1_resume_checks_every_setting_before_writing_anything(figS1, tmp_pa
     assert (out / "table.md").read_text() == table
     assert (out / "config.json").read_bytes() == before["config.json"]
     assert json.loads((out / "config_resume_1.json").read_text())["config"]["threads"] == 2
+
+
+def test_log_u_gap_against_a_gaussian_target(figS1):
+    class StandardNormal2D:  # log u = -|x|^2 / 2: -chi2_2 / 2 under the target, mean -1, variance 1
+        @staticmethod
+        def log_density_np(x):
+            return -0.5 * np.sum(x ** 2, axis=1)
+
+    rng = np.random.default_rng(0)
+    n = 40000
+    exact, other = rng.standard_normal((n, 2)), rng.standard_normal((n, 2))
+    same = figS1.log_u_gap(StandardNormal2D, other, exact)
+    assert same["log_u_gap_se"] == pytest.approx(math.sqrt(2.0 / n), rel=0.03)
+    assert abs(same["log_u_gap"]) < 4 * same["log_u_gap_se"]
+    # twice the standard deviation: mean log u = -4 (variance 16), so the gap is -3, SE sqrt(17 / n)
+    wide = figS1.log_u_gap(StandardNormal2D, 2.0 * other, exact)
+    assert wide["log_u_gap_se"] == pytest.approx(math.sqrt(17.0 / n), rel=0.03)
+    assert wide["log_u_gap"] == pytest.approx(-3.0, abs=4 * wide["log_u_gap_se"])
 
 
 def test_figS1_damaged_final_samples_name_the_fix_that_recomputes_them(figS1, tmp_path, capsys):
