@@ -232,7 +232,7 @@ def _main(args) -> int:
     runinfo.atomic_write_text(out / "table.md", table)
     print(table)
     _plot(results, metrics, out / "fig2.png")
-    print("wrote", out / "fig2.png", "in {:.0f} s".format(time.time() - t0))
+    print("wrote", out / "fig2.png", "and", out / "table.md", "in {:.0f} s".format(time.time() - t0))
     if args.publish_docs:
         for path in publish_docs(out):
             print("published", path)

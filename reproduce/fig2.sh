@@ -9,5 +9,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-results/fig2}
-"$PY" reproduce/fig2.py --out "$OUT" "$@"
-echo "fig2: $OUT/fig2.png, $OUT/table.md"
+exec "$PY" reproduce/fig2.py --out "$OUT" "$@"

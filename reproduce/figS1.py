@@ -316,7 +316,8 @@ def _main(args) -> int:
     if args.publish_docs:
         for path in publish_docs(out):
             print("published", path)
-    print("figS1 done in {:.0f} s".format(time.time() - t_all))
+    print("figS1 done in {:.0f} s: {}, {}, {}".format(time.time() - t_all, out / "figS1.png", out / "figS1_final.png",
+                                                       out / "table.md"))
     return 0
 
 

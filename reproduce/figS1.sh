@@ -12,5 +12,4 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 OUT=${OUT:-results/figS1}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
-"$PY" reproduce/figS1.py --out "$OUT" "$@"
-echo "figS1: $OUT/figS1.png, $OUT/figS1_final.png, $OUT/table.md"
+exec "$PY" reproduce/figS1.py --out "$OUT" "$@"
