@@ -32,7 +32,7 @@ SCORERS = ("inception", "classifier")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m chainer_va.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--scorer", choices=SCORERS, default="inception")
     parser.add_argument("--n-is", type=int, default=evaluation.IS_SAMPLES, help="IS samples (50000)")

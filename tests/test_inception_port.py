@@ -310,3 +310,14 @@ def test_explicit_conversion_of_an_unpinned_graph_warns_and_converts(fixture_gra
     assert convert.main([str(pb), str(tmp_path / "mine.npz")]) == 0
     assert "warning: " in capsys.readouterr().out
     assert (tmp_path / "mine.npz").is_file()
+
+
+def test_convert_module_runs_as_a_script_without_runpy_warnings():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "chainer_va.metrics.convert", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: python -m chainer_va.metrics.convert")
+    assert "RuntimeWarning" not in r.stderr

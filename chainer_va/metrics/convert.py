@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     """``python -m chainer_va.metrics.convert SOURCE OUT.npz``: SOURCE is the .pb, the .tgz, or a pytorch-fid .pth."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chainer_va.metrics.convert", description=main.__doc__)
     parser.add_argument("source")
     parser.add_argument("out")
     args = parser.parse_args(argv)
