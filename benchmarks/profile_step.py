@@ -47,6 +47,7 @@ import numpy
 import chainer_va  # noqa: F401  (the compat layer before chainer)
 import chainer
 from chainer_va import latent as latent_module
+from chainer_va import runinfo
 from chainer_va.device import add_device_argument, get_device
 
 import step_time  # benchmarks/ is the script's own folder
@@ -396,8 +397,8 @@ def main(argv=None) -> int:
         results.append(result)
         del updater
         if args.out:  # after every configuration: a part stopped by its time cap keeps what it measured
-            Path(args.out).write_text(json.dumps(dict(device=str(device), width=args.width, results=results),
-                                                 indent=1))
+            runinfo.atomic_write_text(Path(args.out), json.dumps(
+                dict(device=str(device), width=args.width, results=results), indent=1))
     return 0
 
 

@@ -43,7 +43,7 @@ from chainer_va.annealing import AnnealingTerm, DenoiserPool, residual_energy
 from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
 
-__all__ = ["NonFiniteLossError", "GANUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
+__all__ = ["NonFiniteLossError", "GANUpdater", "OneStepUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
            "names", "get", "options", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
            "DFM_WEIGHT", "GP_WEIGHT", "N_CRITIC"]
 

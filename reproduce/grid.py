@@ -96,8 +96,9 @@ def run_state(run_dir) -> str:
         try:
             if json.loads(result.read_text()).get("completed"):
                 return "done"
-        except ValueError:
-            pass
+        except ValueError as e:  # a torn or damaged record: the run is redone, and says so
+            print("warning: {} is unreadable ({}); the run counts as unfinished and resumes from its "
+                  "snapshots".format(result, e), file=sys.stderr)
     if any(run_dir.glob("snapshot_iter_*.npz")):
         return "partial"
     return "new"

@@ -52,7 +52,7 @@ def test_parse_seeds():
     assert table1.parse_seeds("0,4", 3) == [0, 4]
 
 
-def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path):
+def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path, capsys):
     spec = grid.build_grid(str(tmp_path), objectives=["rkl"], variants=["none"], seeds=[0])[0]
     calls = []
 
@@ -69,6 +69,9 @@ def test_run_one_skips_finished_resumes_partial_and_starts_new(tmp_path):
     Path(spec.run_dir, "result.json").write_text(json.dumps({"completed": False}))
     Path(spec.run_dir, "snapshot_iter_00000050.npz").write_bytes(b"")
     assert grid.run_state(spec.run_dir) == "partial"
+    Path(spec.run_dir, "result.json").write_text('{"completed": tr')  # torn: resumed, with a warning
+    assert grid.run_state(spec.run_dir) == "partial"
+    assert "result.json is unreadable" in capsys.readouterr().err
     grid.run_one(spec, evaluate=False, runner=fake_runner)
     assert len(calls) == 2 and calls[1][-1] == "--resume"
     failing = grid.run_one(grid.build_grid(str(tmp_path / "x"), ["jsd"], ["none"], [0])[0], evaluate=False,
