@@ -31,6 +31,22 @@ class ResumablePlotReport(E.PlotReport):
     def default_name(self) -> str:
         return "PlotReport"  # Chainer's name: snapshots keep their keys (extensions/PlotReport/...)
 
+    def __call__(self, trainer) -> None:
+        """Chainer's plot, written atomically: ``PlotReport.__call__`` (plot_report.py:187) saves straight
+        onto ``out/<file_name>``, so a kill during ``savefig`` left a torn PNG; here the figure goes to
+        ``<stem>.partial<ext>`` (savefig picks the format from the extension) and replaces the plot in one
+        rename. ``_file_name`` is swapped only during the call (``serialize`` keys on it)."""
+        final = self._file_name
+        stem, ext = os.path.splitext(final)
+        self._file_name = stem + ".partial" + ext
+        try:
+            super().__call__(trainer)
+        finally:
+            self._file_name = final
+        partial = os.path.join(trainer.out, stem + ".partial" + ext)
+        if os.path.exists(partial):
+            os.replace(partial, os.path.join(trainer.out, final))
+
     def serialize(self, serializer):
         super().serialize(serializer)
         if hasattr(self._trigger, "serialize"):  # a stateless trigger (a function of the iteration) has none
