@@ -27,10 +27,10 @@ import step_time  # benchmarks/ is the script's own folder
 
 def networks(width: float) -> dict:
     """The DFM step's three networks at ``width`` (32x32, 3 channels)."""
-    numpy.random.seed(0)
-    dis = nets.DFMDiscriminator(in_channels=3, width=width, size=32)
-    return {"generator": nets.Generator(latent_dim=128, out_channels=3, width=width, size=32),
-            "discriminator": dis, "denoiser": nets.Denoiser(dis.feature_shape, width=width)}
+    rng = numpy.random.RandomState(0)
+    dis = nets.DFMDiscriminator(in_channels=3, width=width, size=32, rng=rng)
+    return {"generator": nets.Generator(latent_dim=128, out_channels=3, width=width, size=32, rng=rng),
+            "discriminator": dis, "denoiser": nets.Denoiser(dis.feature_shape, width=width, rng=rng)}
 
 
 def time_updates(link, device, repeat: int) -> dict:

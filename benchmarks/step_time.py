@@ -81,11 +81,11 @@ class NetworkCache:
     """Networks initialised once per process and handed out as copies, with the same weights.
 
     Patches ``train.make_generator``, ``make_discriminator`` and ``make_denoiser`` while
-    :meth:`active`. A network is identified by its role, its shape settings and the state of numpy's
-    global RNG when it is made (Chainer's initialisers draw from it, and ``build_updater`` seeds it),
-    so a denoiser made second in one configuration (``ent``'s r_data after r_fake) is not confused with
-    one made first. A copy leaves the RNG in the state that making the network would have left, and
-    gets the configuration's ``--layers`` switch. So every configuration starts from exactly the weights
+    :meth:`active`. A network is identified by its role, its shape settings and the state of the
+    random state it draws its weights from (the ``rng`` that ``build_updater`` seeds and hands to each
+    ``make_*`` in turn), so a denoiser made second in one configuration (``ent``'s r_data after r_fake)
+    is not confused with one made first. A copy leaves that state as making the network would have left
+    it, and gets the configuration's ``--layers`` switch. So every configuration starts from exactly the weights
     an uncached ``train.build_updater`` would give it (a test compares them).
     """
 
@@ -95,8 +95,8 @@ class NetworkCache:
         self.copied = 0
 
     @staticmethod
-    def _rng_state() -> str:
-        name, keys, pos, has_gauss, cached = numpy.random.get_state()
+    def _rng_state(rng: numpy.random.RandomState) -> str:
+        name, keys, pos, has_gauss, cached = rng.get_state()
         return hashlib.sha1(keys.tobytes() + repr((name, pos, has_gauss, cached)).encode()).hexdigest()
 
     @staticmethod
@@ -110,13 +110,16 @@ class NetworkCache:
 
     def _wrap(self, role: str, make):
         def made(config, *rest):
-            key = (role, self._shape(role, config, rest), self._rng_state())
+            rng = rest[-1] if rest and isinstance(rest[-1], numpy.random.RandomState) else None
+            if rng is None:  # a caller without a seeded state: nothing to reproduce, nothing to cache
+                return make(config, *rest)
+            key = (role, self._shape(role, config, rest), self._rng_state(rng))
             if key not in self._networks:
                 link = make(config, *rest)
-                self._networks[key] = (link, numpy.random.get_state())
+                self._networks[key] = (link, rng.get_state())
                 self.made += 1
             else:
-                numpy.random.set_state(self._networks[key][1])
+                rng.set_state(self._networks[key][1])
                 self.copied += 1
             copy = self._networks[key][0].copy(mode="copy")  # the kept network stays on the host, untouched
             for name, value in train._fused_layers(config, type(copy)).items():

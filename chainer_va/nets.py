@@ -25,6 +25,9 @@ Chainer's default (LeCun normal) initialisation as the released DFM code does.
 from __future__ import annotations
 
 import math
+from typing import Optional
+
+import numpy
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
@@ -34,7 +37,7 @@ import chainer.links as L
 
 from chainer_va.fused_layers import fused_head, fused_layer
 
-__all__ = ["scaled", "count_parameters", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
+__all__ = ["scaled", "count_parameters", "init_rng", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
            "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE"]
 
 LATENT_DIM = 128  # z in R^128 (DCGAN generator of chainer-gan-lib)
@@ -67,11 +70,23 @@ def _check_channels(channels: int, what: str) -> int:
     return channels
 
 
+def init_rng(rng: Optional[numpy.random.RandomState] = None) -> numpy.random.RandomState:
+    """The random state a network draws its initial weights from: ``rng``, or a fresh unseeded one.
+
+    Chainer's initialisers draw from numpy's global RNG when given none; every network here takes an
+    ``rng`` instead, so building one neither depends on nor changes the global state.
+    :func:`chainer_va.train.build_updater` passes one state, seeded from the run's seed, to G, D and the
+    denoisers in turn.
+    """
+    return numpy.random.RandomState() if rng is None else rng
+
+
 class Generator(chainer.Chain):
     """DCGAN generator (Table S1 for 32x32, Table S2 for 128x128): z (B, latent_dim) -> x (B, C, size, size) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 3, width: float = 1.0,
-                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True):
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.fused = bool(fused)  # each Linear/Deconv + BN + ReLU layer, and Deconv + tanh, as one node (fused_layers)
         self.latent_dim = int(latent_dim)
@@ -84,7 +99,7 @@ class Generator(chainer.Chain):
         # hidden deconv stages halve the channels; the 32x32 net has a 3x3/s1 output conv, the 128x128
         # net a 4x4/s2 output deconv (its last doubling).
         hidden = n_up if size == 32 else n_up - 1
-        w = chainer.initializers.Normal(weight_scale)
+        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
         self._hidden = []
         with self.init_scope():
             self.l0 = L.Linear(self.latent_dim, BOTTOM_WIDTH * BOTTOM_WIDTH * ch, initialW=w)
@@ -113,13 +128,14 @@ class DFMDiscriminator(chainer.Chain):
     """DFM discriminator (Tables S1/S2): x -> (feature f (B, 512, 2, 2), logit (B, 1))."""
 
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE, fused: bool = True):
+                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.fused = bool(fused)  # each conv [+ BN] [+ lReLU], and the head, as one node (chainer_va.fused_layers)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale)
+        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
         if size == 32:  # conv3x3/s1 C->32, then 4x4/s2 to 64, 128, 256, 512
             first = (scaled(32, width), 3, 1, 1)
             widths = [64, 128, 256]
@@ -154,13 +170,14 @@ class WGANCritic(chainer.Chain):
     """WGAN-GP critic of chainer-gan-lib, no normalisation: x -> (feature (B, 512, 4, 4), logit (B, 1))."""
 
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE, fused: bool = True):
+                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.fused = bool(fused)  # each conv [+ lReLU], and the head, as one node (fused_layers; double backprop too)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale)
+        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
         # (out channels, kernel, stride, pad) of each conv; 32x32 -> 4x4
         convs = [(64, 3, 1, 1), (128, 4, 2, 1), (128, 3, 1, 1), (256, 4, 2, 1), (256, 3, 1, 1),
                  (512, 4, 2, 1), (512, 3, 1, 1)]
@@ -190,7 +207,8 @@ class Denoiser(chainer.Chain):
     """DFM denoiser r(f) (Tables S1/S2): MLP with ``n_layers`` x (Linear ``hidden``, BN, lReLU), then Linear back to f's shape."""
 
     def __init__(self, feature_shape=(BASE_CHANNELS, 2, 2), width: float = 1.0,
-                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS, fused: bool = True):
+                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.fused = bool(fused)  # each Linear + BN + lReLU layer as one node (chainer_va.fused_layers)
         self.feature_shape = tuple(int(n) for n in feature_shape)
@@ -200,13 +218,14 @@ class Denoiser(chainer.Chain):
         self.feature_size = size
         units = scaled(hidden, width)
         self.n_layers = int(n_layers)
+        w = chainer.initializers.LeCunNormal(rng=init_rng(rng))  # Chainer's default for Linear, seeded
         with self.init_scope():
             n_in = size
             for i in range(self.n_layers):
-                setattr(self, "l{}".format(i), L.Linear(n_in, units))
+                setattr(self, "l{}".format(i), L.Linear(n_in, units, initialW=w))
                 setattr(self, "bn{}".format(i), L.BatchNormalization(units))
                 n_in = units
-            self.l_out = L.Linear(n_in, size)
+            self.l_out = L.Linear(n_in, size, initialW=w)
 
     def forward(self, f):
         h = F.reshape(f, (len(f), self.feature_size))

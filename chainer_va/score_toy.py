@@ -30,6 +30,7 @@ import chainer.links as L
 
 from chainer_va.annealing import FeatureDenoiser
 from chainer_va.latent import NoiseSource
+from chainer_va.nets import init_rng
 
 __all__ = ["ToyDenoiser", "make_denoiser", "train_denoiser", "dae_score", "dae_residual_score",
            "langevin", "banana_score", "banana_log_density", "sample_banana", "SIGMA"]
@@ -66,13 +67,15 @@ def sample_banana(n: int, rng: np.random.Generator) -> np.ndarray:
 class ToyDenoiser(chainer.Chain):
     """r(x) = x + MLP(x): an ELU MLP on R^dim with a skip connection (smooth, so grad_x r exists)."""
 
-    def __init__(self, dim: int = 2, hidden: Sequence[int] = DEFAULT_HIDDEN):
+    def __init__(self, dim: int = 2, hidden: Sequence[int] = DEFAULT_HIDDEN,
+                 rng: Optional[np.random.RandomState] = None):
         super().__init__()
         sizes = [int(dim)] + [int(h) for h in hidden]
         self.n_hidden = len(hidden)
+        w = chainer.initializers.LeCunNormal(rng=init_rng(rng))  # Chainer's default for Linear, seeded
         with self.init_scope():
             for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-                setattr(self, "l{}".format(i), L.Linear(a, b))
+                setattr(self, "l{}".format(i), L.Linear(a, b, initialW=w))
             self.l_out = L.Linear(sizes[-1], int(dim), initialW=chainer.initializers.Zero())
 
     def forward(self, x):
@@ -86,12 +89,7 @@ def make_denoiser(dim: int = 2, hidden: Sequence[int] = DEFAULT_HIDDEN, sigma: f
                   lr: float = DEFAULT_LR, seed: int = 0) -> FeatureDenoiser:
     """A :class:`FeatureDenoiser` around a :class:`ToyDenoiser` with Adam (weights drawn from ``seed``)."""
     with chainer.using_config("dtype", np.float32):
-        state = np.random.get_state()
-        try:
-            np.random.seed(seed)  # Chainer's initialisers draw from numpy's global RNG: pin it, then restore
-            link = ToyDenoiser(dim, hidden)
-        finally:
-            np.random.set_state(state)
+        link = ToyDenoiser(dim, hidden, rng=np.random.RandomState(seed))
     opt = chainer.optimizers.Adam(alpha=lr)
     opt.setup(link)
     return FeatureDenoiser("toy_denoiser", link, opt, NoiseSource(seed + 1), sigma=sigma)

@@ -457,23 +457,32 @@ def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
     return _switch(cls, "fused", config, "layers")
 
 
-def make_generator(config: Dict[str, Any]) -> chainer.Link:
-    """The generator of a (resolved) configuration."""
+def _init_rng(cls, rng: Optional[numpy.random.RandomState]) -> Dict[str, numpy.random.RandomState]:
+    """``rng=`` for a network class that takes it (a plugin's class may not: it then draws as it likes)."""
+    if rng is None or "rng" not in inspect.signature(cls).parameters:
+        return {}
+    return {"rng": rng}
+
+
+def make_generator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
+    """The generator of a (resolved) configuration; initial weights from ``rng`` (:func:`nets.init_rng`)."""
     return nets.Generator(latent_dim=config["latent_dim"], out_channels=config["channels"],
                           width=config["width"], size=config["image_size"],
-                          **_fused_layers(config, nets.Generator))
+                          **_fused_layers(config, nets.Generator), **_init_rng(nets.Generator, rng))
 
 
-def make_discriminator(config: Dict[str, Any]) -> chainer.Link:
-    """The discriminator/critic the objective asks for (its ``discriminator_class``)."""
+def make_discriminator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
+    """The discriminator/critic the objective asks for (its ``discriminator_class``); weights from ``rng``."""
     cls = updaters.get(config["objective"]).discriminator_class
     return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"],
-               **_fused_layers(config, cls))
+               **_fused_layers(config, cls), **_init_rng(cls, rng))
 
 
-def make_denoiser(config: Dict[str, Any], feature_shape) -> chainer.Link:
-    """A DFM denoiser for discriminator features of ``feature_shape``."""
-    return nets.Denoiser(feature_shape, width=config["width"], **_fused_layers(config, nets.Denoiser))
+def make_denoiser(config: Dict[str, Any], feature_shape,
+                  rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
+    """A DFM denoiser for discriminator features of ``feature_shape``; weights from ``rng``."""
+    return nets.Denoiser(feature_shape, width=config["width"], **_fused_layers(config, nets.Denoiser),
+                         **_init_rng(nets.Denoiser, rng))
 
 
 def _child_seeds(seed: int, n: int) -> List[int]:
@@ -482,10 +491,14 @@ def _child_seeds(seed: int, n: int) -> List[int]:
 
 def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> updaters.GANUpdater:
     """Networks, optimizers, denoisers, annealing term, random sources and the updater of a run."""
-    seed_everything(config["seed"])  # Chainer's initialisers draw from numpy's global RNG
+    seed_everything(config["seed"])  # for third-party code only: nothing below draws from a global RNG
     latent_seed, noise_seed, order_seed = _child_seeds(config["seed"], 3)
-    gen = make_generator(config)
-    dis = make_discriminator(config)
+    # One state for every network's initial weights, drawn from in order G, D, denoisers; seeded as
+    # numpy.random.seed(seed) seeds the global state, so runs recorded when Chainer's initialisers drew
+    # from that global state get the same weights.
+    init_rng = numpy.random.RandomState(config["seed"] % 2**32)
+    gen = make_generator(config, init_rng)
+    dis = make_discriminator(config, init_rng)
     gen.to_device(device)
     dis.to_device(device)
 
@@ -494,7 +507,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
                                   fused=config.get("adam", "fused") == "fused")
 
     noise = NoiseSource(noise_seed, prefetch=config.get("noise", "prefetch") == "prefetch")
-    pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape),
+    pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape, init_rng),
                                   optimizer, noise, sigma=config["sigma"], device=device)
     term_cls = annealing.get(config["anneal"])
     term = term_cls(pool, weight=config["anneal_weight"], **_switch(term_cls, "fused_losses", config, "losses"))

@@ -76,8 +76,7 @@ def test_shapes(size, channels):
 
 
 def test_initialisation_is_normal_002():
-    numpy.random.seed(0)
-    dis = nets.DFMDiscriminator()
+    dis = nets.DFMDiscriminator(rng=numpy.random.RandomState(0))
     w = dis.c_feature.W.array
     assert abs(float(w.mean())) < 1e-3
     assert float(w.std()) == pytest.approx(0.02, rel=0.02)
@@ -91,3 +90,35 @@ def test_bad_arguments_are_clear_errors():
         nets.DFMDiscriminator(in_channels=2)
     with pytest.raises(ValueError, match="width must be a positive"):
         nets.Generator(width=0)
+
+
+@pytest.mark.parametrize("cls", [nets.Generator, nets.DFMDiscriminator, nets.WGANCritic, nets.Denoiser])
+def test_initial_weights_come_from_the_given_state_not_numpy_global_one(cls):
+    kwargs = {} if cls is nets.Denoiser else {"width": 0.125}
+
+    def weights(seed, global_seed):
+        numpy.random.seed(global_seed)
+        before = numpy.random.get_state()[1].copy()
+        link = cls(rng=numpy.random.RandomState(seed), **kwargs)
+        assert numpy.array_equal(numpy.random.get_state()[1], before), "building changed the global state"
+        return {name: p.array.copy() for name, p in link.namedparams()}
+
+    a, b, c = weights(7, 1), weights(7, 2), weights(8, 1)
+    for name in a:
+        numpy.testing.assert_array_equal(a[name], b[name])  # the global state does not matter
+    # another seed gives other weights; every weight matrix is drawn (biases, BN start at constants)
+    drawn = [name for name in a if a[name].ndim >= 2]
+    assert drawn and all(not numpy.array_equal(a[name], c[name]) for name in drawn)
+    # no rng: a fresh state each time, and the global one untouched
+    numpy.random.seed(7)
+    unseeded = {n: p.array for n, p in cls(**kwargs).namedparams()}
+    assert numpy.array_equal(numpy.random.get_state()[1], numpy.random.RandomState(7).get_state()[1])
+    assert all(not numpy.array_equal(unseeded[name], a[name]) for name in drawn)
+
+
+def test_generator_first_layer_is_the_states_first_draw():
+    # Chainer's Normal(0.02) draws rng.normal(0, 0.02, shape) and casts: the same numbers as it drew from
+    # the global state after numpy.random.seed(7), so runs recorded before networks took an rng keep them
+    gen = nets.Generator(width=0.125, rng=numpy.random.RandomState(7))
+    expected = numpy.random.RandomState(7).normal(0.0, 0.02, gen.l0.W.shape).astype(numpy.float32)
+    numpy.testing.assert_array_equal(gen.l0.W.array, expected)

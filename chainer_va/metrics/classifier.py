@@ -26,6 +26,7 @@ import numpy as np
 
 from chainer_va import download, runinfo
 from chainer_va.metrics.evaluation import weights_digest
+from chainer_va.nets import init_rng
 from chainer_va.runinfo import atomic_write_bytes
 
 #: Training hyper-parameters of the cached classifier (part of its cache key).
@@ -37,13 +38,14 @@ class SmallClassifier(chainer.Chain):
     """The --quick classifier. ``forward`` returns (features (N, hidden), logits (N, classes))."""
 
     def __init__(self, in_channels: int = 1, size: int = 32, hidden: int = 64, classes: int = 10,
-                 width: int = 256):
+                 width: int = 256, rng: Optional[np.random.RandomState] = None):
         super().__init__()
         self.in_channels, self.size = in_channels, size
+        w = chainer.initializers.LeCunNormal(rng=init_rng(rng))  # Chainer's default for Linear, seeded
         with self.init_scope():
-            self.l1 = L.Linear(in_channels * size * size, width)
-            self.fc = L.Linear(width, hidden)
-            self.out = L.Linear(hidden, classes)
+            self.l1 = L.Linear(in_channels * size * size, width, initialW=w)
+            self.fc = L.Linear(width, hidden, initialW=w)
+            self.out = L.Linear(hidden, classes, initialW=w)
 
     def forward(self, x):
         feature = self.fc(F.relu(self.l1(x)))
@@ -63,7 +65,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int, batchs
     n_val = int(round(len(images) * holdout))
     val, train = order[:n_val], order[n_val:]
     model = SmallClassifier(images.shape[1], images.shape[2], hidden, int(labels.max()) + 1, width)
-    # Chainer initialisers draw from numpy's global RNG; reseed their weights explicitly for determinism.
+    # the cached classifiers' weights: N(0, 1/fan_in) drawn from ``rng`` after the split, in parameter order
     for param in model.params():
         if param.array is not None and param.name == "W":
             fan_in = int(np.prod(param.shape[1:]))
