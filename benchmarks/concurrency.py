@@ -37,7 +37,6 @@ import numpy
 
 from chainer_va.device import THREAD_VARIABLES, parse_device_spec
 
-HERE = Path(__file__).resolve().parent
 ABORTED = 3  # a worker's exit status when the start line will never come
 
 
@@ -58,8 +57,7 @@ def worker(args) -> int:
     import chainer_va  # noqa: F401  (the compat layer before chainer)
     from chainer_va.device import get_device
 
-    sys.path.insert(0, str(HERE))
-    import step_time
+    import step_time  # a sibling: workers run as scripts, so benchmarks/ is sys.path[0]
 
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
