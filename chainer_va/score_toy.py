@@ -29,6 +29,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from chainer_va.annealing import FeatureDenoiser
+from chainer_va.banana import banana_log_density, banana_score, sample_banana  # noqa: F401  (this module's API)
 from chainer_va.latent import NoiseSource
 from chainer_va.nets import init_rng
 
@@ -42,26 +43,6 @@ DEFAULT_STEPS = 4000
 DEFAULT_BATCH = 512
 DEFAULT_STEP_SIZE = 0.01  # Langevin eta [inferred]
 DEFAULT_LANGEVIN_STEPS = 3000
-
-
-def banana_log_density(x: np.ndarray) -> np.ndarray:
-    """log u(x1, x2) = -1/2 (x2^2/4 + (x1 - x2^2/4)^2) (supplement G), numpy."""
-    x1, x2 = x[:, 0], x[:, 1]
-    return -0.5 * (x2 ** 2 / 4.0 + (x1 - x2 ** 2 / 4.0) ** 2)
-
-
-def banana_score(x: np.ndarray) -> np.ndarray:
-    """Exact grad log u of the banana (for the exact-score reference sampler)."""
-    x1, x2 = x[:, 0], x[:, 1]
-    d = x1 - x2 ** 2 / 4.0
-    return np.stack([-d, -x2 / 4.0 + d * x2 / 2.0], 1).astype(x.dtype)
-
-
-def sample_banana(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Exact banana samples: x2 ~ N(0, 4), x1 | x2 ~ N(x2^2/4, 1)."""
-    x2 = 2.0 * rng.standard_normal(n)
-    x1 = x2 ** 2 / 4.0 + rng.standard_normal(n)
-    return np.stack([x1, x2], 1).astype(np.float32)
 
 
 class ToyDenoiser(chainer.Chain):

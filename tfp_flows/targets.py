@@ -18,6 +18,9 @@ from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
+from chainer_va.banana import BANANA_CURVATURE, BANANA_X2_STD, sample_banana  # one banana for G and J.2
+from chainer_va.banana import banana_log_density as banana_log_density_np
+
 __all__ = ["Target", "banana", "kidney", "gaussian", "get", "NAMES",
            "banana_log_density_np", "kidney_log_density_np", "sample_banana", "sample_kidney"]
 
@@ -26,8 +29,6 @@ KIDNEY_RADIUS_WIDTH = 0.4
 KIDNEY_LOBE_CENTRE = 2.0
 KIDNEY_LOBE_WIDTH = 0.6
 KIDNEY_BOX = 4.0  # rejection box [-4, 4]^2: the ring's density there is below exp(-1/2 (2/0.4)^2) = 4e-6
-BANANA_X2_STD = 2.0  # x2 ~ N(0, 4): the x2^2/4 term
-BANANA_CURVATURE = 0.25  # x1 | x2 ~ N(x2^2 / 4, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,25 +43,11 @@ class Target:
     plot_limits: Tuple[Tuple[float, float], ...]
 
 
-def banana_log_density_np(x: np.ndarray) -> np.ndarray:
-    """log u of the banana (supplement G / J.2), numpy."""
-    x = np.asarray(x)
-    x1, x2 = x[:, 0], x[:, 1]
-    return -0.5 * ((x1 - BANANA_CURVATURE * x2 ** 2) ** 2 + (x2 / BANANA_X2_STD) ** 2)
-
-
 def _banana_log_density_tf(x):
     import tensorflow as tf
 
     x1, x2 = x[:, 0], x[:, 1]
     return -0.5 * (tf.square(x1 - BANANA_CURVATURE * tf.square(x2)) + tf.square(x2 / BANANA_X2_STD))
-
-
-def sample_banana(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Exact banana samples: x2 ~ N(0, 2^2), x1 | x2 ~ N(x2^2 / 4, 1)."""
-    x2 = BANANA_X2_STD * rng.standard_normal(n)
-    x1 = BANANA_CURVATURE * x2 ** 2 + rng.standard_normal(n)
-    return np.stack([x1, x2], 1).astype(np.float32)
 
 
 def kidney_log_density_np(x: np.ndarray) -> np.ndarray:
