@@ -32,6 +32,7 @@ SCORERS = ("inception", "classifier")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m chainer_va.evaluate RUN_DIR``."""
     parser = argparse.ArgumentParser(prog="python -m chainer_va.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--scorer", choices=SCORERS, default="inception")
@@ -117,6 +118,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors, exit status 2."""
     args = build_parser().parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.scorer, args.n_is, args.n_fid, args.splits, args.batchsize,

@@ -27,7 +27,7 @@ import functools
 import inspect
 import math
 import operator
-from typing import Dict
+from typing import Callable, Dict, Iterable, List, Optional, Union
 
 import numpy
 
@@ -39,9 +39,15 @@ from chainer.training import StandardUpdater
 
 from chainer_va import nets
 from chainer_va.fused_adam import FusedAdam
-from chainer_va.annealing import AnnealingTerm, DenoiserPool, residual_energy
+from chainer_va.annealing import AnnealingTerm, DenoiserPool, FeatureDenoiser, residual_energy
 from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
+
+#: An array on the run's device: numpy on the CPU, CuPy on a GPU.
+Array = Union[numpy.ndarray, "cupy.ndarray"]
+ArrayOrVariable = Union[Array, chainer.Variable]
+#: What ``chainer.get_device`` accepts: "@numpy", "@cupy:0", a Device, or None for the CPU.
+DeviceSpec = Union[str, int, chainer.backend.Device, None]
 
 __all__ = ["NonFiniteLossError", "GANUpdater", "OneStepUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
            "names", "get", "options", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
@@ -78,8 +84,8 @@ def make_adam(link: chainer.Link, lr: float = LR, beta1: float = BETA1, beta2: f
     return optimizer
 
 
-def gradient_penalty(critic: chainer.Link, x_real, x_fake, u, weight: float = GP_WEIGHT,
-                     fused: bool = True) -> chainer.Variable:
+def gradient_penalty(critic: chainer.Link, x_real: ArrayOrVariable, x_fake: ArrayOrVariable, u: Array,
+                     weight: float = GP_WEIGHT, fused: bool = True) -> chainer.Variable:
     """WGAN-GP penalty weight * mean_i (||grad_x D(xhat_i)||_2 - 1)^2, xhat = u x_real + (1 - u) x_fake.
 
     The input gradient comes from ``chainer.grad(..., enable_double_backprop=True)``, so the
@@ -95,7 +101,7 @@ def gradient_penalty(critic: chainer.Link, x_real, x_fake, u, weight: float = GP
     return gradient_norm_penalty(grad, weight, fused)
 
 
-def total(losses) -> chainer.Variable:
+def total(losses: Iterable[chainer.Variable]) -> chainer.Variable:
     """The sum of loss terms (without the ``0 +`` node that the builtin ``sum`` would add)."""
     return functools.reduce(operator.add, losses)
 
@@ -131,10 +137,11 @@ class GANUpdater(StandardUpdater):
     #: nodes run in the same order and only the inputs no update reads get no gradient.
     backprop_all = False
 
-    def __init__(self, iterator, generator: chainer.Link, discriminator: chainer.Link,
+    def __init__(self, iterator: chainer.dataset.Iterator, generator: chainer.Link, discriminator: chainer.Link,
                  gen_optimizer: chainer.Optimizer, dis_optimizer: chainer.Optimizer,
-                 annealing: AnnealingTerm, schedule, latent: LatentSampler, noise: NoiseSource,
-                 denoisers: DenoiserPool, device=None, fused_losses: bool = True):
+                 annealing: AnnealingTerm, schedule: Callable[[int], float], latent: LatentSampler,
+                 noise: NoiseSource, denoisers: DenoiserPool, device: DeviceSpec = None,
+                 fused_losses: bool = True):
         super().__init__(iterator, {"gen": gen_optimizer, "dis": dis_optimizer})
         self.fused_losses = bool(fused_losses)
         self.gen = generator
@@ -153,7 +160,7 @@ class GANUpdater(StandardUpdater):
         for _, denoiser in self.denoisers.items():
             self._optimizers[denoiser.name] = denoiser.optimizer
 
-    def require_denoiser(self, source: str):
+    def require_denoiser(self, source: str) -> FeatureDenoiser:
         """The pool's ``source`` denoiser, with its optimizer registered for updates and snapshots."""
         denoiser = self.denoisers.get(source)
         self._register_denoisers()
@@ -170,7 +177,7 @@ class GANUpdater(StandardUpdater):
         array = self.target_device.send(numpy.stack([numpy.asarray(x, numpy.float32) for x in batch]))
         return chainer.Variable(array, requires_grad=requires_grad)
 
-    def sample_latent(self, batchsize: int):
+    def sample_latent(self, batchsize: int) -> Array:
         """z ~ U(-1, 1)^latent_dim on the device."""
         return self.target_device.send(self.latent(batchsize))
 
@@ -182,12 +189,13 @@ class GANUpdater(StandardUpdater):
         """The annealing weight of this iteration."""
         return float(self.schedule(self.iteration))
 
-    def annealing_loss(self, f_fake, lam: float) -> Dict[str, chainer.Variable]:
+    def annealing_loss(self, f_fake: chainer.Variable, lam: float) -> Dict[str, chainer.Variable]:
         """The annealing term as a (possibly empty) dict of generator-loss parts."""
         term = self.annealing.generator_loss(f_fake, lam)
         return {} if term is None else {"loss_anneal": term}
 
-    def denoiser_losses(self, real=None, fake=None) -> Dict[str, chainer.Variable]:
+    def denoiser_losses(self, real: Optional[chainer.Variable] = None,
+                        fake: Optional[chainer.Variable] = None) -> Dict[str, chainer.Variable]:
         """L_r of every denoiser in the pool on the (detached) features of its source."""
         features = {"data": real, "fake": fake}
         losses = {}
@@ -230,6 +238,7 @@ class GANUpdater(StandardUpdater):
         optimizer.update()
 
     def update_denoisers(self, losses: Dict[str, chainer.Variable]) -> None:
+        """Step every denoiser of the pool on its loss ``losses["loss_<name>"]`` (L_r, SPEC section 2)."""
         for _, denoiser in self.denoisers.items():
             denoiser.update(losses["loss_" + denoiser.name])
 
@@ -273,15 +282,17 @@ class OneStepUpdater(GANUpdater):
     non-logistic discriminator, ``discriminator_loss(y_real, y_fake)`` (docs/examples/lsgan.py).
     """
 
-    def discriminator_loss(self, y_real, y_fake) -> chainer.Variable:
+    def discriminator_loss(self, y_real: chainer.Variable, y_fake: chainer.Variable) -> chainer.Variable:
         """L_D = mean softplus(-y_real) + mean softplus(y_fake) (SPEC section 2)."""
         return (mean_softplus(y_real, negate=True, fused=self.fused_losses)
                 + mean_softplus(y_fake, fused=self.fused_losses))
 
-    def generator_adversarial_loss(self, y_fake) -> chainer.Variable:
+    def generator_adversarial_loss(self, y_fake: chainer.Variable) -> chainer.Variable:
+        """The objective's adversarial part of L_G from D's logits on the fake batch (each subclass's own)."""
         raise NotImplementedError
 
-    def generator_extra_losses(self, f_fake) -> Dict[str, chainer.Variable]:
+    def generator_extra_losses(self, f_fake: chainer.Variable) -> Dict[str, chainer.Variable]:
+        """Further named parts of L_G besides the annealing term (JSD: DFM's feature term); none here."""
         return {}
 
     def update_core(self):
@@ -310,7 +321,7 @@ class OneStepUpdater(GANUpdater):
 _OBJECTIVES: Dict[str, type] = {}
 
 
-def register(name: str):
+def register(name: str) -> Callable[[type], type]:
     """Class decorator: register a :class:`GANUpdater` subclass under ``name`` (for ``--objective``)."""
     def decorator(cls):
         if name in _OBJECTIVES and _OBJECTIVES[name] is not cls:
@@ -323,7 +334,7 @@ def register(name: str):
     return decorator
 
 
-def names() -> list:
+def names() -> List[str]:
     """Names accepted by ``--objective``."""
     return sorted(_OBJECTIVES)
 

@@ -19,6 +19,7 @@ from chainer_va.download import DownloadError, sha256_of
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python datasets/fetch.py NAME``: download and checksum a data set into the data cache."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=data.DATASETS + ("all",),
                         help="data set to fetch ('all' = every downloadable one)")

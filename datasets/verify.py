@@ -66,6 +66,7 @@ def verify(root: Path) -> tuple[list[str], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python datasets/verify.py``: check the bundled files against every SHA256SUMS list under ``--root``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent,
                         help="folder to check (default: this datasets/ folder)")

@@ -83,9 +83,11 @@ class SoftQConfig:
 
     @property
     def uses_maf(self) -> bool:
+        """Whether the agent builds the conditional MAF (as the policy or as the value's proposal)."""
         return self.policy_update == "maf" or self.value_proposal == "maf"
 
     def to_dict(self) -> dict:
+        """The configuration as a plain dict (recorded in config.json and checkpoints)."""
         return asdict(self)
 
 

@@ -50,10 +50,12 @@ class NUTSResult:
 
     @property
     def max_rhat(self) -> float:
+        """The largest split R-hat over coordinates (convergence needs every one below 1.01)."""
         return float(np.max(self.rhat))
 
     @property
     def min_ess(self) -> float:
+        """The smallest effective sample size over coordinates."""
         return float(np.min(self.ess))
 
     def converged(self, threshold: float = RHAT_THRESHOLD) -> bool:

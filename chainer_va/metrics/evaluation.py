@@ -62,6 +62,7 @@ class Progress:
                 pass
 
     def update(self, n: int) -> None:
+        """Count ``n`` more images; print a line every tenth of the total when there is no bar."""
         self.done += n
         if not self.enabled:
             return
@@ -73,6 +74,7 @@ class Progress:
             self._next_report = self.done + self.total / 10.0
 
     def close(self) -> None:
+        """Close the progress bar, if one was shown."""
         if self._bar is not None:
             self._bar.close()
 
