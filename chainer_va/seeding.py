@@ -29,13 +29,13 @@ def seed_everything(seed: int, tensorflow: bool | None = None) -> None:
     if cupy is not None:
         try:
             cupy.random.seed(seed)
-        except Exception:  # CuPy installed but no GPU
-            pass
+        except Exception:  # CuPy installed but no usable GPU (CUDA runtime, driver or library errors
+            pass           # differ by CuPy version): nothing on a GPU to seed; a GPU run then fails loudly
     if tensorflow or (tensorflow is None and "tensorflow" in sys.modules):
         import tensorflow as tf
 
         tf.random.set_seed(seed)
         try:
             tf.keras.utils.set_random_seed(seed)
-        except Exception:
+        except AttributeError:  # a TensorFlow without keras.utils.set_random_seed: tf.random's seed is set
             pass

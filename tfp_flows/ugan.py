@@ -56,6 +56,12 @@ __all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "
            "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
 ANNEAL_MODES = ("none", "lik", "ent")
+#: Offsets added to a run's seed for its sampling streams, kept apart from the training streams (seed,
+#: seed + 1, ...): unseeded ``SamplerResult.sample`` calls, the snapshot samples, the final samples.npy.
+#: Primes, so no small seed of one stream meets another's; changing them changes recorded samples.
+SAMPLE_SEED_OFFSET = 7919
+SNAPSHOT_SEED_OFFSET = 104729
+FINAL_SAMPLES_SEED_OFFSET = 1299709
 DEFAULT_STEPS = 5000
 DEFAULT_BATCH = 256
 DEFAULT_GENERATOR_HIDDEN = (128, 128)  # [inferred] the toy generator's size is not given; J.3's policy uses 128
@@ -134,7 +140,7 @@ class SamplerResult:
         self.snapshots = snapshots
         self.config = config
         self.out = out
-        self._rng = np.random.default_rng(int(config.get("seed", 0)) + 7919)
+        self._rng = np.random.default_rng(int(config.get("seed", 0)) + SAMPLE_SEED_OFFSET)
 
     def sample(self, n: int, seed: Optional[int] = None, batch: int = 65536) -> np.ndarray:
         """n samples (numpy float32, shape (n, dim)) from the generator (U-GAN) or the flow (direct)."""
@@ -559,7 +565,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
     snap_set = set(config["snapshot_steps"])
 
     def take_snapshot(t):
-        samples = result.sample(snapshot_size, seed=int(seed) + 104729)
+        samples = result.sample(snapshot_size, seed=int(seed) + SNAPSHOT_SEED_OFFSET)
         snapshots[t] = samples
         if out_path is not None:
             buf = _npy_bytes(samples)
@@ -624,7 +630,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             log_handle.close()
     if out_path is not None:
         runinfo.atomic_write_bytes(out_path / "samples.npy", _npy_bytes(result.sample(snapshot_size,
-                                                                                     seed=int(seed) + 1299709)))
+                                                                                     seed=int(seed) + FINAL_SAMPLES_SEED_OFFSET)))
     return result
 
 

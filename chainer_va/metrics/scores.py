@@ -20,6 +20,9 @@ IS_SPLITS = 10
 FID_EPS = 1e-6
 #: Largest |imaginary part| on sqrtm's diagonal accepted as round-off (TTUR's tolerance).
 FID_IMAG_TOL = 1e-3
+#: How far from 1 a row of (float32 softmax) probabilities may sum before
+#: inception_score refuses it as not probabilities (logits passed by mistake).
+PROB_SUM_TOL = 1e-3
 
 
 def _to_numpy(array) -> np.ndarray:
@@ -41,7 +44,7 @@ def inception_score(probs, splits: int = IS_SPLITS) -> Tuple[float, float]:
     if not np.all(np.isfinite(p)) or p.min() < 0:
         raise ValueError("probs must be finite and non-negative")
     row_sums = p.sum(axis=1)
-    if not np.allclose(row_sums, 1.0, atol=1e-3):
+    if not np.allclose(row_sums, 1.0, atol=PROB_SUM_TOL):
         raise ValueError("each row of probs must sum to 1 (got sums between {:.4g} and {:.4g}); pass softmax "
                          "outputs, not logits".format(row_sums.min(), row_sums.max()))
     n = p.shape[0]
