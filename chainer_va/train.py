@@ -485,14 +485,21 @@ def make_denoiser(config: Dict[str, Any], feature_shape,
                          **_init_rng(nets.Denoiser, rng))
 
 
-def _child_seeds(seed: int, n: int) -> List[int]:
-    return [int(s.generate_state(1)[0]) for s in numpy.random.SeedSequence(seed).spawn(n)]
+#: A run's random streams, each seeded by child ``index`` of ``SeedSequence(--seed)``; their order is
+#: part of every recorded run (a new stream takes the next index).
+SEED_STREAMS = ("latent", "noise", "order", "sample_grid")
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of random stream ``stream`` (one of :data:`SEED_STREAMS`) of a run with ``--seed`` ``seed``."""
+    index = SEED_STREAMS.index(stream)
+    return int(numpy.random.SeedSequence(seed).spawn(index + 1)[index].generate_state(1)[0])
 
 
 def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> updaters.GANUpdater:
     """Networks, optimizers, denoisers, annealing term, random sources and the updater of a run."""
     seed_everything(config["seed"])  # for third-party code only: nothing below draws from a global RNG
-    latent_seed, noise_seed, order_seed = _child_seeds(config["seed"], 3)
+    latent_seed, noise_seed, order_seed = (stream_seed(config["seed"], name) for name in ("latent", "noise", "order"))
     # One state for every network's initial weights, drawn from in order G, D, denoisers; seeded as
     # numpy.random.seed(seed) seeds the global state, so runs recorded when Chainer's initialisers drew
     # from that global state get the same weights.
@@ -551,7 +558,7 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
                                         out=sys.stdout), trigger=log_trigger)  # today's stdout, not import time's
     trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
                                  update_interval=config["progress_interval"]))
-    trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=_child_seeds(config["seed"], 4)[3]),
+    trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=stream_seed(config["seed"], "sample_grid")),
                    trigger=_every_and_at(config["sample_interval"], stop))
     trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"],
                                   stop_request=stop_request), name="snapshot")
