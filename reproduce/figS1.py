@@ -37,6 +37,13 @@ import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEG
 from chainer_va import runinfo, sample_distance
 from chainer_va.seeding import seed_everything
 
+#: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
+#: sampler's evaluation samples, the exact samples every sampler is compared with, and the second exact
+#: sample of the noise-floor row. Changing them changes every recorded table.
+MODEL_SAMPLES_SEED_OFFSET = 1
+EXACT_SAMPLES_SEED_OFFSET = 2
+FLOOR_SAMPLES_SEED_OFFSET = 3
+
 #: docs/images of this repository (only ``--publish-docs`` writes there)
 DOCS_IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 #: (file in --out, name in docs/images) copied by --publish-docs
@@ -263,7 +270,7 @@ def _main(args) -> int:
         if key in finished:
             quality[key], finals[key], snapshots = finished[key]
             if "log_u_gap" not in quality[key]:  # finished before the gap was recorded
-                exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
+                exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
                 quality[key].update(log_u_gap(target, finals[key], exact))
             if method == "ugan" and anneal != "none":
                 annealed_snapshots[name] = snapshots
@@ -271,8 +278,8 @@ def _main(args) -> int:
             continue
         t = time.time()
         res = train(method, name, **kw)
-        model = res.sample(args.eval_samples, seed=args.seed + 1)
-        exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
+        model = res.sample(args.eval_samples, seed=args.seed + MODEL_SAMPLES_SEED_OFFSET)
+        exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
         q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,
              "schedule": kw["schedule"], "steps": args.steps,
              "energy_distance": sample_distance.energy_distance(model, exact),
@@ -292,8 +299,8 @@ def _main(args) -> int:
     # noise floor: two independent exact samples of the same size
     for name in {r[0] for r in runs}:
         target = target_of[name]
-        a = target.sample(args.eval_samples, np.random.default_rng(args.seed + 2))
-        b = target.sample(args.eval_samples, np.random.default_rng(args.seed + 3))
+        a = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
+        b = target.sample(args.eval_samples, np.random.default_rng(args.seed + FLOOR_SAMPLES_SEED_OFFSET))
         quality["{}_exact_floor".format(name)] = {
             "target": name, "method": "exact vs exact", "anneal": "-", "lambda0": 0.0, "schedule": "-",
             "energy_distance": sample_distance.energy_distance(a, b), "mmd2": sample_distance.mmd2(a, b),
@@ -402,7 +409,7 @@ def _plot_finals(finals, args, path, targets):
         for col, c in enumerate(cols):
             ax = axes[row, col]
             _contour(ax, target)
-            x = target.sample(1000, np.random.default_rng(args.seed + 2)) if c == "exact" else finals.get(
+            x = target.sample(1000, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET)) if c == "exact" else finals.get(
                 "{}_{}".format(name, c))
             if x is not None:
                 ax.scatter(x[:1000, 0], x[:1000, 1], s=1.5, alpha=0.5, color="C0" if c == "exact" else "C3")
