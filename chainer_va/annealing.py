@@ -26,7 +26,7 @@ decorate it with ``@register("name")`` (see docs/extending.md).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
@@ -34,6 +34,7 @@ import chainer
 import chainer.functions as F
 
 from chainer_va import schedules
+from chainer_va.array_types import Array
 from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource
 
@@ -88,7 +89,7 @@ class FeatureDenoiser:
         loss.backward()
         self.optimizer.update()
 
-    def reconstruct(self, features):
+    def reconstruct(self, features: Union[chainer.Variable, Array]) -> Array:
         """sg r(f): the denoiser in inference mode (BN running statistics, no noise), detached array.
 
         Asked twice for the same array object between two updates, it returns the first result
@@ -103,7 +104,7 @@ class FeatureDenoiser:
         self._last = (f, r) if self.reuse_reconstruction else None
         return r
 
-    def score(self, x):
+    def score(self, x: Array) -> Array:
         """DAE-score estimate of grad log p_sigma at x: (r(x) - x) / sigma^2 (SPEC section 1)."""
         return (self.reconstruct(x) - x) / self.sigma ** 2
 
@@ -135,7 +136,7 @@ class DenoiserPool:
                 reuse_reconstruction=self.reuse_reconstruction)
         return self._denoisers[source]
 
-    def items(self):
+    def items(self) -> List[Tuple[str, FeatureDenoiser]]:
         """(source, denoiser) pairs in a fixed order."""
         return [(s, self._denoisers[s]) for s in SOURCES if s in self._denoisers]
 
@@ -178,7 +179,7 @@ class AnnealingTerm:
 _TERMS: Dict[str, type] = {}
 
 
-def register(name: str):
+def register(name: str) -> Callable[[type], type]:
     """Class decorator: register an :class:`AnnealingTerm` subclass under ``name`` (for ``--anneal``)."""
     def decorator(cls):
         if name in _TERMS and _TERMS[name] is not cls:
@@ -210,7 +211,7 @@ class NoAnnealing(AnnealingTerm):
 
     uses_weight = False
 
-    def generator_loss(self, f_fake, lam):
+    def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         return None
 
 
@@ -220,7 +221,7 @@ class LikelihoodAnnealing(AnnealingTerm):
 
     sources = ("data",)
 
-    def generator_loss(self, f_fake, lam):
+    def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         return residual_energy(f_fake, self.denoisers["data"], self.weight * lam, self.fused_losses)
 
 
@@ -230,7 +231,7 @@ class EntropyAnnealing(AnnealingTerm):
 
     sources = ("fake",)
 
-    def generator_loss(self, f_fake, lam):
+    def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         return residual_energy(f_fake, self.denoisers["fake"], -self.weight * lam, self.fused_losses)
 
 
@@ -245,6 +246,6 @@ class LGANAnnealing(AnnealingTerm):
     keeps_dfm_term = False
     uses_weight = False
 
-    def generator_loss(self, f_fake, lam):
+    def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam,
                                             self.fused_losses)

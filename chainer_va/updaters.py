@@ -27,7 +27,7 @@ import functools
 import inspect
 import math
 import operator
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, List, Optional
 
 import numpy
 
@@ -38,16 +38,11 @@ import chainer.functions as F
 from chainer.training import StandardUpdater
 
 from chainer_va import nets
+from chainer_va.array_types import Array, ArrayOrVariable, DeviceSpec
 from chainer_va.fused_adam import FusedAdam
 from chainer_va.annealing import AnnealingTerm, DenoiserPool, FeatureDenoiser, residual_energy
 from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
-
-#: An array on the run's device: numpy on the CPU, CuPy on a GPU.
-Array = Union[numpy.ndarray, "cupy.ndarray"]
-ArrayOrVariable = Union[Array, chainer.Variable]
-#: What ``chainer.get_device`` accepts: "@numpy", "@cupy:0", a Device, or None for the CPU.
-DeviceSpec = Union[str, int, chainer.backend.Device, None]
 
 __all__ = ["NonFiniteLossError", "GANUpdater", "OneStepUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
            "names", "get", "options", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",

@@ -22,7 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple, Union
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
@@ -30,6 +30,7 @@ import chainer
 import numpy as np
 
 from chainer_va import download
+from chainer_va.array_types import Array, DeviceSpec
 from chainer_va.latent import LatentSampler
 from chainer_va.metrics import scores
 from chainer_va import runinfo
@@ -85,7 +86,7 @@ def quantize(images) -> np.ndarray:
     return np.clip(images * PIXEL_SCALE + PIXEL_SCALE, 0.0, 255.0).astype(np.uint8).astype(np.float32)
 
 
-def to_rgb(images):
+def to_rgb(images: Array) -> Array:
     """Repeat a single channel to 3 (N, 1, H, W) -> (N, 3, H, W); 3-channel input is returned as is."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError("images must be (N, 1 or 3, H, W), got {}".format(images.shape))
@@ -209,9 +210,9 @@ def _file_id(path: Path) -> str:
     return hashlib.sha1("{}:{}:{}".format(path.resolve(), stat.st_size, int(stat.st_mtime)).encode()).hexdigest()[:10]
 
 
-def inception_score_of_generator(generator, extractor=None, n_samples: int = IS_SAMPLES, splits: int = scores.IS_SPLITS,
+def inception_score_of_generator(generator: chainer.Link, extractor: Optional[Callable] = None, n_samples: int = IS_SAMPLES, splits: int = scores.IS_SPLITS,
                                  batchsize: int = EVAL_BATCHSIZE, seed: int = 0, progress: bool = True,
-                                 device=-1) -> Tuple[float, float]:
+                                 device: DeviceSpec = -1) -> Tuple[float, float]:
     """(mean, std) Inception Score of ``generator`` over ``n_samples`` samples (chainer-gan-lib's protocol)."""
     extractor = extractor or InceptionExtractor(device=device, resize="align_corners", batchsize=batchsize)
     _, probs = extract(extractor, generator_batches(generator, n_samples, batchsize, seed), n_samples,
@@ -243,10 +244,11 @@ def _source_digest(data_dir, depth: int = 2) -> str:
     return digest.hexdigest()[:12]
 
 
-def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor=None, data_dir=None,
+def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor: Optional[Callable] = None,
+                         data_dir: Optional[Union[str, Path]] = None,
                          channels: int = 3, size: int = 32, limit: Optional[int] = None,
                          batchsize: int = EVAL_BATCHSIZE, progress: bool = True,
-                         cache: bool = True, device=-1) -> Tuple[np.ndarray, np.ndarray]:
+                         cache: bool = True, device: DeviceSpec = -1) -> Tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the extractor's features on the training images of ``dataset``, computed once and cached.
 
     The cache file (``<data cache>/fid_stats/<dataset>_<size>_<channels>_<limit>[_<source>]_<extractor
@@ -277,9 +279,10 @@ def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor=None, d
     return mu, sigma
 
 
-def fid_of_generator(generator, reference: Tuple[np.ndarray, np.ndarray], extractor=None,
+def fid_of_generator(generator: chainer.Link, reference: Tuple[np.ndarray, np.ndarray],
+                     extractor: Optional[Callable] = None,
                      n_samples: int = FID_SAMPLES, batchsize: int = EVAL_BATCHSIZE, seed: int = 0,
-                     progress: bool = True, device=-1) -> float:
+                     progress: bool = True, device: DeviceSpec = -1) -> float:
     """FID of ``n_samples`` generator samples against reference statistics ``(mu, sigma)`` (TTUR's definition)."""
     extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
     feats, _ = extract(extractor, generator_batches(generator, n_samples, batchsize, seed), n_samples,
@@ -288,7 +291,8 @@ def fid_of_generator(generator, reference: Tuple[np.ndarray, np.ndarray], extrac
     return scores.fid_from_stats(mu, sigma, *reference)
 
 
-def evaluate_generator(generator, is_extractor, fid_extractor, reference, n_is: int = IS_SAMPLES,
+def evaluate_generator(generator: chainer.Link, is_extractor: Optional[Callable], fid_extractor: Optional[Callable],
+                       reference: Tuple[np.ndarray, np.ndarray], n_is: int = IS_SAMPLES,
                        n_fid: int = FID_SAMPLES, splits: int = scores.IS_SPLITS, batchsize: int = EVAL_BATCHSIZE,
                        seed: int = 0, progress: bool = True) -> dict:
     """IS (mean, std) and FID of a generator in one call; the FID samples use seed + 1 (disjoint from the IS ones)."""
