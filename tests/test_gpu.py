@@ -17,6 +17,11 @@ pytestmark = pytest.mark.gpu
 FLAGS = ["--width", "0.125", "--batchsize", "8", "--iterations", "10", "--channels", "1"]
 
 
+def _rng():
+    """The initial-weight state of the networks built here (a fixed seed: the tests are deterministic)."""
+    return numpy.random.RandomState(0)
+
+
 @pytest.fixture(autouse=True)
 def deterministic_cudnn():
     """With cuDNN (CuPy 13) the backward-filter algorithm may sum in a nondeterministic order; the
@@ -146,9 +151,10 @@ def test_fused_layers_on_cupy_match_the_unfused_ones(network):
     from chainer_va import nets
 
     make, shape = {
-        "denoiser": (lambda fused: nets.Denoiser((8, 2, 2), width=0.05, fused=fused), (16, 8, 2, 2)),
-        "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused), (6, 8)),
-        "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused),
+        "denoiser": (lambda fused: nets.Denoiser((8, 2, 2), width=0.05, fused=fused, rng=_rng()), (16, 8, 2, 2)),
+        "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused,
+                                                   rng=_rng()), (6, 8)),
+        "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused, rng=_rng()),
                           (6, 1, 32, 32)),
     }[network]
     numpy.random.seed(0)
@@ -201,8 +207,7 @@ def test_fused_critic_penalty_gradients_on_cupy_match_the_unfused_ones():
     u = cupy.asarray(rs.uniform(0, 1, (4, 1, 1, 1)).astype(numpy.float32))
     grads = []
     for fused in (True, False):
-        numpy.random.seed(3)
-        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused)
+        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused, rng=numpy.random.RandomState(3))
         critic.to_device("@cupy:0")
         critic.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
         loss = (chainer.functions.mean(critic(x_fake)[1]) - chainer.functions.mean(critic(x_real)[1])

@@ -105,9 +105,9 @@ def test_wgan_runs_n_critic_steps_on_fresh_batches(images):
 
 
 def make_pool(feature_shape, sigma=1.0, seed=0, hidden=16, n_layers=2):
-    numpy.random.seed(seed)
+    init_rng = numpy.random.RandomState(seed)
     return annealing.DenoiserPool(
-        lambda: nets.Denoiser(feature_shape, hidden=hidden, n_layers=n_layers),
+        lambda: nets.Denoiser(feature_shape, hidden=hidden, n_layers=n_layers, rng=init_rng),
         lambda link: updaters.make_adam(link, lr=1e-3, beta1=0.9, beta2=0.999), NoiseSource(seed), sigma=sigma)
 
 
