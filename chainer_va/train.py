@@ -446,10 +446,16 @@ def _switch(cls, keyword: str, config: Dict[str, Any], key: str, via_kwargs: boo
     classes may not; ``via_kwargs``: also when it passes ``**kwargs`` on, as updater subclasses do to
     :class:`~chainer_va.updaters.GANUpdater`). The key defaults to fused for configurations saved
     before it existed."""
+    return _accepted(cls, via_kwargs, **{keyword: config.get(key, "fused") == "fused"})
+
+
+def _accepted(cls, via_kwargs: bool = False, **kwargs: Any) -> Dict[str, Any]:
+    """The keyword arguments ``cls``'s constructor takes (``via_kwargs``: also those it passes on through
+    ``**kwargs``); a plugin's class may take fewer than the project's own."""
     parameters = inspect.signature(cls).parameters.values()
-    if not any(p.name == keyword or (via_kwargs and p.kind is p.VAR_KEYWORD) for p in parameters):
-        return {}
-    return {keyword: config.get(key, "fused") == "fused"}
+    passes_on = via_kwargs and any(p.kind is p.VAR_KEYWORD for p in parameters)
+    names = {p.name for p in parameters}
+    return {k: v for k, v in kwargs.items() if passes_on or k in names}
 
 
 def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
@@ -459,9 +465,7 @@ def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
 
 def _init_rng(cls, rng: Optional[numpy.random.RandomState]) -> Dict[str, numpy.random.RandomState]:
     """``rng=`` for a network class that takes it (a plugin's class may not: it then draws as it likes)."""
-    if rng is None or "rng" not in inspect.signature(cls).parameters:
-        return {}
-    return {"rng": rng}
+    return {} if rng is None else _accepted(cls, rng=rng)
 
 
 def make_generator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
