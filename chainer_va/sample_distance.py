@@ -81,7 +81,11 @@ def energy_distance(x, y, chunk: int = DEFAULT_CHUNK) -> float:
 
 
 def median_bandwidth(x, y, max_points: int = 2000, rng: Optional[np.random.Generator] = None) -> float:
-    """Median pairwise distance of the pooled samples (at most ``max_points`` of them, drawn with ``rng``)."""
+    """Median pairwise distance of the pooled samples (at most ``max_points`` of them, drawn with ``rng``).
+
+    Without ``rng`` the subsample is drawn with ``default_rng(0)``: a fixed seed, so the bandwidth (and the
+    MMD^2 that uses it) is a deterministic function of the samples, as a metric should be.
+    """
     x, y = _check_pair(x, y)
     pooled = np.concatenate([x, y], 0)
     if pooled.shape[0] > max_points:
