@@ -145,6 +145,11 @@ def _check_out_folder(args, out: Path) -> None:
                          "written)".format(out, record, _describe(diff)))
 
 
+def exact_samples(target, args, n: int | None = None, offset: int = EXACT_SAMPLES_SEED_OFFSET) -> np.ndarray:
+    """``n`` (default ``--eval-samples``) exact samples of ``target`` from the stream ``--seed + offset``."""
+    return target.sample(args.eval_samples if n is None else n, np.random.default_rng(args.seed + offset))
+
+
 def log_u_gap(target, model: np.ndarray, exact: np.ndarray) -> dict:
     """Mean log u of ``model`` minus that of ``exact`` (independent samples) and its standard error.
 
@@ -270,7 +275,7 @@ def _main(args) -> int:
         if key in finished:
             quality[key], finals[key], snapshots = finished[key]
             if "log_u_gap" not in quality[key]:  # finished before the gap was recorded
-                exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
+                exact = exact_samples(target, args)
                 quality[key].update(log_u_gap(target, finals[key], exact))
             if method == "ugan" and anneal != "none":
                 annealed_snapshots[name] = snapshots
@@ -279,7 +284,7 @@ def _main(args) -> int:
         t = time.time()
         res = train(method, name, **kw)
         model = res.sample(args.eval_samples, seed=args.seed + MODEL_SAMPLES_SEED_OFFSET)
-        exact = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
+        exact = exact_samples(target, args)
         q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,
              "schedule": kw["schedule"], "steps": args.steps,
              "energy_distance": sample_distance.energy_distance(model, exact),
@@ -299,8 +304,8 @@ def _main(args) -> int:
     # noise floor: two independent exact samples of the same size
     for name in {r[0] for r in runs}:
         target = target_of[name]
-        a = target.sample(args.eval_samples, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET))
-        b = target.sample(args.eval_samples, np.random.default_rng(args.seed + FLOOR_SAMPLES_SEED_OFFSET))
+        a = exact_samples(target, args)
+        b = exact_samples(target, args, offset=FLOOR_SAMPLES_SEED_OFFSET)
         quality["{}_exact_floor".format(name)] = {
             "target": name, "method": "exact vs exact", "anneal": "-", "lambda0": 0.0, "schedule": "-",
             "energy_distance": sample_distance.energy_distance(a, b), "mmd2": sample_distance.mmd2(a, b),
@@ -409,7 +414,7 @@ def _plot_finals(finals, args, path, targets):
         for col, c in enumerate(cols):
             ax = axes[row, col]
             _contour(ax, target)
-            x = target.sample(1000, np.random.default_rng(args.seed + EXACT_SAMPLES_SEED_OFFSET)) if c == "exact" else finals.get(
+            x = exact_samples(target, args, 1000) if c == "exact" else finals.get(
                 "{}_{}".format(name, c))
             if x is not None:
                 ax.scatter(x[:1000, 0], x[:1000, 1], s=1.5, alpha=0.5, color="C0" if c == "exact" else "C3")
