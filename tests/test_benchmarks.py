@@ -90,11 +90,12 @@ def test_step_time_prints_a_paired_ratio_per_configuration_with_a_control_row(ca
     names = [name for name, _ in rows]
     assert names == ["jsd none", "jsd none (control)", "jsd lik", "jsd ent", "jsd none (chainer Adam)",
                      "jsd none (chainer layers)", "jsd none (chainer losses)", "jsd none (backprop all)",
-                     "jsd ent (chainer losses)", "jsd none (noise inline)", "jsd lik (r recomputed)",
+                     "jsd ent (chainer losses)", "jsd ent (r_fake free)", "jsd none (noise inline)",
+                     "jsd lik (r recomputed)",
                      "jsd none (all speed-ups off)",
                      "rkl none", "rkl none (control)", "rkl lik", "rkl ent", "rkl none (chainer layers)",
                      "rkl none (chainer losses)", "rkl none (backprop all)", "rkl ent (chainer losses)",
-                     "rkl lik (noise inline)", "rkl none (all speed-ups off)"]
+                     "rkl ent (r_fake free)", "rkl lik (noise inline)", "rkl none (all speed-ups off)"]
     values = dict(rows)
     for base in ("jsd none", "rkl none"):
         median, minimum, ratio, paired, low, high = values[base]
@@ -105,8 +106,8 @@ def test_step_time_prints_a_paired_ratio_per_configuration_with_a_control_row(ca
         assert 0 < low <= paired <= high < 100, name
     # each objective's networks are initialised once: jsd's G, D and two denoisers (ent's r_data comes
     # second), then rkl's are all copies of them
-    assert re.search(r"# jsd: 12 configurations built .* \(4 networks initialised", text)
-    assert re.search(r"# rkl: 10 configurations built .* \(0 networks initialised", text)
+    assert re.search(r"# jsd: 13 configurations built .* \(4 networks initialised", text)
+    assert re.search(r"# rkl: 11 configurations built .* \(0 networks initialised", text)
 
 
 @pytest.mark.parametrize("objective, anneal, kwargs", [
@@ -134,6 +135,21 @@ def test_ent_gets_distinct_denoisers_from_the_cache():
     updater = step_time.build("jsd", "ent", _images(), _tiny_args(), _device(), cache=step_time.NetworkCache())
     data, fake = updater.denoisers.get("data").link, updater.denoisers.get("fake").link
     assert not numpy.array_equal(data.l0.W.array, fake.l0.W.array)  # made second and first after D
+
+
+def test_the_free_r_fake_row_trains_a_bias_in_place_of_the_second_denoiser_once_per_step():
+    step_time = _load("step_time")
+    updater = step_time.build("jsd", "ent", _images(), _tiny_args(), _device(), free_r_fake=True,
+                              cache=step_time.NetworkCache())
+    fake = updater.denoisers.get("fake")
+    assert type(fake.link) is step_time.FreeDenoiser
+    assert updater.get_optimizer("denoiser_fake") is fake.optimizer and fake.optimizer.target is fake.link
+    assert fake.link.b.shape == (updater.dis.feature_shape[0],)
+    data_before = updater.denoisers.get("data").link.l0.W.array.copy()
+    updater.update()
+    # Adam's first step moves every element by lr (its gradient 2 mean(sigma eps + b) is nonzero)
+    numpy.testing.assert_allclose(numpy.abs(fake.link.b.array), fake.optimizer.alpha, rtol=1e-3)
+    assert not numpy.array_equal(updater.denoisers.get("data").link.l0.W.array, data_before)  # r_data still trains
 
 
 def test_time_interleaved_shuffles_every_round_and_keeps_only_complete_rounds():
