@@ -14,8 +14,9 @@ optimizers, iterator and all RNG states), and when the run ends: ``gen_final.npz
 
 ``--resume`` continues from the newest snapshot in ``--out`` with the run's saved configuration;
 the same seed gives the same losses as an uninterrupted run. Ctrl-C or SIGTERM (a cluster's
-pre-emption) ends the run after its current iteration with a snapshot of it (exit status 130; a second
-signal stops at once). A NaN/inf loss stops the run with an error naming the loss and the iteration;
+pre-emption) ends the run after its current iteration with a snapshot of it (exit status 130 after SIGINT,
+143 after SIGTERM; a second signal stops at once). ``--resume`` on a finished run does nothing. A
+NaN/inf loss stops the run with an error naming the loss and the iteration;
 the last snapshot written before it is kept. A folder holding a run (snapshots, ``result.json``,
 ``gen_final.npz``) is never overwritten without ``--resume``, and two jobs cannot write into one folder
 (``runinfo.exclusive_run_lock``).
@@ -29,8 +30,11 @@ import inspect
 import json
 import math
 import os
+import signal
 import sys
 import time
+import traceback
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -43,7 +47,7 @@ from chainer import training
 from chainer.training import extensions as E
 
 from chainer_va import annealing, nets, runinfo, schedules, updaters
-from chainer_va.device import DeviceError, add_device_argument, get_device
+from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from chainer_va.interrupt import GracefulStop
 from chainer_va.extensions import ResumablePlotReport, ResumablePrintReport, SampleGrid
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
@@ -81,6 +85,10 @@ class TrainingError(RuntimeError):
 
 class Interrupted(RuntimeError):
     """The run stopped on SIGINT/SIGTERM after writing a snapshot of its last iteration."""
+
+    def __init__(self, message: str, signal_name: str = "SIGINT"):
+        super().__init__(message)
+        self.signal = int(getattr(signal, signal_name, signal.SIGINT))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -232,12 +240,17 @@ def _normalise_file_config(data: Dict[str, Any], parser: argparse.ArgumentParser
     return out
 
 
-def load_plugin(spec: str) -> None:
-    """Import a plugin given as a path to a .py file or as a module name (it registers things on import)."""
+def load_plugin(spec: str, source: str = "--plugin") -> None:
+    """Import a plugin given as a path to a .py file or as a module name (it registers things on import).
+
+    ``source`` names where ``spec`` came from in error messages (a flag, or a run's saved configuration).
+    """
     path = Path(spec)
+    label = "--plugin {}".format(spec) if source == "--plugin" else "plugin {} (named by {})".format(spec, source)
     if spec.endswith(".py") or path.is_file():
         if not path.is_file():
-            raise ConfigError("--plugin {}: no such file".format(spec))
+            where = "" if path.is_absolute() else " (relative to the current folder {})".format(Path.cwd())
+            raise ConfigError("{}: no such file{}".format(label, where))
         name = "chainer_va_plugin_" + path.stem + "_{:x}".format(abs(hash(str(path.resolve()))))
         if name in sys.modules:
             return
@@ -246,15 +259,36 @@ def load_plugin(spec: str) -> None:
         sys.modules[name] = module
         try:
             module_spec.loader.exec_module(module)
-        except Exception:
+        except Exception as e:
             del sys.modules[name]
-            raise
+            raise ConfigError("{}: importing it failed with {}: {}{}".format(
+                label, type(e).__name__, e, _where_in(e, path))) from e
     else:
         try:
             importlib.import_module(spec)
         except ImportError as e:
-            raise ConfigError("--plugin {}: cannot import it ({}); give a .py file or an importable "
-                              "module name".format(spec, e)) from e
+            raise ConfigError("{}: cannot import it ({}); give a .py file or an importable "
+                              "module name".format(label, e)) from e
+
+
+def _where_in(error: BaseException, path: Path) -> str:
+    """`` (line N of PATH)``: the deepest line of ``path`` in ``error``'s traceback (or its SyntaxError
+    location); empty when the error arose elsewhere."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return " (line {} of {})".format(error.lineno, path)
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if Path(frame.filename).resolve() == path.resolve():
+            line = frame.lineno
+    return "" if line is None else " (line {} of {})".format(line, path)
+
+
+def plugin_paths(plugins: Optional[List[str]]) -> Optional[List[str]]:
+    """Plugins as a run records them: .py files by absolute path (so that the run can be resumed and its
+    generator loaded from any folder), module names as given."""
+    if not plugins:
+        return plugins
+    return [str(Path(spec).resolve()) if spec.endswith(".py") or Path(spec).is_file() else spec for spec in plugins]
 
 
 def _given_settings(argv: List[str], parser: argparse.ArgumentParser) -> tuple:
@@ -299,8 +333,11 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                     "run keeps its configuration (only {} may change)".format(
                         key, given[key], saved[key], Path(out) / runinfo.CONFIG_FILENAME,
                         ", ".join(RESUME_MUTABLE)))
+    from_saved = saved is not None and "plugin" not in explicit and "plugin" not in file_config
+    source = "the run's {}".format(Path(out) / runinfo.CONFIG_FILENAME) if from_saved else "--plugin"
     for plugin in config.get("plugin") or []:
-        load_plugin(plugin)
+        load_plugin(plugin, source)
+    config["plugin"] = plugin_paths(config.get("plugin"))
     _validate(config)
     return config
 
@@ -379,9 +416,17 @@ def _validate(config: Dict[str, Any]) -> None:
     if config["stop_at"] is not None and not (0 < config["stop_at"] <= config["iterations"]):
         raise ConfigError("--stop-at must be in [1, --iterations={}], got {}".format(
             config["iterations"], config["stop_at"]))
+    try:
+        parse_device_spec(config["device"])
+    except ValueError as e:
+        raise ConfigError("--device: {}".format(e)) from e
     if config["anneal"] == "none" and config["lambda0"] != 0.0:
         raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
+    if config["anneal"] != "none" and config["lambda0"] == 0.0:
+        raise ConfigError("--anneal {} with --lambda0 0 (the default) anneals nothing: lambda_t = 0 throughout. "
+                          "Pass --lambda0 (the paper searched |lambda0| in 0.1, 1, 10), or use --anneal none for "
+                          "the baseline".format(config["anneal"]))
     schedule = make_schedule(config)  # schedule options are checked by the schedule itself
     try:
         schedules.check_tempered(config["anneal"], schedule)
@@ -392,6 +437,12 @@ def _validate(config: Dict[str, Any]) -> None:
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
     """The lambda_t schedule of a configuration."""
     options = {k: config[k] for k in SCHEDULE_OPTIONS if config.get(k) is not None}
+    if config["schedule"] in schedules.names():
+        for key in options:
+            if key not in schedules.option_defaults(config["schedule"]):
+                takers = [name for name in schedules.names() if key in schedules.option_defaults(name)]
+                raise ConfigError("--{} is an option of the {} schedule{}, not of {}; drop it".format(
+                    key.replace("_", "-"), ", ".join(takers), "s" if len(takers) > 1 else "", config["schedule"]))
     try:
         return schedules.make(config["schedule"], config["lambda0"], config["iterations"], **options)
     except ValueError as e:
@@ -576,11 +627,26 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     matplotlib.use("Agg")
     argv = list(sys.argv[1:] if argv is None else argv)
     config = resolve_config(argv)
-    explicit, file_config = _given_settings(argv, build_parser())
-    for note in unused_settings(config, sorted({**file_config, **explicit})):
+    parser = build_parser()
+    explicit, file_config = _given_settings(argv, parser)
+    defaults = vars(parser.parse_args([]))
+    # a --config file (a run's config.json, say) holds every setting: name only those it changes
+    given = set(explicit) | {k for k, v in file_config.items() if v != defaults.get(k)}
+    for note in unused_settings(config, sorted(given)):
         print("note: " + note, file=sys.stderr)
     out = Path(config["out"])
+    check_out_folder(out)
     snapshot = latest_snapshot(out)
+    record = _read_result(out)
+    if config["resume"] and record is not None and record.get("completed") \
+            and record.get("iterations") == config["iterations"] and _intact_zip(out / GEN_FINAL):
+        print("{} holds a finished run ({} iterations, {}); nothing to resume".format(out, config["iterations"], GEN_FINAL),
+              file=sys.stderr)
+        return record
+    if snapshot is None and record is not None and not record.get("completed"):
+        raise ConfigError("{} holds a run that stopped at iteration {} and left no snapshot to continue from ({}); "
+                          "start it again with another --out, or delete {}".format(
+                              out, record.get("iterations"), RESULT_FILE, out))
     if config["resume"] and snapshot is None:
         raise ConfigError("--resume: no {}*.npz snapshot in {}; drop --resume to start a new run".format(
             "snapshot_iter_", out))
@@ -596,6 +662,42 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     images = load_dataset(config)
     with runinfo.exclusive_run_lock(out):  # creates out
         return _train(config, out, snapshot, images, device)
+
+
+def check_out_folder(out: Path) -> None:
+    """Raise :class:`ConfigError` unless ``out`` is a folder, or one this process can create."""
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError("--out {} is a file, not a folder; choose another --out".format(out))
+        return
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError("--out {}: {} is a file, so the folder cannot be created; choose another --out".format(
+            out, parent))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError("--out {}: cannot create it in {} (no write permission); choose another --out".format(
+            out, parent))
+
+
+def _intact_zip(path: Path) -> bool:
+    """Whether ``path`` is an .npz whose every member passes its CRC check (a damaged final generator is
+    rewritten by ``--resume`` from the last snapshot)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _read_result(out: Path) -> Optional[Dict[str, Any]]:
+    """The run's ``result.json`` record, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads((out / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _train(config: Dict[str, Any], out: Path, snapshot: Optional[Path], images: numpy.ndarray, device) -> Dict[str, Any]:
@@ -624,7 +726,8 @@ def _run_trainer(config: Dict[str, Any], out: Path, snapshot: Optional[Path], up
                   "--out and the settings changed, e.g. a smaller --lr or |--lambda0|".format(
                       e, last if last is not None else "none (no snapshot was written before)")
         runinfo.atomic_write_json(out / RESULT_FILE, {"completed": False, "iterations": int(updater.iteration),
-                                                      "error": message, "last_snapshot": str(last)})
+                                                      "error": message,
+                                                      "last_snapshot": None if last is None else str(last)})
         raise TrainingError(message) from e
     iteration = int(updater.iteration)
     if stop_request.requested and latest_snapshot(out) != snapshot_path(out, iteration) and iteration > 0:
@@ -644,7 +747,8 @@ def _run_trainer(config: Dict[str, Any], out: Path, snapshot: Optional[Path], up
     runinfo.atomic_write_json(out / RESULT_FILE, record)
     if stop_request.requested and not completed:
         raise Interrupted("{} at iteration {}: snapshot {} written; continue with `python -m chainer_va.train --out "
-                          "{} --resume`".format(stop_request.requested, iteration, latest_snapshot(out), out))
+                          "{} --resume`".format(stop_request.requested, iteration, latest_snapshot(out), out),
+                          stop_request.requested)
     return record
 
 
@@ -659,7 +763,7 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
         raise SnapshotError("{} has no {}: not a training run folder".format(run_dir, runinfo.CONFIG_FILENAME))
     config = runinfo.read_run_config(run_dir)["config"]
     for plugin in config.get("plugin") or []:
-        load_plugin(plugin)
+        load_plugin(plugin, "the run's {}".format(run_dir / runinfo.CONFIG_FILENAME))
     gen = make_generator(config)
     if snapshot is None:
         path = run_dir / GEN_FINAL
@@ -689,7 +793,7 @@ def cli(argv: Optional[List[str]] = None) -> int:
         main(argv)
     except Interrupted as e:
         print("stopped: {}".format(e), file=sys.stderr)
-        return 130  # the shell's status for a run ended by a signal
+        return 128 + e.signal  # the shell's status for a run ended by that signal (130 SIGINT, 143 SIGTERM)
     except (ConfigError, TrainingError, SnapshotError, DataError, DownloadError, runinfo.RunLockedError) as e:
         print("error: {}".format(e), file=sys.stderr)
         return 1

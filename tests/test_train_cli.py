@@ -129,11 +129,11 @@ def test_resume_after_sigkill_equals_uninterrupted_run(images, tmp_path, uninter
 def test_a_stop_signal_writes_a_snapshot_of_the_last_iteration_and_resume_continues(images, tmp_path, uninterrupted,
                                                                                     stop_signal):
     """Ctrl-C / SIGTERM: the iteration in progress ends, its snapshot is written (not only the periodic
-    ones: none is due before iteration 10 here), exit status 130, and --resume gives the same run."""
+    ones: none is due before iteration 10 here), exit status 128 + the signal, and --resume gives the same run."""
     part = tmp_path / "signalled"
     # the log appears after iteration 1
     status, err = signal_training(images, part, "100", lambda: (part / "log").is_file(), stop_signal)
-    assert status == 130, err[-2000:]
+    assert status == 128 + stop_signal, err[-2000:]
     stopped_at = list_snapshots(part)[-1][0]
     assert 1 <= stopped_at < 10 and "stopped: {} at iteration {}".format(stop_signal.name, stopped_at) in err
     result = json.loads((part / "result.json").read_text())
@@ -330,7 +330,13 @@ def test_config_file_errors(tmp_path, content, match):
     (["--objective", "nope"], r"unknown objective 'nope'; choose one of: ([\w]+, )*jsd, ([\w]+, )*rkl, ([\w]+, )*wgan"),
     (["--anneal", "nope"], r"unknown annealing term 'nope'; choose one of: ent, lgan, lik, none"),
     (["--schedule", "nope"], r"unknown schedule 'nope'; choose one of: exponential, lgan, linear"),
-    (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"], r"unknown: cycles"),
+    (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"],
+     r"--cycles is an option of the sinusoidal, stepwise schedules, not of linear; drop it"),
+    (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--final-ratio", "0.1"],
+     r"--final-ratio is an option of the exponential schedule, not of linear; drop it"),
+    (["--anneal", "ent", "--schedule", "exponential"], r"--anneal ent with --lambda0 0 \(the default\) anneals "
+                                                         r"nothing.*Pass --lambda0"),
+    (["--device", "foo"], r"--device: unknown device 'foo': use -1 or @numpy for the CPU"),
     (["--lambda0", "1"], r"no effect with --anneal none"),
     (["--anneal", "ent", "--lambda0", "-1"], r"reaches lambda=-1 at iteration 0, where the entropy form has no "
                                              r"tempered target .*keep lambda > -1"),
@@ -461,3 +467,88 @@ def test_limit_reaches_the_loader(monkeypatch):
     monkeypatch.setattr(data, "load_images", fake_load_images)
     config = train.resolve_config(["--dataset", "mnist5k", "--limit", "64", "--batchsize", "8"])
     assert len(train.load_dataset(config)) == 64 and calls[0]["limit"] == 64
+
+
+def test_a_plugin_file_is_recorded_by_absolute_path_so_the_run_works_from_any_folder(images, tmp_path, monkeypatch,
+                                                                                     capsys):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "lsgan"
+    train.main(tiny(images, out, "--plugin", "docs/examples/lsgan.py", "--objective", "lsgan", "--anneal", "lik",
+                    "--lambda0", "1", "--iterations", "2", "--stop-at", "1", "--snapshot-interval", "1"))
+    saved = runinfo.read_run_config(out)["config"]
+    assert saved["plugin"] == [str(REPO / "docs" / "examples" / "lsgan.py")]
+    monkeypatch.chdir(tmp_path)  # a cluster job starting elsewhere
+    assert train.main(["--out", str(out), "--resume"] + QUIET)["completed"]
+    assert train.load_generator(out)[1]["objective"] == "lsgan"
+    # a run recorded with a relative path (before paths were made absolute): the error says where it came from
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["plugin"] = ["docs/examples/lsgan.py"]
+    (out / "config.json").write_text(json.dumps(record))
+    with pytest.raises(train.ConfigError, match=r"plugin docs/examples/lsgan.py \(named by the run's .*config.json\): "
+                                                r"no such file \(relative to the current folder "):
+        train.load_generator(out)
+
+
+@pytest.mark.parametrize("where", ["file", "below a file"])
+def test_an_out_that_cannot_be_a_folder_is_one_clear_error_line(images, tmp_path, capsys, where):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    out = blocker if where == "file" else blocker / "run"
+    assert train.cli(tiny(images, out, "--iterations", "1")) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out {}".format(out)) and "is a file" in err and "choose another --out" in err
+    assert "Traceback" not in err and blocker.read_text() == "a file"
+
+
+def test_resuming_a_finished_run_does_nothing(images, tmp_path, capsys):
+    out = tmp_path / "done"
+    record = train.main(tiny(images, out, "--iterations", "2"))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert train.main(["--out", str(out), "--resume"] + QUIET) == record
+    assert "holds a finished run (2 iterations" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_run_that_failed_before_its_first_snapshot_says_to_start_elsewhere(images, tmp_path, capsys):
+    plugin = tmp_path / "nan_plugin_again.py"
+    plugin.write_text(NAN_PLUGIN.replace("rkl_nan_at_3", "rkl_nan_at_3_again"))
+    out = tmp_path / "nan"
+    with pytest.raises(train.TrainingError, match="none \\(no snapshot was written before\\)"):
+        train.main(tiny(images, out, "--plugin", str(plugin), "--objective", "rkl_nan_at_3_again", "--iterations",
+                        "6", "--snapshot-interval", "5"))
+    assert json.loads((out / "result.json").read_text())["last_snapshot"] is None  # JSON null, not "None"
+    for resume in (["--resume"], []):  # neither way round is a dead end
+        flags = ["--out", str(out)] + resume + QUIET if resume else tiny(images, out, "--iterations", "6")
+        assert train.cli(flags) == 1
+        err = capsys.readouterr().err
+        assert "stopped at iteration 3 and left no snapshot to continue from" in err, err
+        assert "start it again with another --out, or delete" in err
+
+
+def test_a_runs_config_json_as_config_file_gives_no_notes_for_its_defaults(images, tmp_path, capsys):
+    first = tmp_path / "first"
+    train.main(tiny(images, first, "--iterations", "1"))
+    capsys.readouterr()
+    train.main(["--config", str(first / "config.json"), "--out", str(tmp_path / "again")])
+    assert "note:" not in capsys.readouterr().err
+    # a setting the file changes, that the objective does not use, is still named
+    changed = json.loads((first / "config.json").read_text())
+    changed["config"]["gp_weight"] = 5.0
+    (tmp_path / "changed.json").write_text(json.dumps(changed))
+    train.main(["--config", str(tmp_path / "changed.json"), "--out", str(tmp_path / "third")])
+    assert "note: --gp-weight has no effect with --objective jsd" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("code, match", [
+    ("x = 1\ndef broken(:\n", r"importing it failed with SyntaxError: .*\(line 2 of .*bad_plugin.py\)"),
+    ("import math\n\nmath.no_such_function()\n",
+     r"importing it failed with AttributeError: .*no_such_function.*\(line 3 of .*bad_plugin.py\)"),
+])
+def test_a_plugin_that_fails_to_import_is_one_line_naming_the_line(tmp_path, capsys, code, match):
+    plugin = tmp_path / "bad_plugin.py"
+    plugin.write_text(code)
+    with pytest.raises(train.ConfigError, match=match):
+        train.resolve_config(["--plugin", str(plugin)])
+    assert train.cli(["--plugin", str(plugin), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --plugin {}: importing it failed".format(plugin)) and "Traceback" not in err
