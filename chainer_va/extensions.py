@@ -1,8 +1,12 @@
-"""Trainer extensions of the GAN runs: a grid of samples from fixed latents, written atomically as PNG."""
+"""Trainer extensions of the GAN runs: a grid of samples from fixed latents, written atomically as PNG;
+plots and printed rows that resume exactly; progress as plain lines where output is not a terminal."""
 from __future__ import annotations
 
 import io
 import os
+import re
+import sys
+import time
 from pathlib import Path
 
 import numpy
@@ -15,7 +19,8 @@ from chainer.training import extensions as E
 
 from chainer_va.runinfo import atomic_write_bytes
 
-__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log", "ResumablePlotReport", "ResumablePrintReport"]
+__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log", "ResumablePlotReport", "ResumablePrintReport",
+           "PlainText", "LineProgress"]
 
 
 class ResumablePlotReport(E.PlotReport):
@@ -68,6 +73,70 @@ class ResumablePrintReport(E.PrintReport):
             self._log_len = int(serializer("_log_len", self._log_len))
         except KeyError:  # a snapshot written before this count was saved
             pass
+
+
+class PlainText:
+    """A text stream that drops ANSI cursor and erase sequences (Chainer's PrintReport writes ``\\033[J``
+    before each row, chainer/training/extensions/print_report.py:68), for output to a log file."""
+
+    _ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        text = self._ESCAPE.sub("", text)
+        if text:
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class LineProgress(extension.Extension):
+    """Progress as one plain line (iteration, share done, speed, time left), for output that is not a
+    terminal, where Chainer's ProgressBar redraws its bar with cursor sequences. Printed at the first
+    multiple of ``interval`` this process reaches, then at most every ``min_seconds`` (at multiples of
+    ``interval``), and at the last iteration."""
+
+    trigger = (1, "iteration")
+    priority = extension.PRIORITY_READER
+
+    def __init__(self, total: int, interval: int = 10, min_seconds: float = 30.0, out=None,
+                 clock=time.monotonic):
+        self.total, self.interval, self.min_seconds = int(total), int(interval), float(min_seconds)
+        self.out, self.clock = out, clock
+        self._start = None  # (clock, iteration) when this process began training
+        self._last = None
+
+    @property
+    def default_name(self) -> str:
+        return "LineProgress"
+
+    def __call__(self, trainer) -> None:
+        iteration, now = trainer.updater.iteration, self.clock()
+        if self._start is None:  # the speed is measured from this process's first iteration on
+            self._start = (now, iteration)
+        due = iteration % self.interval == 0 and iteration > self._start[1] \
+            and (self._last is None or now - self._last >= self.min_seconds)
+        if not (due or iteration >= self.total):
+            return
+        rate = (iteration - self._start[1]) / max(now - self._start[0], 1e-9)
+        left = (self.total - iteration) / rate if rate > 0 else float("inf")
+        out = self.out or sys.stdout  # today's stdout, not import time's
+        out.write("iteration {}/{} ({:.1f}%), {:.3g} it/s, about {} left\n".format(
+            iteration, self.total, 100.0 * iteration / self.total, rate, _duration(left)))
+        out.flush()
+        self._last = now
+
+
+def _duration(seconds: float) -> str:
+    """``1:02:03`` for a finite number of seconds, ``?`` otherwise."""
+    if not seconds < float("inf"):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return "{}:{:02d}:{:02d}".format(minutes // 60, minutes % 60, secs)
 
 
 def tile_images(images: numpy.ndarray, rows: int, cols: int) -> numpy.ndarray:

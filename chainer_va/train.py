@@ -49,7 +49,7 @@ from chainer.training import extensions as E
 from chainer_va import annealing, nets, runinfo, schedules, updaters
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from chainer_va.interrupt import GracefulStop
-from chainer_va.extensions import ResumablePlotReport, ResumablePrintReport, SampleGrid
+from chainer_va.extensions import LineProgress, PlainText, ResumablePlotReport, ResumablePrintReport, SampleGrid
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 from chainer_va.seeding import seed_everything
 from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, check_finite_parameters,
@@ -169,7 +169,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--sample-interval", default=5000, type=int, help="iterations between sample grids (5000)")
     add("--log-interval", default=100, type=int, help="iterations between log lines and plots (100)")
     add("--plot-interval", type=int, help="iterations between loss/lambda plot points (default: --log-interval)")
-    add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10)")
+    add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10); where "
+        "stdout is not a terminal, a plain progress line at most every 30 s")
     add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
         "schedule still spans --iterations); continue later with --resume")
     return parser
@@ -609,10 +610,16 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
     plot_trigger = _every_and_at(config["plot_interval"], config["iterations"])
     trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
     trainer.extend(ResumablePlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
+    # a terminal gets Chainer's progress bar; a log file plain lines, without cursor sequences
+    terminal = sys.stdout.isatty()
     trainer.extend(ResumablePrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"],
-                                        out=sys.stdout), trigger=log_trigger)  # today's stdout, not import time's
-    trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
-                                 update_interval=config["progress_interval"]))
+                                        out=sys.stdout if terminal else PlainText(sys.stdout)),
+                   trigger=log_trigger)  # today's stdout, not import time's
+    if terminal:
+        trainer.extend(E.ProgressBar(training_length=(config["iterations"], "iteration"),
+                                     update_interval=config["progress_interval"]))
+    else:
+        trainer.extend(LineProgress(config["iterations"], config["progress_interval"]))
     trainer.extend(SampleGrid(updater.gen, config["latent_dim"], out, seed=stream_seed(config["seed"], "sample_grid")),
                    trigger=_every_and_at(config["sample_interval"], stop))
     trainer.extend(AtomicSnapshot(out, config["snapshot_interval"], stop, keep=config["keep_snapshots"],

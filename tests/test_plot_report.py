@@ -1,11 +1,15 @@
-"""ResumablePlotReport writes its PNG atomically: a kill inside savefig leaves the previous plot whole."""
+"""ResumablePlotReport writes its PNG atomically: a kill inside savefig leaves the previous plot whole.
+Progress for a log file: plain lines, throttled, without cursor sequences."""
+import io
+import types
+
 import matplotlib
 import matplotlib.figure
 import pytest
 
 matplotlib.use("Agg")
 
-from chainer_va.extensions import ResumablePlotReport  # noqa: E402
+from chainer_va.extensions import LineProgress, PlainText, ResumablePlotReport  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -42,3 +46,27 @@ def test_plot_is_replaced_in_one_rename_and_survives_a_failed_save(tmp_path, mon
     report(_Trainer(tmp_path, 3.0))  # the next plot replaces the stale partial file too
     assert (tmp_path / "loss.png").read_bytes() != first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]
+
+
+def test_plain_text_drops_cursor_and_erase_sequences():
+    out = io.StringIO()
+    stream = PlainText(out)
+    for chunk in ("\033[J", "iteration  loss\n", "\033[3A", "\033[1;2H10  0.5\n"):
+        stream.write(chunk)
+    assert out.getvalue() == "iteration  loss\n10  0.5\n"
+
+
+def test_line_progress_prints_at_most_every_min_seconds_and_at_the_end():
+    clock = {"now": 100.0}
+    out = io.StringIO()
+    progress = LineProgress(total=100, interval=10, min_seconds=30.0, out=out, clock=lambda: clock["now"])
+    trainer = types.SimpleNamespace(updater=types.SimpleNamespace(iteration=0))
+    for iteration in range(51, 101):  # a run resumed at iteration 50, one iteration per second
+        trainer.updater.iteration = iteration
+        clock["now"] += 1.0
+        progress(trainer)
+    lines = out.getvalue().splitlines()
+    # the first multiple of 10, then multiples of 10 once 30 s have passed since the last line, and the last
+    assert lines == ["iteration 60/100 (60.0%), 1 it/s, about 0:00:40 left",
+                     "iteration 90/100 (90.0%), 1 it/s, about 0:00:10 left",
+                     "iteration 100/100 (100.0%), 1 it/s, about 0:00:00 left"]

@@ -552,3 +552,12 @@ def test_a_plugin_that_fails_to_import_is_one_line_naming_the_line(tmp_path, cap
     assert train.cli(["--plugin", str(plugin), "--out", str(tmp_path / "r")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --plugin {}: importing it failed".format(plugin)) and "Traceback" not in err
+
+
+def test_output_to_a_file_has_plain_progress_lines_and_rows_without_cursor_sequences(images, tmp_path, capsys):
+    train.main(tiny(images, tmp_path / "run", "--iterations", "3", "--log-interval", "1"))
+    out = capsys.readouterr().out  # captured: not a terminal
+    assert "\x1b" not in out
+    assert "iteration 3/3 (100.0%)" in out and out.count("\n3 ") + out.startswith("3 ") <= 1
+    rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
+    assert [row[0] for row in rows] == ["1", "2", "3"]  # PrintReport's rows, one per log interval
