@@ -9,8 +9,10 @@ weights, seed, the generator file's sha256). An existing ``metrics.json`` with t
 FID is computed against the training images of the run's own data set (``--reference`` for another;
 a run trained on a ``.npy`` file must name one). ``--scorer inception`` (default): the Chainer port of
 inception-2015-12-05 (statistics cached; for CIFAR-10 the 50k training images, as in the paper).
-``--scorer classifier``: the small MNIST classifier of ``reproduce/table1.sh --quick``; NOT comparable
-with the paper.
+``--scorer classifier``: the small MNIST classifier of ``reproduce/table1.sh --quick`` (offline; trained on
+the bundled MNIST-5k digits, so meaningful only for MNIST-like runs: a warning says so for others); NOT
+comparable with the paper. Bad settings or a missing run print one line ``error: ...`` and exit with
+status 1, as ``python -m chainer_va.train`` does.
 """
 from __future__ import annotations
 
@@ -43,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", default=None,
                         help="FID reference data set (default: the run's own training data set)")
     parser.add_argument("--data-dir", default=None, help="folder of the reference data set")
-    parser.add_argument("--weights", default=None, help="converted Inception .npz (default: download/convert)")
+    parser.add_argument("--weights", default=None,
+                        help="converted Inception .npz (default: download/convert); --scorer inception only")
     parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation latents (0)")
     parser.add_argument("--force", action="store_true", help="recompute even if metrics.json matches")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -64,6 +67,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     from chainer_va import download
     from chainer_va.train import GEN_FINAL, load_generator
 
+    check_settings(scorer, n_is, n_fid, splits, batchsize, weights)
     run_dir = Path(run_dir)
     gen, config = load_generator(run_dir)
     channels = int(gen.out_channels)
@@ -85,18 +89,25 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     same = previous is not None and all(previous.get(k) == v for k, v in settings.items())
     if same and not force:
         return previous
+    images = reference if str(trained_on).endswith(".npy") else trained_on  # what the samples should look like
+    for warning in sample_warnings(scorer, n_fid, images, classifier_overrides):
+        print("warning: " + warning, file=sys.stderr)
     dev = get_device(device)
     gen.to_device(dev)
     if scorer == "inception":
-        fid_extractor = evaluation.InceptionExtractor(device=dev, resize="tf", weights=weights, batchsize=batchsize)
+        try:
+            fid_extractor = evaluation.InceptionExtractor(device=dev, resize="tf", weights=weights,
+                                                          batchsize=batchsize)
+        except download.DownloadError as e:
+            raise download.DownloadError("{}\nOffline, an MNIST-like run can be scored with --scorer classifier (a small "
+                                         "classifier trained on the bundled MNIST-5k; not comparable with the "
+                                         "paper).".format(e)) from e
         is_extractor = evaluation.InceptionExtractor(device=dev, resize="align_corners", batchsize=batchsize,
                                                      model=fid_extractor.model)
         ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=channels, size=size,
                                               batchsize=batchsize, progress=progress)
     else:
-        from chainer_va.metrics.classifier import ClassifierExtractor
-
-        from chainer_va.metrics.classifier import load_or_train
+        from chainer_va.metrics.classifier import ClassifierExtractor, load_or_train
 
         model, info = load_or_train(progress=progress, **(classifier_overrides or {}))
         is_extractor = fid_extractor = ClassifierExtractor(model, info, device=dev)
@@ -117,8 +128,50 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     return result
 
 
+def check_settings(scorer: str, n_is: int, n_fid: int, splits: int, batchsize: int, weights=None) -> None:
+    """Raise ValueError, naming the flag and its fix, for settings that cannot give a score."""
+    if scorer not in SCORERS:
+        raise ValueError("--scorer {!r}: choose one of {}".format(scorer, ", ".join(SCORERS)))
+    if splits < 1:
+        raise ValueError("--splits must be a positive integer, got {} (default {})".format(splits, scores.IS_SPLITS))
+    if n_is < splits:
+        raise ValueError("--n-is must be at least --splits ({}) samples, got {} (default {})".format(
+            splits, n_is, evaluation.IS_SAMPLES))
+    if n_fid < 2:
+        raise ValueError("--n-fid must be at least 2 samples (FID needs their covariance), got {} (default {})".format(
+            n_fid, evaluation.FID_SAMPLES))
+    if batchsize < 1:
+        raise ValueError("--batchsize must be a positive integer, got {} (default {})".format(
+            batchsize, evaluation.EVAL_BATCHSIZE))
+    if weights is not None and scorer != "inception":
+        raise ValueError("--weights {} is the Inception port's weights, which --scorer {} does not use: drop --weights, "
+                         "or pass --scorer inception".format(weights, scorer))
+    if weights is not None and not Path(weights).is_file():
+        raise ValueError("--weights {}: no such file; give the .npz written by `python -m "
+                         "chainer_va.metrics.convert`, or drop --weights to download and convert it".format(weights))
+
+
+def sample_warnings(scorer: str, n_fid: int, dataset: str, classifier_overrides: Optional[dict] = None) -> List[str]:
+    """Warnings about scores that will mean little: the classifier scorer on images it was not trained on,
+    and FID from fewer samples than feature dimensions (a singular covariance)."""
+    from chainer_va.metrics import architecture, classifier
+
+    notes = []
+    if scorer == "classifier":
+        note = classifier.domain_warning(dataset, classifier_overrides)
+        notes += [note] if note else []
+        dim = dict(classifier.CLASSIFIER_DEFAULTS, **(classifier_overrides or {}))["hidden"]
+    else:
+        dim = architecture.POOL3_DIM
+    if n_fid <= dim:
+        notes.append("FID from {} samples of {}-d features: fewer samples than dimensions make their covariance "
+                     "singular and the FID biased; use --n-fid above {} (default {})".format(
+                         n_fid, dim, dim, evaluation.FID_SAMPLES))
+    return notes
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors, exit status 2."""
+    """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors, exit status 1 (as train)."""
     args = build_parser().parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.scorer, args.n_is, args.n_fid, args.splits, args.batchsize,

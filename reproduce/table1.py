@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
 from chainer_va import runinfo, schedules
+from chainer_va.metrics import scores
 from chainer_va.metrics.evaluation import FID_SAMPLES, IS_SAMPLES
 
 try:
@@ -56,7 +57,9 @@ CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Reproduce Table 1 (IS/FID of annealed GANs).")
+    p = argparse.ArgumentParser(description="Reproduce Table 1 (IS/FID of annealed GANs).",
+                                epilog="bash reproduce/table1.sh runs this with .venv/bin/python (else python); "
+                                       "PYTHON=/path/to/python bash reproduce/table1.sh picks another interpreter.")
     p.add_argument("--quick", action="store_true", help="CPU smoke version on MNIST-5k (classifier scores)")
     p.add_argument("--dataset", default=None, help="cifar10 (default), celeba, or any chainer_va.data name")
     p.add_argument("--data-dir", default=None)
@@ -86,29 +89,70 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def fail(message: str):
+    """Stop with a one-line error (exit status 1, as ``python -m chainer_va.train`` for a bad setting)."""
+    raise SystemExit("table1: error: " + message)
+
+
 def parse_seeds(text: Optional[str], default: int) -> List[int]:
     """"3" -> [0, 1, 2]; "0,4" -> [0, 4]."""
     if text is None:
         return list(range(default))
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    n = int(text)
-    if n < 1:
-        raise SystemExit("error: --seeds must be >= 1")
-    return list(range(n))
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        seeds = []
+    if not seeds:
+        fail("--seeds {!r}: give a number of seeds N >= 1 (seeds 0..N-1) or a list like 0,3".format(text))
+    return seeds
+
+
+def names(text: Optional[str], flag: str, what: str, known: Sequence[str], default: Sequence[str]) -> List[str]:
+    """The comma-separated names of ``flag`` (``default`` when not given), each checked against ``known``."""
+    if text is None:
+        return list(default)
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        fail("{} {}: {}; choose from {}".format(flag, text, "unknown {} {}".format(what, ", ".join(unknown))
+                                                if unknown else "no " + what + " given", ",".join(known)))
+    return chosen
+
+
+def check_numbers(args) -> None:
+    """Refuse a number flag that is given but out of range (0 is a value, not "the default")."""
+    for flag, value, least, why in (("--iterations", args.iterations, 1, ""), ("--batchsize", args.batchsize, 1, ""),
+                                    ("--n-is", args.n_is, scores.IS_SPLITS, " (the IS splits)"),
+                                    ("--n-fid", args.n_fid, 2, " (FID needs a covariance)"),
+                                    ("--jobs-per-gpu", args.jobs_per_gpu, 1, "")):
+        if value is not None and value < least:
+            fail("{} must be an integer >= {}{}, got {}; leave it out for the default".format(flag, least, why, value))
+    if args.width is not None and not (math.isfinite(args.width) and args.width > 0):
+        fail("--width must be a positive number, got {!r}; leave it out for the default".format(args.width))
+
+
+def _given(value, default):
+    """``value`` unless the flag was not given (None); 0 is a value, checked by :func:`check_numbers`."""
+    return default if value is None else value
 
 
 def make_specs(args) -> tuple:
+    """The grid's runs and the table's settings; a bad flag stops with a one-line error (:func:`fail`)."""
     quick = args.quick
+    check_numbers(args)
     dataset = args.dataset or (QUICK["dataset"] if quick else "cifar10")
     seeds = parse_seeds(args.seeds, QUICK["seeds"] if quick else 3)
-    iterations = args.iterations or (QUICK["iterations"] if quick else 150000)
+    iterations = _given(args.iterations, QUICK["iterations"] if quick else 150000)
     if not isinstance(iterations, dict):
         iterations = {o: iterations for o in grid.OBJECTIVES}
-    batchsize = args.batchsize or (QUICK["batchsize"] if quick else 64)
-    width = args.width or (QUICK["width"] if quick else 1.0)
-    objectives = args.only.split(",") if args.only else list(grid.OBJECTIVES)
-    variants = args.variants.split(",") if args.variants else list(QUICK["variants"] if quick else grid.VARIANTS)
+    batchsize = _given(args.batchsize, QUICK["batchsize"] if quick else 64)
+    width = _given(args.width, QUICK["width"] if quick else 1.0)
+    objectives = names(args.only, "--only", "objective", grid.OBJECTIVES, grid.OBJECTIVES)
+    variants = names(args.variants, "--variants", "variant", tuple(grid.VARIANTS),
+                     QUICK["variants"] if quick else tuple(grid.VARIANTS))
     lambda0s = grid.LAMBDA0_GRID if args.lambda0_search else (args.lambda0,)
     common = ["--dataset", dataset, "--batchsize", str(batchsize), "--width", repr(width)]
     if quick:
@@ -118,8 +162,8 @@ def make_specs(args) -> tuple:
     common += args.extra_train_args.split()
     scorer = QUICK["scorer"] if quick else "inception"
     eval_kwargs = {"scorer": scorer, "progress": False,
-                   "n_is": args.n_is or (QUICK["n_is"] if quick else IS_SAMPLES),
-                   "n_fid": args.n_fid or (QUICK["n_fid"] if quick else FID_SAMPLES)}
+                   "n_is": _given(args.n_is, QUICK["n_is"] if quick else IS_SAMPLES),
+                   "n_fid": _given(args.n_fid, QUICK["n_fid"] if quick else FID_SAMPLES)}
     if dataset == "celeba":
         eval_kwargs["reference"] = "celeba"
         eval_kwargs["data_dir"] = args.data_dir
@@ -134,7 +178,10 @@ def make_specs(args) -> tuple:
             knot = max(1, iterations[spec.objective] // LGAN_KNOTS)
             if knot != schedules.DEFAULT_KNOT_INTERVAL:
                 spec.train_args += ["--knot-interval", str(knot)]
-    specs, skipped = untempered_runs_left_out(specs)
+    specs, skipped = untempered_runs_left_out(specs, search=args.lambda0_search)
+    if not specs:
+        fail("the grid has no run left: every run was left out (above); choose other --only/--variants/"
+             "--schedules/--lambda0")
     used = {o: iterations[o] for o in objectives}
     # the paper's numbers are compared only with runs made at the paper's settings
     comparable = (not quick and dataset == "cifar10" and set(used.values()) == {PAPER["iterations"]}
@@ -147,13 +194,14 @@ def make_specs(args) -> tuple:
                        **{k: v for k, v in eval_kwargs.items() if k.startswith("n_")})
 
 
-def untempered_runs_left_out(specs: Sequence["grid.RunSpec"]) -> tuple:
+def untempered_runs_left_out(specs: Sequence["grid.RunSpec"], search: bool = True) -> tuple:
     """Check every run's settings before any run starts; leave out the search points that cannot run.
 
     An oscillating schedule (sinusoidal, stepwise) swings lambda_t to about -lambda0, so the lambda0 = 10
     point of the search has no tempered target with the likelihood or entropy form (Corollary 2.2;
-    :func:`chainer_va.schedules.check_tempered`): those runs are left out and named. Any other bad setting
-    (e.g. in ``--extra-train-args``) stops the grid before it starts, with train's message.
+    :func:`chainer_va.schedules.check_tempered`): those runs are left out and named. Without the search
+    (``search=False``) such a lambda0 was chosen by ``--lambda0``, and stops the grid with train's message,
+    as any other bad setting (e.g. in ``--extra-train-args``) does.
     """
     from chainer_va import train
 
@@ -166,9 +214,11 @@ def untempered_runs_left_out(specs: Sequence["grid.RunSpec"]) -> tuple:
                 train.resolve_config(list(spec.train_args))
                 verdicts[point] = None
             except train.UntemperedScheduleError as e:
+                if not search:
+                    fail("--lambda0 {:g}: {}".format(spec.lambda0, e))
                 verdicts[point] = str(e)
             except train.ConfigError as e:
-                raise SystemExit("table1: the runs' settings are invalid: {}".format(e))
+                fail("the runs' settings are invalid: {}".format(e))
         if verdicts[point] is None:
             kept.append(spec)
         else:
@@ -397,7 +447,7 @@ def main(argv=None) -> int:
                                           slurm_partition=args.slurm_partition)
         else:
             gpus = args.gpus.split(",") if args.gpus else ["-1"]
-            jobs = args.jobs_per_gpu or (QUICK["jobs"] if info["quick"] and not args.gpus else 1)
+            jobs = _given(args.jobs_per_gpu, QUICK["jobs"] if info["quick"] and not args.gpus else 1)
             summaries = grid.run_local(specs, gpus, jobs)
         failed = [s for s in summaries if "error" in s]
         for s in failed:

@@ -6,6 +6,7 @@
 #   bash reproduce/table1.sh --dataset celeba --data-dir DIR
 #   bash reproduce/table1.sh --submitit slurm             # one submitit job per run
 # All flags: python reproduce/table1.py --help. Finished runs are skipped; unfinished ones resume.
+# Runs .venv/bin/python if it exists, else `python`; PYTHON=/path/to/python bash reproduce/table1.sh picks another.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"

@@ -337,3 +337,66 @@ def test_submitit_local_executor_trains_scores_and_tabulates_a_tiny_grid(tmp_pat
     assert before == {s.run_dir: Path(s.run_dir, "metrics.json").stat().st_mtime_ns for s in specs}
     rows = table1.aggregate(specs, "mnist5k", comparable=False)
     assert {r["cell"] for r in rows} == {"jsd/none", "jsd/lik"} and all(np.isfinite(r["IS"]) for r in rows)
+
+
+def _stop(*flags):
+    """make_specs' one-line error for ``flags`` (SystemExit's message: exit status 1, as train's errors)."""
+    with pytest.raises(SystemExit) as info:
+        table1.make_specs(table1.build_parser().parse_args(["--runs-dir", "unused"] + list(flags)))
+    assert isinstance(info.value.code, str) and "\n" not in info.value.code
+    return info.value.code
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--iterations", "0"], "--iterations must be an integer >= 1, got 0; leave it out for the default"),
+    (["--quick", "--iterations", "0"], "--iterations must be an integer >= 1, got 0"),
+    (["--batchsize", "0"], "--batchsize must be an integer >= 1, got 0"),
+    (["--width", "0"], "--width must be a positive number, got 0.0"),
+    (["--n-is", "0"], "--n-is must be an integer >= 10 (the IS splits), got 0"),
+    (["--n-fid", "1"], "--n-fid must be an integer >= 2 (FID needs a covariance), got 1"),
+    (["--jobs-per-gpu", "0"], "--jobs-per-gpu must be an integer >= 1, got 0"),
+    (["--seeds", "0"], "--seeds '0': give a number of seeds N >= 1"),
+    (["--seeds", "two"], "--seeds 'two': give a number of seeds N >= 1"),
+])
+def test_an_explicit_zero_is_an_error_not_the_default(flags, message):
+    assert _stop(*flags).startswith("table1: error: " + message)
+
+
+def test_unknown_objectives_and_variants_are_named_with_the_known_ones():
+    assert _stop("--only", "foo") == "table1: error: --only foo: unknown objective foo; choose from jsd,rkl,wgan"
+    assert _stop("--only", "jsd,wgn") == "table1: error: --only jsd,wgn: unknown objective wgn; choose from jsd,rkl,wgan"
+    assert _stop("--only", ",") == "table1: error: --only ,: no objective given; choose from jsd,rkl,wgan"
+    assert _stop("--variants", "foo") == ("table1: error: --variants foo: unknown variant foo; choose from "
+                                          "none,lik,ent,lgan")
+
+
+def test_a_lambda0_without_tempered_target_stops_with_trains_message(tmp_path):
+    from chainer_va import train
+
+    with pytest.raises(train.UntemperedScheduleError) as trains:
+        train.resolve_config(["--objective", "jsd", "--anneal", "ent", "--lambda0", "-2"])
+    assert _stop("--lambda0", "-2", "--variants", "ent", "--only", "jsd") == \
+        "table1: error: --lambda0 -2: " + str(trains.value)
+    assert "keep lambda > -1 at every iteration" in str(trains.value)
+
+
+def test_a_grid_left_empty_by_the_search_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(grid, "LAMBDA0_GRID", (10.0,))  # sinusoidal lambda_t reaches about -9: no tempered target
+    message = _stop("--lambda0-search", "--variants", "ent", "--schedules", "sinusoidal", "--only", "jsd")
+    assert message.startswith("table1: error: the grid has no run left: every run was left out (above)")
+    assert "left out jsd/ent/sinusoidal lambda0=10" in capsys.readouterr().err
+
+
+def test_the_shell_script_exits_1_with_the_message_and_documents_python(tmp_path):
+    import subprocess
+
+    script = REPRODUCE / "table1.sh"
+    r = subprocess.run(["bash", str(script), "--quick", "--iterations", "0", "--table-only", "--runs-dir",
+                        str(tmp_path / "runs"), "--results", str(tmp_path / "results")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr == "table1: error: --iterations must be an integer >= 1, got 0; leave it " \
+                                             "out for the default\n", r.stderr
+    assert not (tmp_path / "results").exists()
+    header = [line for line in script.read_text().splitlines() if line.startswith("#")]
+    assert any("PYTHON=" in line for line in header)
+    assert "PYTHON=" in table1.build_parser().format_help()

@@ -2,7 +2,9 @@
 
 The Inception weights cannot be assumed offline, so ``reproduce/table1.sh --quick`` scores samples with
 this network instead, trained once on the bundled MNIST-5k and cached. Its "IS" is exp(E KL(p(y|x)||p(y)))
-with its own 10-way softmax (at most 10), its "FID" the Fréchet distance of its 128-d hidden features.
+with its own 10-way softmax (at most 10), its "FID" the Fréchet distance of its 64-d hidden features.
+Trained on MNIST digits, it gives samples of other images (Fashion-MNIST, CIFAR-10) an IS near 1:
+:func:`domain_warning` says so.
 These numbers are NOT comparable with the paper's or any published Inception-based score.
 
 Network (an MLP, so that training it takes seconds on a shared CPU): flattened image -> Linear 256,
@@ -32,6 +34,20 @@ from chainer_va.runinfo import atomic_write_bytes
 #: Training hyper-parameters of the cached classifier (part of its cache key).
 CLASSIFIER_DEFAULTS = dict(dataset="mnist5k", size=32, channels=1, epochs=10, batchsize=64, lr=1e-3,
                            holdout=0.1, seed=0, hidden=64, width=256)
+#: Data sets of the same images (MNIST-5k is a subset of MNIST's digits).
+DIGIT_DATASETS = ("mnist", "mnist5k")
+
+
+def domain_warning(dataset: str, overrides: Optional[dict] = None) -> Optional[str]:
+    """Why the classifier of ``overrides`` cannot judge samples of ``dataset`` (other images than it was
+    trained on), or None when it was trained on that kind of image."""
+    trained_on = dict(CLASSIFIER_DEFAULTS, **(overrides or {}))["dataset"]
+    if dataset == trained_on or (dataset in DIGIT_DATASETS and trained_on in DIGIT_DATASETS):
+        return None
+    return ("the classifier scorer is trained on {}{}, not on the run's data set {}: its IS and FID say how much "
+            "the samples look like those images (IS near 1 for others), not how good they are; score this run with "
+            "--scorer inception".format(trained_on, " (MNIST digits)" if trained_on in DIGIT_DATASETS else "",
+                                        dataset))
 
 
 class SmallClassifier(chainer.Chain):

@@ -60,10 +60,15 @@ def _tf():
 
 
 def parse_graph_def(data: bytes):
-    """Parse serialized GraphDef bytes with TensorFlow 2's protobuf classes."""
+    """Parse serialized GraphDef bytes with TensorFlow 2's protobuf classes (:class:`ConversionError` if they are not one)."""
+    from google.protobuf.message import DecodeError
+
     tf = _tf()
     graph_def = tf.compat.v1.GraphDef()
-    graph_def.ParseFromString(data)
+    try:
+        graph_def.ParseFromString(data)
+    except DecodeError as e:
+        raise ConversionError("not a serialized TensorFlow GraphDef ({})".format(e)) from e
     return graph_def
 
 
@@ -233,8 +238,46 @@ def inception_weights(cache: str | os.PathLike | None = None) -> Path:
     return convert_graph_bytes(data, target)
 
 
+#: What ``python -m chainer_va.metrics.convert`` reads (named in its errors).
+SOURCES = ("SOURCE must be TensorFlow's {} (or the {} inside it), pytorch-fid's .pth or the TorchScript FID "
+           "network's .pt".format(INCEPTION_ARCHIVE, GRAPH_MEMBER))
+
+
+def _read_source(source: str):
+    """The converted arrays of SOURCE (.pth) or its parsed GraphDef (.tgz/.tar.gz/.pb), warning when the
+    graph is not the pinned file."""
+    if source.endswith(".pth") or source.endswith(".pt"):
+        from chainer_va.metrics import torch_weights
+
+        try:
+            return torch_weights.load_torch_weights(source)
+        except ImportError:  # torch is missing: its own message says how to install it
+            raise
+        except Exception as e:  # torch's unpickling errors have no common base class; their first line says it
+            raise ConversionError("cannot read it as PyTorch weights ({}: {})".format(
+                type(e).__name__, (str(e).splitlines() or [""])[0])) from e
+    if source.endswith(".tgz") or source.endswith(".tar.gz"):
+        try:
+            data = read_graph_from_archive(source)
+        except tarfile.TarError as e:
+            raise ConversionError("not a readable .tgz archive ({})".format(e)) from e
+    else:
+        data = Path(source).read_bytes()
+    graph_def = parse_graph_def(data)
+    try:
+        check_graph_bytes(data, source)
+    except download.DownloadError:
+        print("warning: {} is not byte-identical to the pinned {} ({} bytes, md5 {}); converting it because you "
+              "asked for this file explicitly (its structure is still checked)".format(
+                  source, GRAPH_MEMBER, GRAPH_SIZE, GRAPH_MD5))
+    return graph_def
+
+
 def main(argv=None) -> int:
-    """``python -m chainer_va.metrics.convert SOURCE OUT.npz``: SOURCE is the .pb, the .tgz, or a pytorch-fid .pth."""
+    """``python -m chainer_va.metrics.convert SOURCE OUT.npz``: SOURCE is the .pb, the .tgz, or a pytorch-fid .pth.
+
+    A SOURCE that is missing or not one of these is a usage error (one line, exit status 2, as argparse's).
+    """
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m chainer_va.metrics.convert", description=main.__doc__)
@@ -242,20 +285,18 @@ def main(argv=None) -> int:
     parser.add_argument("out")
     args = parser.parse_args(argv)
     source = str(args.source)
-    if source.endswith(".pth") or source.endswith(".pt"):
-        from chainer_va.metrics import torch_weights
-
-        path = save_arrays(args.out, torch_weights.load_torch_weights(source))
-    else:
-        archive = source.endswith(".tgz") or source.endswith(".tar.gz")
-        data = read_graph_from_archive(source) if archive else Path(source).read_bytes()
-        try:
-            check_graph_bytes(data, source)
-        except download.DownloadError:
-            print("warning: {} is not byte-identical to the pinned {} ({} bytes, md5 {}); converting it "
-                  "because you asked for this file explicitly (its structure is still checked)".format(
-                      source, GRAPH_MEMBER, GRAPH_SIZE, GRAPH_MD5))
-        path = convert_graph_bytes(data, args.out)
+    if not Path(source).is_file():
+        parser.error("{}: {}; {}".format(source, "not a file" if Path(source).exists() else "no such file", SOURCES))
+    try:
+        read = _read_source(source)
+        arrays = read if isinstance(read, dict) else graph_def_to_arrays(read)
+    except (ConversionError, ImportError, OSError) as e:
+        message = str(e) if str(e).startswith(source) else "{}: {}".format(source, e)
+        parser.error("{}; {}".format(message, SOURCES))
+    try:
+        path = save_arrays(args.out, arrays)
+    except OSError as e:
+        parser.error("cannot write {} ({}); choose another OUT".format(args.out, e))
     print("wrote", path)
     return 0
 
