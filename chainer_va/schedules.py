@@ -11,9 +11,9 @@ Variational annealing means lambda_t -> 0 by the end of training, so every sched
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
-__all__ = ["Schedule", "make", "register", "names", "implied_beta", "check_tempered", "TEMPERED_FORMS",
+__all__ = ["Schedule", "make", "misplaced_option", "register", "names", "implied_beta", "check_tempered", "TEMPERED_FORMS",
            "option_defaults"]
 
 DEFAULT_END_FRACTION = 0.8  # T_max = 0.8 T: "slightly smaller than the total" (LGAN's script used 0.8)
@@ -76,6 +76,20 @@ def option_defaults(name: str) -> Dict[str, object]:
         raise ValueError("unknown schedule {!r}; choose one of: {}".format(name, ", ".join(names())))
     parameters = list(inspect.signature(_BUILDERS[name]).parameters.values())[2:]
     return {p.name: p.default for p in parameters}
+
+
+def misplaced_option(name: str, options) -> Optional[str]:
+    """For a command line: ``"--cycles is an option of the sinusoidal and stepwise schedules, not of
+    linear; drop it"`` for the first of ``options`` (names) that schedule ``name`` does not take, else None."""
+    if name not in _BUILDERS:
+        return None
+    for key in options:
+        if key not in option_defaults(name):
+            takers = [n for n in names() if key in option_defaults(n)]
+            listed = " and ".join([", ".join(takers[:-1])] + takers[-1:]) if len(takers) > 1 else "".join(takers)
+            return "--{} is an option of the {} schedule{}, not of {}; drop it".format(
+                key.replace("_", "-"), listed, "s" if len(takers) > 1 else "", name)
+    return None
 
 
 def make(name: str, lambda0: float, total_iterations: int, **options) -> Schedule:

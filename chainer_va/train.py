@@ -438,12 +438,9 @@ def _validate(config: Dict[str, Any]) -> None:
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
     """The lambda_t schedule of a configuration."""
     options = {k: config[k] for k in SCHEDULE_OPTIONS if config.get(k) is not None}
-    if config["schedule"] in schedules.names():
-        for key in options:
-            if key not in schedules.option_defaults(config["schedule"]):
-                takers = [name for name in schedules.names() if key in schedules.option_defaults(name)]
-                raise ConfigError("--{} is an option of the {} schedule{}, not of {}; drop it".format(
-                    key.replace("_", "-"), ", ".join(takers), "s" if len(takers) > 1 else "", config["schedule"]))
+    misplaced = schedules.misplaced_option(config["schedule"], options)
+    if misplaced:
+        raise ConfigError(misplaced)
     try:
         return schedules.make(config["schedule"], config["lambda0"], config["iterations"], **options)
     except ValueError as e:

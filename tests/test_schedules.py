@@ -110,3 +110,12 @@ def test_register_custom_schedule():
     assert (f(2), f(3)) == (3.0, 0.0)
     with pytest.raises(ValueError, match="already registered"):
         schedules.register(name)(_halfway)
+
+
+def test_misplaced_option_names_the_schedules_that_take_it():
+    assert schedules.misplaced_option("linear", {"cycles": 3}) == (
+        "--cycles is an option of the sinusoidal and stepwise schedules, not of linear; drop it")
+    assert schedules.misplaced_option("static", ["end_fraction"]) == (
+        "--end-fraction is an option of the linear, sinusoidal and stepwise schedules, not of static; drop it")
+    assert schedules.misplaced_option("lgan", {"knot_interval": 5}) is None
+    assert schedules.misplaced_option("no-such-schedule", {"cycles": 3}) is None  # named by make's own error

@@ -331,7 +331,7 @@ def test_config_file_errors(tmp_path, content, match):
     (["--anneal", "nope"], r"unknown annealing term 'nope'; choose one of: ent, lgan, lik, none"),
     (["--schedule", "nope"], r"unknown schedule 'nope'; choose one of: exponential, lgan, linear"),
     (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"],
-     r"--cycles is an option of the sinusoidal, stepwise schedules, not of linear; drop it"),
+     r"--cycles is an option of the sinusoidal and stepwise schedules, not of linear; drop it"),
     (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--final-ratio", "0.1"],
      r"--final-ratio is an option of the exponential schedule, not of linear; drop it"),
     (["--anneal", "ent", "--schedule", "exponential"], r"--anneal ent with --lambda0 0 \(the default\) anneals "
