@@ -39,7 +39,7 @@ import tfp_flows  # noqa: F401  (compat layer + TF_USE_LEGACY_KERAS before TF)
 from chainer_va import runinfo
 from chainer_va.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
 import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)
-from tfp_flows import blr, reference, svgd, uci
+from tfp_flows import blr, cli, reference, svgd, uci
 
 SAMPLERS = ("nuts", "svgd", "svgd_collapsed", "direct_vi", "ugan", "ugan_linear", "ugan_sinusoidal")
 #: U-GAN variants: (annealing form, schedule). "ugan" is the un-annealed sampler (lambda = 0).
@@ -77,12 +77,17 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    """Parse the command line: fill --quick's or the full run's defaults, the output folder (results/blr, or
-    results/blr_quick with --quick, unless --out is given) and put NUTS first among the samplers.
+class BlrError(Exception):
+    """A user error found before anything runs (bad settings, data or output folder); the message names the
+    problem and the fix. :func:`main` prints it as one line and returns 2."""
 
-    Bad values (non-positive counts, a learning rate <= 0, --ugan-options that is not a JSON object, ...)
-    end the program with an argparse error that names the option and what it needs."""
+
+#: Settings that --report-only may take from the command line rather than from OUT/config.json.
+REPORT_MAY_CHANGE = ("out", "report_only", "data_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line, before :func:`parse_args` fills in the defaults of --quick or the full run."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help="output folder (default {}; {} with --quick)".format(
         DEFAULT_OUT, DEFAULT_QUICK_OUT))
@@ -92,6 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="number of split seeds (0..seeds-1); quick 2, full 5")
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--german-encoding", default="codes", choices=uci.GERMAN_ENCODINGS)
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the UCI files (default: the repository's datasets/uci); each file is "
+                        "checked against its sha256 before anything runs")
     p.add_argument("--n-samples", type=int, default=None, help="posterior draws per sampler used for the metrics")
     p.add_argument("--nuts-chains", type=int, default=None)
     p.add_argument("--nuts-burnin", type=int, default=None)
@@ -121,7 +129,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="NUTS is re-run with doubled burn-in and draws while its max split R-hat is not below this")
     p.add_argument("--nuts-retries", type=int, default=None, help="quick 0, full 2")
     p.add_argument("--report-only", action="store_true",
-                   help="rebuild blr.md/csv/png from the cached results in OUT/cache without running anything")
+                   help="rebuild blr.md/csv/png from the cached results in OUT/cache without running anything, "
+                        "for the settings OUT/config.json records (flags given must equal them)")
     p.add_argument("--nuts-parametrisation", default="noncentred", choices=("noncentred", "collapsed", "centred"))
     p.add_argument("--nuts-dtype", default="float64", choices=("float64", "float32"),
                    help="precision of the NUTS reference (float64; in float32 the leapfrog steps on cancer "
@@ -129,6 +138,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--nuts-target-accept", type=float, default=reference.BLR_TARGET_ACCEPT,
                    help="NUTS dual-averaging target acceptance ({}; 0.8 left divergent, stuck chains on "
                         "cancer and sonar)".format(reference.BLR_TARGET_ACCEPT))
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse the command line: fill --quick's or the full run's defaults, the output folder (results/blr, or
+    results/blr_quick with --quick, unless --out is given) and put NUTS first among the samplers.
+
+    Bad values (non-positive counts, a learning rate <= 0, --ugan-options that is not a JSON object, ...)
+    end the program with an argparse error that names the option and what it needs."""
+    p = build_parser()
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
     for key, value in base.items():
@@ -382,18 +401,98 @@ def run_sampler(settings: dict, split: uci.Split) -> tuple[np.ndarray, dict]:
                                seed=seed, progress_every=max(1, o["steps"] // 4))
         log_alpha = model.sample_log_alpha(res.particles, seed=seed)
         return np.concatenate([res.particles, log_alpha[:, None].astype(np.float32)], axis=1), {}
+    if name not in FLOW_SAMPLERS:
+        raise ValueError("unknown sampler {!r}; use one of {}".format(name, SAMPLERS))
+    sampler = train_flow(name, o, model.log_density, model.dim)
+    return np.asarray(sampler.sample(o["n_samples"])), {}
+
+
+#: Samplers trained by tfp_flows.ugan: direct MAF VI and the U-GAN variants.
+FLOW_SAMPLERS = ("direct_vi",) + tuple(UGAN_VARIANTS)
+#: Arguments of the tfp_flows.ugan trainers that blr.py sets itself (so not --ugan-options keys).
+_SET_HERE = ("log_density", "dim", "anneal", "schedule", "lambda0", "steps", "seed", "batch_size", "lr", "out",
+             "resume", "callback", "check_only")
+
+
+def train_flow(name: str, o: dict, log_density, dim: int, check_only: bool = False):
+    """Train flow sampler ``name`` (direct VI or a U-GAN) with the options ``o`` of its settings; with
+    ``check_only``, only check them (tfp_flows.ugan's ``check_only``: nothing is trained)."""
     from tfp_flows import ugan   # imported lazily so NUTS/SVGD run without the U-GAN module
 
+    common = dict(steps=o["steps"], seed=o["seed"], batch_size=o["batch"], lr=o["lr"], check_only=check_only,
+                  **o["flow_options"])
     if name == "direct_vi":
-        sampler = ugan.train_direct_flow(model.log_density, model.dim, steps=o["steps"], seed=seed,
-                                         batch_size=o["batch"], lr=o["lr"], **o["flow_options"])
-    elif name in UGAN_VARIANTS:
-        sampler = ugan.train_sampler(model.log_density, model.dim, anneal=o["anneal"], schedule=o["schedule"],
-                                     lambda0=o["lambda0"], steps=o["steps"], seed=seed, batch_size=o["batch"],
-                                     lr=o["lr"], **o["flow_options"])
-    else:
-        raise ValueError("unknown sampler {!r}; use one of {}".format(name, SAMPLERS))
-    return np.asarray(sampler.sample(o["n_samples"])), {}
+        return ugan.train_direct_flow(log_density, dim, **common)
+    return ugan.train_sampler(log_density, dim, anneal=o["anneal"], schedule=o["schedule"], lambda0=o["lambda0"],
+                              **common)
+
+
+def check_flow_samplers(args) -> None:
+    """Check the settings of every direct-VI / U-GAN sampler asked for (--ugan-options keys against the
+    trainer's signature, then the annealing form, schedule and lambda0 of each variant and the option values),
+    before any sampler runs; raises :class:`BlrError`."""
+    import inspect
+
+    names = [n for n in args.samplers if n in FLOW_SAMPLERS]
+    if not names:
+        return
+    from tfp_flows import ugan
+
+    def standard_normal(x):  # a stand-in density: the check does not depend on the data
+        return -0.5 * tf.reduce_sum(x * x, axis=-1)
+
+    for name in names:
+        fn = ugan.train_direct_flow if name == "direct_vi" else ugan.train_sampler
+        allowed = sorted(k for k in inspect.signature(fn).parameters if k not in _SET_HERE)
+        unknown = sorted(set(args.ugan_options) - set(allowed))
+        if unknown:
+            raise BlrError("--ugan-options {} {} not an option of tfp_flows.ugan.{} (sampler {}); use some of: "
+                           "{}".format(", ".join(map(repr, unknown)), "is" if len(unknown) == 1 else "are",
+                                       fn.__name__, name, ", ".join(allowed)))
+        o = sampler_settings(name, args, args.datasets[0], args.first_seed)["options"]
+        try:
+            train_flow(name, o, standard_normal, 2, check_only=True)
+        except (ugan.UganError, ValueError, TypeError) as exc:
+            what = "" if name == "direct_vi" or o["anneal"] == "none" else \
+                " (--ugan-anneal {}, --ugan-lambda0 {})".format(o["anneal"], o["lambda0"])
+            raise BlrError("--samplers {}{}: {}; fix the flag or --ugan-options, or leave {} out".format(
+                name, what, " ".join(str(exc).split()), name)) from None
+
+
+def check_data(args) -> None:
+    """Read and verify (sha256) every data set asked for, before anything is written; raises :class:`BlrError`."""
+    for ds in args.datasets:
+        try:
+            uci.load_raw(ds, args.data_dir, german_encoding=args.german_encoding)
+        except (OSError, uci.DatasetChecksumError, ValueError) as exc:
+            raise BlrError("data set {}: {}".format(ds, " ".join(str(exc).split()))) from None
+
+
+def report_settings(args, given: set) -> None:
+    """--report-only: take every setting from OUT/config.json (the run whose results are reported); a flag
+    given on the command line that differs from it is a :class:`BlrError` (but :data:`REPORT_MAY_CHANGE`)."""
+    record = Path(args.out) / runinfo.CONFIG_FILENAME
+    if not record.is_file():
+        raise BlrError("--report-only: {} does not exist, so {} holds no run to report; run without --report-only "
+                       "first, or pass the --out of a run".format(record, args.out))
+    try:
+        recorded = runinfo.read_run_config(args.out)["config"]
+        if not isinstance(recorded, dict):
+            raise ValueError("no configuration mapping")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BlrError("--report-only: {} is damaged ({}: {}); run without --report-only to rebuild the "
+                       "results".format(record, type(exc).__name__, exc)) from None
+    current = vars(args)
+    keys = [k for k in recorded if k in current and k not in REPORT_MAY_CHANGE]
+    differ = [k for k in keys if k in given and json.dumps(recorded[k], sort_keys=True) != json.dumps(
+        current[k], sort_keys=True)]
+    if differ:
+        raise BlrError("--report-only reports the run that {} records, and these flags differ from it (recorded -> "
+                       "given): {}; drop them, or run without --report-only to compute results for them".format(
+                           record, ", ".join("{} {} -> {}".format(_flag(k), json.dumps(recorded[k]),
+                                                                  json.dumps(current[k])) for k in differ)))
+    for k in keys:
+        setattr(args, k, recorded[k])
 
 
 def obtain(cache: Path, settings: dict, split: uci.Split, attempt: int = 0,
@@ -467,7 +566,7 @@ def legacy_cache_name(name: str, cfg, dataset: str, seed: int, attempt: int = 0)
     return "{}_s{}_{}.npz".format(dataset, seed, name)
 
 
-def migrate_legacy_cache(out: Path) -> int:
+def migrate_legacy_cache(out: Path, data_dir=None) -> int:
     """Adopt the format-1 cache files in ``out/cache`` for the settings that ``out/config.json`` records.
 
     Format-1 files (no settings inside; named by :func:`legacy_cache_name`) were reused by any later run
@@ -505,7 +604,8 @@ def migrate_legacy_cache(out: Path) -> int:
         legacy, target = cache / legacy_name, cache_path(cache, settings, k)
         if not legacy.is_file() or target.exists():
             continue
-        dim = uci.load_split(ds, seed, german_encoding=settings["data"].get("german_encoding", "codes")
+        dim = uci.load_split(ds, seed, data_dir=data_dir,
+                             german_encoding=settings["data"].get("german_encoding", "codes")
                              ).x_train.shape[1] + 1
         try:
             samples, info, seconds, _ = _read_npz(legacy)
@@ -534,11 +634,17 @@ FIELDS = ["dataset", "seed", "sampler", "test_accuracy", "test_loglik", "prob_ma
           "w_std_err_vs_nuts", "w_std_ratio_vs_nuts", "seconds", "max_rhat", "min_ess", "divergences"]
 
 
+def _pm(values, mean_format: str = "{:.3f}") -> str:
+    """``mean ± sample std`` of ``values``; the std is "n/a" for a single value (as in the RL tables)."""
+    std = "{:.3f}".format(np.std(values, ddof=1)) if len(values) > 1 else "n/a"
+    return (mean_format + " ± {}").format(np.mean(values), std)
+
+
 def _ms(values) -> str:
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if len(v) == 0:
         return "n/a"
-    return "{:.3f} ± {:.3f}".format(v.mean(), v.std(ddof=1) if len(v) > 1 else 0.0)
+    return _pm(v)
 
 
 def _comparison(rows, datasets, samplers) -> list[str]:
@@ -561,8 +667,8 @@ def _comparison(rows, datasets, samplers) -> list[str]:
                     spread = d.std(ddof=1) if len(d) > 1 else float("inf")   # one seed: no verdict
                     verdict = "better" if sign * d.mean() > spread else (
                         "worse" if -sign * d.mean() > spread else "no clear difference")
-                    parts.append("{} {:+.3f} ± {:.3f} ({}/{} seeds better; {})".format(
-                        label, d.mean(), d.std(ddof=1) if len(d) > 1 else 0.0, better, len(d), verdict))
+                    parts.append("{} {} ({}/{} seeds better; {})".format(
+                        label, _pm(d, "{:+.3f}"), better, len(d), verdict))
                 out.append("| {} | {} vs {} | {} |".format(ds, LABELS[u], LABELS[base], " | ".join(parts)))
     return out
 
@@ -649,9 +755,23 @@ def plot(path: Path, rows: list[dict], args) -> None:
 
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
-    """Run (or with --report-only, tabulate) the experiment; everything printed also goes to OUT/run.log."""
+    """Run (or with --report-only, tabulate) the experiment; everything printed also goes to OUT/run.log.
+
+    Settings, data and the output folder are checked before anything is written or run: a problem is one
+    line on stderr and status 2 (argparse errors: 2 as well)."""
     args = parse_args(argv)
     out = Path(args.out)
+    try:
+        if cli.out_folder_problem(out):
+            raise BlrError(cli.out_folder_problem(out))
+        if args.report_only:
+            report_settings(args, cli.given_options(build_parser(), argv))
+        check_data(args)
+        if not args.report_only:
+            check_flow_samplers(args)
+    except BlrError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 2
     (out / "cache").mkdir(parents=True, exist_ok=True)
     try:
         with runinfo.exclusive_run_lock(out), log_to_file(out / LOG_FILENAME):  # one job per folder
@@ -663,7 +783,7 @@ def main(argv=None) -> int:
 
 def _run(args, out: Path) -> int:
     cache = out / "cache"
-    migrate_legacy_cache(out)             # before config.json is replaced: it names the old files' settings
+    migrate_legacy_cache(out, args.data_dir)  # before config.json is replaced: it names the old files' settings
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     config = dict(vars(args))
     config["seed_list"] = seeds
@@ -676,7 +796,7 @@ def _run(args, out: Path) -> int:
     t0 = time.time()
     for seed in seeds:            # seed-major: a run stopped early still has whole seeds for every set
         for ds in args.datasets:
-            split = uci.load_split(ds, seed, german_encoding=args.german_encoding)
+            split = uci.load_split(ds, seed, data_dir=args.data_dir, german_encoding=args.german_encoding)
             ref_samples = None
             for name in args.samplers:           # NUTS first (parse_args): the others are compared with it
                 done += 1
@@ -709,7 +829,13 @@ def _run(args, out: Path) -> int:
                 log("[{}/{}] {} seed {} {:<16} acc {:.3f} LL {:.3f} |p-p_NUTS| {:.4f} ({:.0f} s{}; elapsed {:.0f} s){}".format(
                     done, total, ds, seed, name, m.accuracy, m.log_likelihood, d.prob_mae, result.seconds,
                     ", cached" if result.from_cache else "", time.time() - t0, extra))
-            write_reports(out, rows, args)   # after every split, so partial results are always on disk
+            if rows:
+                write_reports(out, rows, args)   # after every split, so partial results are always on disk
+    if not rows:
+        print("error: {}: no result {} for these settings, so blr.md, blr.csv and blr.png were left as they were; "
+              "run without --report-only to compute them".format(
+                  cache, "is cached" if args.report_only else "was computed"), file=sys.stderr)
+        return 2
     log("wrote {}/blr.md, blr.csv, blr.png".format(out))
     return 0
 

@@ -8,6 +8,8 @@
 # Extra arguments go to reproduce/blr.py (see --help). blr.py appends everything it prints to OUT/run.log
 # of the run's own output folder (OUT from --out, or the default of --quick / the full run). A killed run
 # resumes: finished (set, seed, sampler) results are cached under OUT/cache/, keyed by all their settings.
+#   reproduce/blr.sh --out DIR --report-only   rebuild DIR's tables from its cache, for the settings DIR/config.json
+#                               records (nothing runs; if nothing is cached for them, nothing is written)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"

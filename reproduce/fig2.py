@@ -30,6 +30,7 @@ import numpy as np
 from chainer_va import compat  # noqa: F401  (before chainer)
 from chainer_va import runinfo, sample_distance, score_toy
 from chainer_va.seeding import seed_everything
+from tfp_flows import cli
 
 #: Offsets from --seed of fig2's random streams (the data sample uses --seed itself). Changing them
 #: changes the recorded table.
@@ -54,10 +55,6 @@ class Fig2Error(Exception):
     """A user error (bad settings, a denoiser file that cannot be reused); the message names the fix."""
 
 
-def _ints(text):
-    return tuple(int(v) for v in text.split(",") if v.strip())
-
-
 def parse_args(argv=None):
     """The command line (``--help`` lists every option)."""
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
@@ -65,7 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=score_toy.SIGMA, help="DAE noise level (supplement G: 0.2)")
     p.add_argument("--n-data", type=int, default=20000, help="exact banana samples the DAE is trained on")
-    p.add_argument("--hidden", type=_ints, default=(64, 64, 64), help="DAE hidden sizes [inferred]")
+    p.add_argument("--hidden", type=lambda text: tuple(cli.positive_sizes(text)), default=(64, 64, 64),
+                   help="DAE hidden sizes [inferred]")
     p.add_argument("--dae-steps", type=int, default=2000)
     p.add_argument("--dae-batch", type=int, default=256)
     p.add_argument("--dae-lr", type=float, default=score_toy.DEFAULT_LR)
@@ -140,10 +138,14 @@ def publish_docs(out, docs_dir=None) -> list:
 
 
 def _check_args(args) -> None:
-    if args.n_data < 1 or args.dae_steps < 1 or args.dae_batch < 1 or args.chains < 2 or args.langevin_steps < 1:
-        raise Fig2Error("--n-data, --dae-steps, --dae-batch and --langevin-steps must be >= 1 and --chains >= 2")
-    if not (args.sigma > 0 and args.step_size > 0 and args.dae_lr > 0) or not args.hidden:
-        raise Fig2Error("--sigma, --step-size and --dae-lr must be positive and --hidden must name a layer size")
+    for flag, value, least in (("--n-data", args.n_data, 1), ("--dae-steps", args.dae_steps, 1),
+                               ("--dae-batch", args.dae_batch, 1), ("--langevin-steps", args.langevin_steps, 1),
+                               ("--chains", args.chains, 2)):
+        if value < least:
+            raise Fig2Error("{} must be >= {}, got {}".format(flag, least, value))
+    for flag, value in (("--sigma", args.sigma), ("--step-size", args.step_size), ("--dae-lr", args.dae_lr)):
+        if not value > 0:
+            raise Fig2Error("{} must be positive, got {}".format(flag, value))
     if args.publish_docs:
         defaults = vars(parse_args([]))
         diff = {k: (defaults[k], v) for k, v in vars(args).items() if k not in PUBLISH_MAY_CHANGE and v != defaults[k]}
@@ -161,6 +163,8 @@ def main(argv=None) -> int:
     from chainer_va import runinfo
 
     try:
+        if cli.out_folder_problem(args.out):
+            raise Fig2Error(cli.out_folder_problem(args.out))
         with runinfo.exclusive_run_lock(args.out):  # one job per folder
             return _main(args)
     except (Fig2Error, runinfo.RunLockedError) as e:

@@ -36,6 +36,7 @@ import numpy as np
 import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
 from chainer_va import runinfo, sample_distance
 from chainer_va.seeding import seed_everything
+from tfp_flows import cli
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
 #: sampler's evaluation samples, the exact samples every sampler is compared with, and the second exact
@@ -74,9 +75,12 @@ def parse_args(argv=None):
                    help="negative likelihood annealing: beta_0 = 1 + lambda0 (supplement J.2: 'negative annealing')")
     p.add_argument("--anneal", default="lik", choices=("lik", "ent"))
     p.add_argument("--schedule", default="linear")
+    p.add_argument("--knot-interval", type=int, default=None,
+                   help="lgan schedule: steps between knots (default 10000, so lgan needs it below 10000 steps)")
     p.add_argument("--flow-blocks", type=int, default=4, help="paper: 8 (reduced for the CPU)")
-    p.add_argument("--hidden-units", type=_ints, default=[64, 64], help="paper: 512,512 (reduced for the CPU)")
-    p.add_argument("--generator-hidden", type=_ints, default=[64, 64])
+    p.add_argument("--hidden-units", type=cli.positive_sizes, default=[64, 64],
+                   help="paper: 512,512 (reduced for the CPU)")
+    p.add_argument("--generator-hidden", type=cli.positive_sizes, default=[64, 64])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-final-fraction", type=float, default=0.1)
@@ -138,6 +142,7 @@ def _check_out_folder(args, out: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FigS1Error("{} is damaged ({}: {}), so the settings cannot be checked; put the record back, or "
                          "choose another --out".format(record, type(e).__name__, e)) from None
+    recorded.setdefault("knot_interval", None)  # a record from before --knot-interval existed
     diff = _differences(recorded, vars(args), RESUME_MAY_CHANGE)
     if diff:
         raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
@@ -192,6 +197,8 @@ def main(argv=None) -> int:
     from chainer_va import runinfo
 
     try:
+        if cli.out_folder_problem(args.out):
+            raise FigS1Error(cli.out_folder_problem(args.out))
         with runinfo.exclusive_run_lock(args.out):  # one job per folder
             return _main(args)
     except (FigS1Error, ugan.UganError, runinfo.RunLockedError) as e:  # ugan's: settings, run folders, damaged files, divergence
@@ -235,6 +242,7 @@ def _main(args) -> int:
     def run_kwargs(name, method, anneal, lam):
         kw = dict(common, out=out / "{}_{}_{}".format(name, method, anneal), anneal=anneal,
                   schedule=args.schedule if anneal != "none" else "static", lambda0=lam,
+                  schedule_options={"knot_interval": args.knot_interval} if anneal != "none" else None,
                   snapshot_steps=snaps if (method == "ugan" and anneal != "none") else (),
                   extra_config={"target": name})
         if method == "ugan":
@@ -396,9 +404,8 @@ def _plot_snapshots(annealed, snaps, args, path, targets):
 def _lambda_at(args, step):
     """The lambda of the last training step before the snapshot at ``step`` (as the run's log records
     it); lambda_0 for the snapshot before training."""
-    from chainer_va import schedules
-
-    return schedules.make(args.schedule, args.lambda0, args.steps)(max(min(step, args.steps) - 1, 0))
+    return cli.make_schedule(args.schedule, args.lambda0, args.steps, {"knot_interval": args.knot_interval})(
+        max(min(step, args.steps) - 1, 0))
 
 
 def _plot_finals(finals, args, path, targets):

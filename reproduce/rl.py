@@ -24,11 +24,12 @@ import numpy as np
 
 import rl  # noqa: F401  (project package first)
 from chainer_va import runinfo
+from tfp_flows import cli
 
 AGENTS: Dict[str, List[str]] = {
     "maf_anneal": ["--agent", "maf", "--anneal", "ent", "--schedule", "linear", "--lambda0", "1.0"],
     "maf_no_anneal": ["--agent", "maf", "--anneal", "none"],
-    "svgd": ["--agent", "svgd"],
+    "svgd": ["--agent", "svgd", "--anneal", "none"],  # SVGD does not anneal
 }
 LABELS = {"maf_anneal": "SQL + MAF proposal, annealed (ent, linear, lambda0=1)",
           "maf_no_anneal": "SQL + MAF proposal, no annealing",
@@ -83,6 +84,22 @@ def expected_config(flags: Sequence[str]) -> dict:
         raise SweepError("the flags for python -m rl.train are invalid: {}".format(e)) from None
 
 
+def check_env(name: str, expected: dict, checked: set) -> None:
+    """Check, before any run starts, that agent ``name`` can run on the environment of ``expected`` (its
+    rl.train configuration); ``checked`` holds the (agent, env, horizon) pairs already checked."""
+    from rl import train as rl_train
+
+    key = (expected["agent"], expected["env"], expected["max_episode_steps"])
+    if key in checked:
+        return
+    try:
+        rl_train.check_env(expected)
+    except rl_train.UsageError as e:
+        raise SweepError("agent {} cannot run on {}: {}; choose other --agents or another --env (nothing was "
+                         "trained)".format(name, expected["env"], e)) from None
+    checked.add(key)
+
+
 def run_state(run_dir: Path, expected: dict) -> Optional[int]:
     """Step of ``run_dir``'s newest checkpoint (None: no run there yet), after checking that the run was
     made with the ``expected`` configuration; raises :class:`SweepError` naming the differences if not."""
@@ -96,7 +113,7 @@ def run_state(run_dir: Path, expected: dict) -> Optional[int]:
     except rl_train.UsageError as e:
         raise SweepError("{}; this sweep cannot reuse {}: move it away or choose another --out".format(
             e, run_dir)) from None
-    diffs = rl_train.config_differences(recorded, expected)
+    diffs = rl_train.config_differences(rl_train.effective_config(recorded), expected)
     if diffs:
         raise SweepError("{} holds a run made with other settings than this sweep asks for ({}); it is neither "
                          "reused nor tabulated: move it away, or choose another --out for these settings".format(
@@ -230,6 +247,12 @@ def parse_args(argv=None):
             if value < 1:
                 ap.error("--{} must be >= 1, got {}".format(key, value))
             p[key] = value
+    if p["start_steps"] >= p["steps"] and not any(a.split("=")[0] == "--start-steps" for a in extra):
+        lowered = p["steps"] // 4
+        print("note: --steps {} is not above the {} preset's start steps {} (random actions, no training); using "
+              "--start-steps {} (a quarter of --steps; pass --start-steps to choose)".format(
+                  p["steps"], preset, p["start_steps"], lowered), file=sys.stderr, flush=True)
+        p["start_steps"] = lowered
     if args.random_episodes < 2:
         ap.error("--random-episodes must be >= 2 (a mean and a sample std), got {}".format(args.random_episodes))
     out = Path(args.out) if args.out is not None else default_out(preset)
@@ -239,14 +262,19 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
     args, extra, preset, p, out = parse_args(argv)
+    if cli.out_folder_problem(out):
+        raise SweepError(cli.out_folder_problem(out))
     plan = []  # (agent, seed, run folder, rl.train flags, newest checkpoint step or None)
+    checked_envs = set()
     for seed in range(p["seeds"]):  # seed-major: an interrupted sweep still has every agent on the first seeds
         for name in args.agents:
             run_dir = out / name / "seed{}".format(seed)
             flags = train_flags(name, seed, p, args.env, extra)
-            plan.append((name, seed, run_dir, flags, run_state(run_dir, expected_config(flags))))
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.aggregate_only:
+            expected = expected_config(flags)
+            check_env(name, expected, checked_envs)
+            plan.append((name, seed, run_dir, flags, run_state(run_dir, expected)))
+    if not args.aggregate_only:  # --aggregate-only writes nothing unless there are finished runs to tabulate
+        out.mkdir(parents=True, exist_ok=True)
         runinfo.write_run_config(out, dict(preset=preset, env=args.env, agents=args.agents, extra=extra, **p))
     started = time.time()
     curves: Dict[str, List[np.ndarray]] = {}

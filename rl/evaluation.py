@@ -12,7 +12,7 @@ def make_env(env_id: str, max_episode_steps: Optional[int] = None):
     """A gymnasium environment (``Swimmer-v5`` by default in :mod:`rl.train`).
 
     Raises ValueError with a one-line message if the id is unknown, its dependencies are missing, or its
-    action or observation space is not a 1-D box / vector (what the agent handles).
+    action or observation space is not a flat (vector) Box (what the agent handles).
     """
     import gymnasium as gym
 
@@ -25,7 +25,7 @@ def make_env(env_id: str, max_episode_steps: Optional[int] = None):
     space = env.action_space
     if not hasattr(space, "low") or len(space.shape) != 1:
         env.close()
-        raise ValueError("environment {!r} needs a 1-D continuous (Box) action space, got {}".format(env_id, space))
+        raise ValueError("environment {!r} needs a flat (vector) Box action space, got {}".format(env_id, space))
     obs_space = env.observation_space
     if obs_space.shape is None or len(obs_space.shape) != 1:
         env.close()

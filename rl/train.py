@@ -2,7 +2,7 @@
 
 The paper used rllab's Swimmer, which no longer installs; the default here is gymnasium's
 ``Swimmer-v5`` (different reward, observation and horizon: compare shapes and orderings, not absolute
-returns). ``--env`` takes any gymnasium task with a 1-D box action space and a vector observation.
+returns). ``--env`` takes any gymnasium task with a flat (vector) Box action space and a vector observation.
 
 Writes into ``--out``: config.json (the full configuration, seed, command, versions), episodes.csv
 (training episode returns), eval.csv (evaluation returns without exploration noise, fixed seeds; its
@@ -40,6 +40,7 @@ import numpy as np
 import rl  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
 from chainer_va import runinfo, schedules
 from chainer_va.seeding import seed_everything
+from tfp_flows import cli as cli_checks
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -52,12 +53,16 @@ _STEP_DIR = re.compile(r"^step_(\d{9,})$")
 #: except that another thread count may change floating-point rounding).
 RESUME_MAY_DIFFER = ("progress_every", "threads")
 DEFAULTS = dict(
-    env="Swimmer-v5", steps=500_000, seed=0, agent="maf", anneal="ent", schedule="linear", lambda0=1.0,
+    env="Swimmer-v5", steps=500_000, seed=0, agent="maf", anneal=None, schedule=None, lambda0=None, knot_interval=None,
     reward_scale=30.0, discount=0.99, lr=4e-4, batch_size=128, particles=16, value_samples=16,
     hidden=128, maf_hidden=512, maf_blocks=4, replay_capacity=1_000_000, target_update=1000,
     start_steps=1000, train_every=1, updates_per_train=1, eval_every=10_000, eval_episodes=5,
     checkpoint_every=10_000, max_episode_steps=None, threads=1, progress_every=1000,
 )
+#: The annealing of the MAF agent when its flags are not given (None in :data:`DEFAULTS`).
+ANNEALED_DEFAULTS = dict(anneal="ent", schedule="linear", lambda0=1.0)
+#: How a run that does not anneal (``--agent svgd``, or ``--anneal none``) records its annealing settings.
+NO_ANNEALING = dict(anneal="none", schedule="static", lambda0=0.0, knot_interval=None)
 
 
 class UsageError(ValueError):
@@ -80,16 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m rl.train", description=" ".join(__doc__.split("\n\n")[0].split()),
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = DEFAULTS
-    p.add_argument("--env", default=d["env"], help="gymnasium environment id (1-D Box actions)")
+    p.add_argument("--env", default=d["env"], help="gymnasium environment id (a flat (vector) Box action space)")
     p.add_argument("--steps", type=int, default=d["steps"], help="environment steps (paper: 0.5M)")
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--agent", choices=("maf", "svgd"), default=d["agent"],
                    help="maf: U-GAN policy with a MAF proposal; svgd: original soft Q-learning (baseline)")
     p.add_argument("--anneal", choices=("none", "ent", "lik"), default=d["anneal"],
-                   help="how lambda_t enters the MAF policy's reverse KL (none: no annealing)")
+                   help="how lambda_t enters the MAF policy's reverse KL (none: no annealing); unset: ent for "
+                        "--agent maf, none for svgd (which does not anneal)")
     p.add_argument("--schedule", choices=schedules.names(), default=d["schedule"],
-                   help="annealing schedule of lambda_t over the environment steps")
-    p.add_argument("--lambda0", type=float, default=d["lambda0"], help="initial annealing weight")
+                   help="annealing schedule of lambda_t over the environment steps; unset: linear when annealing")
+    p.add_argument("--knot-interval", type=int, default=d["knot_interval"],
+                   help="lgan schedule: environment steps between knots (unset: {})".format(
+                       schedules.DEFAULT_KNOT_INTERVAL))
+    p.add_argument("--lambda0", type=float, default=d["lambda0"],
+                   help="initial annealing weight; unset: 1.0 when annealing")
     p.add_argument("--reward-scale", type=float, default=d["reward_scale"], help="1 / temperature alpha")
     p.add_argument("--discount", type=float, default=d["discount"])
     p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate (Q, policy, MAF)")
@@ -142,6 +152,10 @@ def _check(cfg: dict) -> None:
         raise UsageError("--seed must be an integer in [0, 2**31), got {}".format(cfg["seed"]))
     if cfg["start_steps"] < 0:
         raise UsageError("--start-steps must be >= 0, got {}".format(cfg["start_steps"]))
+    if cfg["start_steps"] >= cfg["steps"]:
+        raise UsageError("--start-steps {} is not below --steps {}: the run would end before training starts (no "
+                         "gradient step); lower --start-steps or raise --steps".format(
+                             cfg["start_steps"], cfg["steps"]))
     if cfg["max_episode_steps"] is not None and cfg["max_episode_steps"] < 1:
         raise UsageError("--max-episode-steps must be >= 1 (or left out for the environment's own limit), "
                          "got {}".format(cfg["max_episode_steps"]))
@@ -153,14 +167,47 @@ def _check(cfg: dict) -> None:
     if cfg["agent"] == "svgd" and cfg["particles"] < 2:
         raise UsageError("--agent svgd needs --particles >= 2 (a kernel between particles), got {}".format(
             cfg["particles"]))
+    _resolve_annealing(cfg)
     # every lambda_t of the run (oscillating schedules swing to about -lambda0), not only lambda0
     try:
-        schedules.check_tempered(cfg["anneal"], schedules.make(cfg["schedule"], cfg["lambda0"], cfg["steps"]))
+        schedules.check_tempered(cfg["anneal"], make_schedule(cfg))
     except ValueError as e:
         raise UsageError(str(e)) from e
 
 
-def _check_env(cfg: dict) -> None:
+def _resolve_annealing(cfg: dict) -> None:
+    """Fill in the annealing flags left unset (:data:`ANNEALED_DEFAULTS`, or :data:`NO_ANNEALING` for a run
+    that does not anneal); annealing flags given to a run that does not anneal are a :class:`UsageError`."""
+    if cfg["agent"] == "svgd" or cfg["anneal"] == "none":
+        why = "--agent svgd (only the MAF policy anneals)" if cfg["agent"] == "svgd" else "--anneal none"
+        idle = ["{} {}".format(_flag(k), cfg[k]) for k, v in NO_ANNEALING.items() if cfg[k] not in (None, v)]
+        if idle:
+            fix = "use --agent maf" if cfg["agent"] == "svgd" else "pass --anneal ent or lik"
+            raise UsageError("{} would have no effect with {}; drop {}, or {}".format(
+                ", ".join(idle), why, "them" if len(idle) > 1 else "it", fix))
+        cfg.update(NO_ANNEALING)
+    for k, v in ANNEALED_DEFAULTS.items():
+        if cfg[k] is None:
+            cfg[k] = v
+
+
+def make_schedule(cfg: dict) -> schedules.Schedule:
+    """The lambda_t schedule of a resolved configuration (over its environment steps)."""
+    return cli_checks.make_schedule(cfg["schedule"], cfg["lambda0"], cfg["steps"],
+                                    {"knot_interval": cfg.get("knot_interval")})
+
+
+def effective_config(cfg: dict) -> dict:
+    """``cfg`` as this version records it, for comparing with a recorded configuration: a run that does not
+    anneal records :data:`NO_ANNEALING` (older versions recorded the default annealing flags, which it
+    ignored), and ``knot_interval`` (added later) is None where it is missing."""
+    cfg = {"knot_interval": None, **cfg}
+    if cfg.get("agent") == "svgd" or cfg.get("anneal") == "none":
+        cfg.update(NO_ANNEALING)
+    return cfg
+
+
+def check_env(cfg: dict) -> None:
     """Make (and close) the environment once, so an unusable ``--env`` fails before anything is written."""
     from rl.evaluation import make_env
 
@@ -467,7 +514,7 @@ def train(cfg: dict, out: Path, resume: bool = False, stop_at: Optional[int] = N
         value_samples=cfg["value_samples"], reward_scale=cfg["reward_scale"], discount=cfg["discount"],
         target_update_interval=cfg["target_update"], seed=seed))
     agent.build()
-    schedule = schedules.make(cfg["schedule"], cfg["lambda0"], cfg["steps"])
+    schedule = make_schedule(cfg)
     lam_at = (lambda t: 0.0) if cfg["anneal"] == "none" or cfg["agent"] == "svgd" else schedule
 
     loaded = load_checkpoint(out, agent, obs_dim, act_dim) if resume and has_checkpoint(out) else None
@@ -618,16 +665,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    cfg = resolve_config(args)
+    if cli_checks.out_folder_problem(out):
+        raise UsageError(cli_checks.out_folder_problem(out))
     holds_run = has_checkpoint(out) or (out / runinfo.CONFIG_FILENAME).exists()
+    resuming = args.resume and holds_run
+    if not resuming:
+        cfg = resolve_config(args)
     if holds_run and not args.resume:
         raise UsageError("{} already holds a run; pass --resume to continue it, or choose another --out "
                          "(nothing was changed)".format(out))
-    resuming = args.resume and holds_run
     if resuming:
-        recorded = read_recorded_config(out)
+        recorded = {"knot_interval": None, **read_recorded_config(out)}  # as recorded (older: no knot_interval)
         given = explicit_flags(argv)
-        diffs = config_differences(recorded, given)
+        # the flags given, with the recorded settings for the rest, must make a valid run
+        resolve_config(argparse.Namespace(**{**vars(args), **effective_config(recorded), **given}))
+        wanted = effective_config({**recorded, **given})
+        diffs = config_differences(effective_config(recorded), {k: wanted[k] for k in given})
         if diffs:
             raise UsageError(
                 "--resume: the run in {} was started with other settings ({}); drop or fix those flags to continue "
@@ -644,7 +697,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "choose another --out".format(out / runinfo.CONFIG_FILENAME, ", ".join(missing)))
     if args.stop_at is not None and not 1 <= args.stop_at <= cfg["steps"]:
         raise UsageError("--stop-at must be in [1, --steps={}], got {}".format(cfg["steps"], args.stop_at))
-    _check_env(cfg)  # before anything is written: an unknown --env leaves no folder behind
+    check_env(cfg)  # before anything is written: an unknown --env leaves no folder behind
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

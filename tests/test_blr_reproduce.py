@@ -282,10 +282,97 @@ def test_report_only_warns_about_a_damaged_file_and_leaves_it_out(bs, stub, tmp_
         assert bs.main(_flags(out, "--report-only")) == 0
     assert stub.take()[0] == []
     assert sorted(_csv(out)) == ["nuts", "svgd"]
-    # other settings in --report-only: nothing cached for them, so nothing tabulated (and nothing run)
-    with pytest.warns(bs.CacheWarning, match=re.escape(str(path))):   # --report-only replaces nothing
-        assert bs.main(_flags(out, "--report-only", "--svgd-steps", "9")) == 0
-    assert stub.take()[0] == [] and sorted(_csv(out)) == ["nuts"]
+    # other settings in --report-only: refused, naming them (it reports the run config.json records)
+    before = {name: (out / name).read_bytes() for name in ("blr.md", "blr.csv", "blr.png")}
+    assert bs.main(_flags(out, "--report-only", "--svgd-steps", "9")) == 2
+    assert stub.take()[0] == []
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+
+# ------------------------------------------------------------------------------------- --report-only
+def test_report_only_takes_the_settings_config_json_records(bs, stub, tmp_path, capsys):
+    """A run with non-default flags, then --report-only with no flags but --out: the same table, nothing run."""
+    out = tmp_path / "blr"
+    assert bs.main(_flags(out)) == 0
+    stub.take()
+    table = (out / "blr.md").read_text()
+    (out / "blr.md").unlink()
+    assert bs.main(["--out", str(out), "--report-only"]) == 0
+    assert stub.take()[0] == [] and (out / "blr.md").read_text() == table
+    assert sorted(_csv(out)) == ["nuts", "svgd", "ugan"]
+    # flags equal to the record may be given; others are refused, naming them, before anything is written
+    assert bs.main(["--out", str(out), "--report-only", "--nuts-chains", "2", "--samplers", "svgd", "ugan"]) == 0
+    capsys.readouterr()
+    assert bs.main(["--out", str(out), "--report-only", "--nuts-chains", "4", "--svgd-steps", "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --report-only reports the run that {} records".format(
+        out / "config.json"))
+    assert "--nuts-chains 2 -> 4, --svgd-steps 3 -> 9" in err and "run without --report-only" in err
+    assert (out / "blr.md").read_text() == table
+
+
+def test_report_only_without_matching_results_writes_nothing(bs, stub, tmp_path, capsys):
+    out = tmp_path / "blr"
+    assert bs.main(_flags(out)) == 0
+    for f in (out / "cache").iterdir():
+        f.unlink()
+    before = {name: (out / name).read_bytes() for name in ("blr.md", "blr.csv", "blr.png")}
+    capsys.readouterr()
+    assert bs.main(["--out", str(out), "--report-only"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == ["error: {}: no result is cached for these settings, so blr.md, blr.csv and blr.png were left as "
+                   "they were; run without --report-only to compute them".format(out / "cache")]
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert bs.main(["--out", str(tmp_path / "none"), "--report-only"]) == 2  # no run there at all
+    assert "config.json does not exist" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_single_seed_tables_show_no_std(bs, stub, tmp_path):
+    out = tmp_path / "blr"
+    assert bs.main(_flags(out, "--samplers", "svgd", "ugan", "direct_vi")) == 0
+    table = (out / "blr.md").read_text()
+    assert "| heart | SVGD | " in table and "± n/a" in table and "± 0.000" not in table
+
+
+# ----------------------------------------------------------------------- checks before anything runs
+@pytest.mark.parametrize("extra,message", [
+    (["--samplers", "ugan_linear", "--ugan-anneal", "ent", "--ugan-lambda0", "-1"],
+     "error: --samplers ugan_linear (--ugan-anneal ent, --ugan-lambda0 -1.0): the linear schedule with lambda0=-1 "
+     "reaches lambda=-1"),
+    (["--samplers", "ugan", "--ugan-options", '{"hiden_units": [8]}'],
+     "error: --ugan-options 'hiden_units' is not an option of tfp_flows.ugan.train_sampler (sampler ugan); use some "
+     "of: "),
+    (["--samplers", "direct_vi", "--ugan-options", '{"generator_hidden": [8]}'],
+     "error: --ugan-options 'generator_hidden' is not an option of tfp_flows.ugan.train_direct_flow"),
+    (["--samplers", "ugan", "--ugan-options", '{"hidden_units": [0]}'],
+     "error: --samplers ugan: hidden_units must be a non-empty list of positive sizes"),
+])
+def test_flow_sampler_settings_are_checked_before_any_sampler_runs(bs, stub, tmp_path, capsys, extra, message):
+    out = tmp_path / "blr"
+    assert bs.main(_flags(out) + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message), err
+    assert stub.take()[0] == [] and not out.exists()   # NUTS did not run first
+
+
+def test_data_errors_are_one_line_before_the_folder_is_made(bs, stub, tmp_path, capsys):
+    data = tmp_path / "uci"
+    data.mkdir()
+    for name in bs.uci.SHA256:
+        (data / name).write_bytes((bs.uci.default_data_dir() / name).read_bytes())
+    out = tmp_path / "blr"
+    assert bs.main(_flags(out, "--data-dir", str(data))) == 0     # a good copy is used
+    assert json.loads((out / "config.json").read_text())["config"]["data_dir"] == str(data)
+    stub.take()
+    heart = data / "heart.csv"
+    heart.write_bytes(heart.read_bytes()[:2000])                  # truncated
+    for data_dir, problem in ((data, "heart.csv is corrupted or was edited"), (tmp_path / "nowhere", "not found")):
+        capsys.readouterr()
+        assert bs.main(_flags(tmp_path / "new", "--data-dir", str(data_dir))) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: data set heart: UCI data file") and problem in err
+        assert not (tmp_path / "new").exists() and stub.take()[0] == []
+    assert "--data-dir" in err
 
 
 def test_nuts_retry_is_cached_on_its_own_and_served_again(bs, monkeypatch, tmp_path):

@@ -217,7 +217,7 @@ def test_train_cli_rejects_bad_settings(tmp_path):
         main(["--anneal", "ent", "--lambda0", "-1", "--out", str(tmp_path)])
     with pytest.raises(ValueError, match="the sinusoidal schedule with lambda0=2 reaches lambda=-1.8"):
         main(["--anneal", "ent", "--lambda0", "2", "--schedule", "sinusoidal", "--steps", "1000",
-              "--out", str(tmp_path)])
+              "--start-steps", "10", "--out", str(tmp_path)])
 
 
 def test_random_policy_baseline_uses_the_agents_episode_length(monkeypatch):

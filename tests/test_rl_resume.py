@@ -171,13 +171,13 @@ def test_resume_with_other_settings_is_an_error(reference, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--env", "Foo-v9"], "error: --env Foo-v9: cannot make gymnasium environment 'Foo-v9'"),
-    (["--env", "CartPole-v1"], "needs a 1-D continuous (Box) action space"),
+    (["--env", "CartPole-v1"], "needs a flat (vector) Box action space"),
     (["--steps", "0"], "error: --steps must be >= 1, got 0"),
     (["--seed", "-1"], "error: --seed must be an integer in [0, 2**31)"),
     (["--agent", "svgd", "--particles", "1"], "--agent svgd needs --particles >= 2"),
     (["--env", "InvertedPendulum-v5"], "--agent maf needs an action space of 2 or more dimensions; "
                                        "InvertedPendulum-v5 has 1"),
-    (["--stop-at", "200", "--steps", "100"], "--stop-at must be in [1, --steps=100], got 200"),
+    (["--stop-at", "200", "--steps", "100", "--start-steps", "10"], "--stop-at must be in [1, --steps=100], got 200"),
     (["--steps", "ten"], "argument --steps: invalid int value: 'ten'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])

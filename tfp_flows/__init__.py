@@ -4,3 +4,6 @@ import os
 from chainer_va import compat  # noqa: F401  (project-wide rule: the compat layer is imported first)
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFP 0.25 needs tf-keras (Keras 2)
+# before TensorFlow is imported: hides its C++ info/warning lines (e.g. cuInit failing on a CPU-only
+# machine) from the command lines of tfp_flows, rl and reproduce/; a value already set is kept
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -71,8 +71,8 @@ def data_path(filename: str, data_dir: str | os.PathLike | None = None, verify: 
     if not path.is_file():
         raise FileNotFoundError(
             "UCI data file {} not found. The files ship in the repository's datasets/uci/ folder; use a "
-            "source checkout or editable install (pip install -e .), or pass data_dir= the folder that "
-            "holds {}.".format(path, filename))
+            "source checkout or editable install (pip install -e .), or pass the folder that holds {} "
+            "(data_dir=; reproduce/blr.py: --data-dir).".format(path, filename))
     if verify:
         actual = sha256_of(path)
         if actual != SHA256[filename]:

@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from chainer_va import runinfo, schedules
 from chainer_va.schedules import implied_beta
+from tfp_flows import cli
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 
 __all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
@@ -105,7 +106,11 @@ class Generator(tf.Module):
         super().__init__(name=name or "generator")
         self.dim = int(dim)
         self.noise_dim = int(noise_dim)
-        sizes = [self.noise_dim] + [int(h) for h in hidden_units] + [self.dim]
+        hidden = [int(h) for h in hidden_units]
+        if min(hidden, default=1) < 1 or self.noise_dim < 1:
+            raise ValueError("generator_hidden must be a list of positive sizes and noise_dim positive, got {!r} "
+                             "and {}".format(list(hidden_units), noise_dim))
+        sizes = [self.noise_dim] + hidden + [self.dim]
         self.activation = {"relu": tf.nn.relu, "tanh": tf.tanh, "elu": tf.nn.elu}.get(activation)
         if self.activation is None:
             raise ValueError("activation must be relu, tanh or elu, got {!r}".format(activation))
@@ -393,12 +398,14 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             bad_snaps, steps))
     if resume and out is None:
         raise SettingsError("resume=True needs out= (the folder holding the checkpoints)")
+    if out is not None and cli.out_folder_problem(out):
+        raise SettingsError(cli.out_folder_problem(out))
     steps = int(steps)
     dim = int(dim)
     flow_lr = lr if flow_lr is None else flow_lr
     noise_dim = dim if noise_dim is None else int(noise_dim)
     try:
-        sched = schedules.make(schedule, lambda0, steps, **(schedule_options or {}))
+        sched = cli.make_schedule(schedule, lambda0, steps, schedule_options)
         lams = _lambda_table(anneal, sched, steps)
         _check_log_density(log_density, dim)
     except (ValueError, TypeError) as e:
@@ -704,13 +711,39 @@ def _parse_ints(text: str) -> List[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+#: CLI option -> (key of the recorded configuration): what ``--resume`` fills in from config.json
+_RECORDED = {"target": "target", "method": "kind", "anneal": "anneal", "schedule": "schedule", "lambda0": "lambda0",
+             "steps": "steps", "seed": "seed", "batch_size": "batch_size", "hidden_units": "hidden_units",
+             "flow_blocks": "flow_blocks", "generator_hidden": "generator_hidden", "lr": "lr",
+             "max_log_scale": "max_log_scale", "snapshot_steps": "snapshot_steps"}
+
+
+def _resume_settings(args, given: set) -> None:
+    """``--resume``: fill every option not given on the command line with the run's recorded setting (as
+    ``rl.train`` does), so that only flags given explicitly can differ. Refuses a folder holding no run."""
+    out = Path(args.out)
+    if not (out / runinfo.CONFIG_FILENAME).exists():
+        if _checkpoint_numbers(out / CHECKPOINT_DIR):
+            _recorded_config(out)  # checkpoints without a record: its DamagedFileError names the fix
+        raise SettingsError("--resume: {} holds no run (no {}); drop --resume to start one there, or pass the folder "
+                            "of the run to continue".format(out, runinfo.CONFIG_FILENAME))
+    recorded = _recorded_config(out)
+    for option, key in _RECORDED.items():
+        if option not in given and recorded.get(key) is not None:
+            setattr(args, option, recorded[key])
+    if "knot_interval" not in given:
+        args.knot_interval = (recorded.get("schedule_config") or {}).get("knot_interval")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """CLI: ``python -m tfp_flows.ugan --target banana --anneal lik --lambda0 -0.5 --schedule linear --out DIR``.
 
     Writes the run folder (see :func:`train_sampler`) and ``quality.json`` (energy distance and MMD^2
-    of the sampler to exact samples). User errors (:class:`UganError`: bad settings, a folder holding a
-    run without ``--resume``, ``--resume`` with other settings, damaged files, divergence) print one
-    line and return 2; argparse errors exit with 2 as well.
+    of the sampler to exact samples). ``--resume`` continues the run in ``--out`` with its recorded
+    settings (flags given must equal them). User errors (:class:`UganError`: bad settings, an ``--out``
+    that is a file, a folder holding a run without ``--resume``, ``--resume`` with other settings or on a
+    folder without a run, damaged files, divergence) print one line and return 2; argparse errors exit
+    with 2 as well.
     """
     from chainer_va import sample_distance
     from tfp_flows import targets
@@ -721,14 +754,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--method", default="ugan", choices=("ugan", "direct"))
     p.add_argument("--anneal", default="none", choices=ANNEAL_MODES)
     p.add_argument("--schedule", default="static", choices=schedules.names())
+    p.add_argument("--knot-interval", type=int, default=None,
+                   help="lgan schedule: steps between knots (default {})".format(schedules.DEFAULT_KNOT_INTERVAL))
     p.add_argument("--lambda0", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    p.add_argument("--hidden-units", type=_parse_ints, default=list(DEFAULT_FLOW_HIDDEN),
+    p.add_argument("--hidden-units", type=cli.positive_sizes, default=list(DEFAULT_FLOW_HIDDEN),
                    help="MAF hidden sizes, comma-separated (J.2.1: 512,512)")
     p.add_argument("--flow-blocks", type=int, default=DEFAULT_FLOW_BLOCKS)
-    p.add_argument("--generator-hidden", type=_parse_ints, default=list(DEFAULT_GENERATOR_HIDDEN))
+    p.add_argument("--generator-hidden", type=cli.positive_sizes, default=list(DEFAULT_GENERATOR_HIDDEN))
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
     p.add_argument("--max-log-scale", type=float, default=DEFAULT_MAX_LOG_SCALE,
                    help="bound c on nu's log-scales, c tanh(raw/c) (smaller: steadier, less expressive)")
@@ -736,10 +771,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--eval-samples", type=int, default=2000, help="samples for the energy distance / MMD")
     p.add_argument("--out", required=True)
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its newest checkpoint (same settings required)")
+                   help="continue the run in --out from its newest checkpoint with its recorded settings "
+                        "(flags given must equal them)")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = p.parse_args(argv)
     if args.eval_samples < 2:
         p.error("--eval-samples must be >= 2, got {}".format(args.eval_samples))
+    try:
+        if cli.out_folder_problem(args.out):
+            raise SettingsError(cli.out_folder_problem(args.out))
+        if args.resume:
+            _resume_settings(args, cli.given_options(p, argv))
+    except UganError as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
     from chainer_va.seeding import seed_everything
 
     seed_everything(args.seed, tensorflow=True)
@@ -747,6 +792,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
                   flow_blocks=args.flow_blocks, lr=args.lr, out=args.out, resume=args.resume,
                   anneal=args.anneal, schedule=args.schedule, lambda0=args.lambda0,
+                  schedule_options={"knot_interval": args.knot_interval},
                   max_log_scale=args.max_log_scale, snapshot_steps=args.snapshot_steps, progress=True,
                   extra_config={"target": args.target})
     try:

@@ -1,0 +1,63 @@
+"""Checks shared by the command lines of ``tfp_flows``, ``rl`` and ``reproduce/`` (U-GAN, BLR, RL, Fig. 2,
+Fig. S1). Each returns or raises a one-line message naming the problem and the fix; every command line
+turns it into its own one-line error with exit status 2."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Optional
+
+from chainer_va import schedules
+
+__all__ = ["out_folder_problem", "make_schedule", "positive_sizes", "given_options"]
+
+
+def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[str]:
+    """Why ``out`` cannot be an output folder (it, or a folder above it, is a file), or None if it can."""
+    path = Path(out).absolute()
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return None
+        if p.exists():
+            if p == path:
+                return "{} {} is a file; choose a folder".format(flag, out)
+            return "{} {}: {} is a file, so the folder cannot be created; choose a folder".format(flag, out, p)
+    return None
+
+
+def make_schedule(name: str, lambda0: float, steps: int, options: Optional[dict] = None,
+                  steps_flag: str = "--steps") -> schedules.Schedule:
+    """``chainer_va.schedules.make`` for a command line: options left at None are not passed; an option of
+    another schedule, or lgan's default knot interval on a run shorter than it, is a ValueError naming the
+    flag to drop or pass (``steps_flag`` names the run length)."""
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    misplaced = schedules.misplaced_option(name, options)
+    if misplaced:
+        raise ValueError(misplaced)
+    if name in schedules.names():
+        default = schedules.option_defaults(name).get("knot_interval")
+        if default is not None and "knot_interval" not in options and steps < default:
+            raise ValueError("{}'s default knot interval {} needs {} >= {}; pass --knot-interval (at most {})".format(
+                name, default, steps_flag, default, steps))
+    return schedules.make(name, lambda0, steps, **options)
+
+
+def positive_sizes(text: str) -> list:
+    """argparse ``type`` of a layer-size list such as ``64,64``: positive integers, else an argparse error
+    that names the flag."""
+    try:
+        sizes = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        sizes = None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("layer sizes must be positive integers separated by commas, such as "
+                                         "64,64; got {!r}".format(text))
+    return sizes
+
+
+def given_options(parser: argparse.ArgumentParser, argv) -> set:
+    """The ``dest`` of every option given on the command line ``argv`` (the rest are at their defaults)."""
+    unset = object()  # argparse leaves attributes already on the namespace alone unless the option is given
+    namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != "help"})
+    return {k for k, v in vars(parser.parse_args(argv, namespace=namespace)).items() if v is not unset}
