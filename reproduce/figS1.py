@@ -291,6 +291,8 @@ def _main(args) -> int:
             continue
         t = time.time()
         res = train(method, name, **kw)
+        if res.history:  # the training time as the log records it (time_s goes on across --resume), then evaluation's
+            t = time.time() - res.history[-1]["time_s"]
         model = res.sample(args.eval_samples, seed=args.seed + MODEL_SAMPLES_SEED_OFFSET)
         exact = exact_samples(target, args)
         q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,

@@ -206,3 +206,22 @@ def test_shell_scripts_write_only_under_their_output_folder(tmp_path, stem, flag
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines()[-1].startswith("error: --publish-docs")
         assert _tree(root) == after
+
+
+def test_figS1_seconds_include_a_resumed_runs_earlier_training(figS1, tmp_path, monkeypatch):
+    """The table's seconds are the sampler's whole training time as its log records it (time_s, which goes
+    on across --resume), plus the evaluation: a resumed run does not count only its last process."""
+    from tfp_flows import ugan
+
+    real = ugan.train_sampler
+
+    def trained_for_1000_s_before(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if not kwargs.get("check_only"):
+            result.history[-1]["time_s"] += 1000.0  # as if earlier processes had trained that long
+        return result
+    monkeypatch.setattr(ugan, "train_sampler", trained_for_1000_s_before)  # figS1 looks it up at each call
+    out = tmp_path / "s1"
+    assert figS1.main(["--out", str(out)] + FIGS1_FLAGS) == 0
+    seconds = [json.loads(p.read_text())["seconds"] for p in out.glob("*_ugan_*/quality.json")]
+    assert seconds and all(1000.0 <= s < 1000.0 + 120 for s in seconds)

@@ -108,6 +108,10 @@ def test_direct_flow_resumes_exactly_and_records_the_run(tmp_path):
         ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "cut", **kw)
     with pytest.raises(ValueError, match="differ"):
         ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "cut", resume=True, **{**kw, "lr": 1e-3})
+    log = tmp_path / "cut" / "log.jsonl"  # as if the first process had trained for 1000 s
+    first = [json.loads(l) for l in log.read_text().splitlines()]
+    first[-1]["time_s"] = 1000.0
+    log.write_text("".join(json.dumps(r) + "\n" for r in first))
     resumed = ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "cut", resume=True, **kw)
     assert [r["step"] for r in resumed.history] == [10, 20, 30, 40]
     np.testing.assert_allclose([r["loss"] for r in resumed.history], [r["loss"] for r in full.history],
@@ -116,6 +120,9 @@ def test_direct_flow_resumes_exactly_and_records_the_run(tmp_path):
     np.testing.assert_allclose(resumed.sample(50, seed=9), full.sample(50, seed=9), rtol=1e-4, atol=1e-5)
     rows = [json.loads(l) for l in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    # time_s counts both processes' training: it goes on from the step-20 row, not from zero
+    times = [r["time_s"] for r in rows]
+    assert times[1] == 1000.0 and 1000.0 < times[2] <= times[3] < 1000.0 + 60
     cfg = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert cfg["seed"] == 5 and cfg["config"]["kind"] == "direct"
     assert np.load(tmp_path / "cut" / "snapshots" / "step_0.npy").shape == (100, 2)

@@ -583,7 +583,8 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
         if start == 0 and 0 in snap_set and 0 not in snapshots:
             take_snapshot(0)
         bar = _progress(steps, start, progress, "{} {}".format(kind, anneal))
-        t0 = time.time()
+        # time_s counts the training time of every process of the run: a resumed run goes on from the log
+        t0 = time.time() - (history[-1].get("time_s", 0.0) if history else 0.0)
         last_print = time.time()
         weights = np.array([objective_weights(anneal, float(l)) for l in lams], np.float32)
         events = sorted({s for s in snap_set if start < s <= steps}
