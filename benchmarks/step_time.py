@@ -162,6 +162,7 @@ class FreeDenoiser(chainer.Link):
             self.b = chainer.Parameter(numpy.zeros(channels, numpy.float32))
 
     def forward(self, f):
+        """f + b, b broadcast over the feature channels (axis 1)."""
         return F.bias(f, self.b, axis=1)
 
 

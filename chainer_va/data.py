@@ -588,9 +588,12 @@ def celeba_crop_box(crop: int = CELEBA_CROP, source_size: tuple[int, int] = CELE
 
 
 def _celeba_folder(data_dir) -> Path:
-    """The JPEG folder: ``img_align_celeba/`` in one of :func:`_candidates`, or ``data_dir`` itself."""
+    """The JPEG folder: ``img_align_celeba/`` in one of :func:`_candidates`, or ``data_dir`` itself (without
+    it, the cache's ``celeba/``)."""
+    # img_align_celeba/ in ROOT/celeba/ or ROOT/, or the JPEGs straight in data_dir or the cache's celeba/
     places = _candidates("celeba", CELEBA_FOLDER, _root(data_dir))
-    for folder in places + ([_root(data_dir)] if data_dir is not None else []):
+    places += [_root(data_dir)] if data_dir is not None else [_root(None) / "celeba"]
+    for folder in places:
         if folder.is_dir() and any(folder.glob("*.jpg")):
             return folder
     raise DataError(

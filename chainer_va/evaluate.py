@@ -128,7 +128,8 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     return result
 
 
-def check_settings(scorer: str, n_is: int, n_fid: int, splits: int, batchsize: int, weights=None) -> None:
+def check_settings(scorer: str, n_is: int, n_fid: int, splits: int, batchsize: int,
+                   weights: Optional[str] = None) -> None:
     """Raise ValueError, naming the flag and its fix, for settings that cannot give a score."""
     if scorer not in SCORERS:
         raise ValueError("--scorer {!r}: choose one of {}".format(scorer, ", ".join(SCORERS)))

@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Optional, TextIO
 
 import numpy
 
@@ -75,20 +76,24 @@ class ResumablePrintReport(E.PrintReport):
             pass
 
 
+#: Least seconds between two :class:`LineProgress` lines.
+LINE_PROGRESS_SECONDS = 30.0
+
+
 class PlainText:
     """A text stream that drops ANSI cursor and erase sequences (Chainer's PrintReport writes ``\\033[J``
     before each row, chainer/training/extensions/print_report.py:68), for output to a log file."""
 
     _ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
-    def __init__(self, stream):
+    def __init__(self, stream: TextIO):
         self.stream = stream
 
     def write(self, text: str) -> int:
-        text = self._ESCAPE.sub("", text)
-        if text:
-            self.stream.write(text)
-        return len(text)
+        plain = self._ESCAPE.sub("", text)
+        if plain:
+            self.stream.write(plain)
+        return len(text)  # what the caller handed over, as a stream's write reports
 
     def flush(self) -> None:
         self.stream.flush()
@@ -103,8 +108,8 @@ class LineProgress(extension.Extension):
     trigger = (1, "iteration")
     priority = extension.PRIORITY_READER
 
-    def __init__(self, total: int, interval: int = 10, min_seconds: float = 30.0, out=None,
-                 clock=time.monotonic):
+    def __init__(self, total: int, interval: int = 10, min_seconds: float = LINE_PROGRESS_SECONDS,
+                 out: Optional[TextIO] = None, clock: Callable[[], float] = time.monotonic):
         self.total, self.interval, self.min_seconds = int(total), int(interval), float(min_seconds)
         self.out, self.clock = out, clock
         self._start = None  # (clock, iteration) when this process began training

@@ -11,7 +11,7 @@ Variational annealing means lambda_t -> 0 by the end of training, so every sched
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 __all__ = ["Schedule", "make", "misplaced_option", "register", "names", "implied_beta", "check_tempered", "TEMPERED_FORMS",
            "option_defaults"]
@@ -78,14 +78,15 @@ def option_defaults(name: str) -> Dict[str, object]:
     return {p.name: p.default for p in parameters}
 
 
-def misplaced_option(name: str, options) -> Optional[str]:
+def misplaced_option(name: str, options: Iterable[str]) -> Optional[str]:
     """For a command line: ``"--cycles is an option of the sinusoidal and stepwise schedules, not of
-    linear; drop it"`` for the first of ``options`` (names) that schedule ``name`` does not take, else None."""
+    linear; drop it"`` for the first of ``options`` (names) that schedule ``name`` does not take but another
+    does, else None (an option of no schedule is named by :func:`make`)."""
     if name not in _BUILDERS:
         return None
     for key in options:
-        if key not in option_defaults(name):
-            takers = [n for n in names() if key in option_defaults(n)]
+        takers = [n for n in names() if key in option_defaults(n)]
+        if key not in option_defaults(name) and takers:  # an option of no schedule: make names it
             listed = " and ".join([", ".join(takers[:-1])] + takers[-1:]) if len(takers) > 1 else "".join(takers)
             return "--{} is an option of the {} schedule{}, not of {}; drop it".format(
                 key.replace("_", "-"), listed, "s" if len(takers) > 1 else "", name)

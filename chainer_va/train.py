@@ -46,10 +46,11 @@ import chainer
 from chainer import training
 from chainer.training import extensions as E
 
-from chainer_va import annealing, nets, runinfo, schedules, updaters
+from chainer_va import annealing, cli_checks, nets, runinfo, schedules, updaters
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from chainer_va.interrupt import GracefulStop
-from chainer_va.extensions import LineProgress, PlainText, ResumablePlotReport, ResumablePrintReport, SampleGrid
+from chainer_va.extensions import (LINE_PROGRESS_SECONDS, LineProgress, PlainText, ResumablePlotReport,
+                                   ResumablePrintReport, SampleGrid)
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 from chainer_va.seeding import seed_everything
 from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, check_finite_parameters,
@@ -170,7 +171,7 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--log-interval", default=100, type=int, help="iterations between log lines and plots (100)")
     add("--plot-interval", type=int, help="iterations between loss/lambda plot points (default: --log-interval)")
     add("--progress-interval", default=10, type=int, help="iterations between progress-bar updates (10); where "
-        "stdout is not a terminal, a plain progress line at most every 30 s")
+        "stdout is not a terminal, a plain progress line at most every {:g} s".format(LINE_PROGRESS_SECONDS))
     add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
         "schedule still spans --iterations); continue later with --resume")
     return parser
@@ -340,7 +341,19 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         load_plugin(plugin, source)
     config["plugin"] = plugin_paths(config.get("plugin"))
     _validate(config)
+    if saved is None:  # a new run (a recorded one keeps its settings)
+        _check_annealing_weight(config, "lambda0" in explicit or "lambda0" in file_config)
     return config
+
+
+def _check_annealing_weight(config: Dict[str, Any], given: bool) -> None:
+    """A term that only adds to the baseline's loss (it keeps DFM's term) anneals nothing at lambda0 = 0:
+    such a run is the baseline with an idle denoiser, which a new run should not be by accident."""
+    term = annealing.get(config["anneal"])
+    if config["anneal"] != "none" and term.keeps_dfm_term and config["lambda0"] == 0.0:
+        raise ConfigError("--anneal {} with --lambda0 0{} anneals nothing: lambda_t = 0 throughout. Pass --lambda0 "
+                          "(the paper searched |lambda0| in 0.1, 1, 10), or use --anneal none for the baseline".format(
+                              config["anneal"], "" if given else " (the default)"))
 
 
 def unused_settings(config: Dict[str, Any], given: List[str]) -> List[str]:
@@ -424,10 +437,6 @@ def _validate(config: Dict[str, Any]) -> None:
     if config["anneal"] == "none" and config["lambda0"] != 0.0:
         raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
-    if config["anneal"] != "none" and config["lambda0"] == 0.0:
-        raise ConfigError("--anneal {} with --lambda0 0 (the default) anneals nothing: lambda_t = 0 throughout. "
-                          "Pass --lambda0 (the paper searched |lambda0| in 0.1, 1, 10), or use --anneal none for "
-                          "the baseline".format(config["anneal"]))
     schedule = make_schedule(config)  # schedule options are checked by the schedule itself
     try:
         schedules.check_tempered(config["anneal"], schedule)
@@ -438,11 +447,9 @@ def _validate(config: Dict[str, Any]) -> None:
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
     """The lambda_t schedule of a configuration."""
     options = {k: config[k] for k in SCHEDULE_OPTIONS if config.get(k) is not None}
-    misplaced = schedules.misplaced_option(config["schedule"], options)
-    if misplaced:
-        raise ConfigError(misplaced)
     try:
-        return schedules.make(config["schedule"], config["lambda0"], config["iterations"], **options)
+        return cli_checks.make_schedule(config["schedule"], config["lambda0"], config["iterations"], options,
+                                 steps_flag="--iterations")
     except ValueError as e:
         # an option the user never set fails with its default (e.g. lgan's knot interval on a short run)
         defaults = schedules.option_defaults(config["schedule"]) if config["schedule"] in schedules.names() else {}
@@ -670,19 +677,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 def check_out_folder(out: Path) -> None:
     """Raise :class:`ConfigError` unless ``out`` is a folder, or one this process can create."""
-    if out.exists():
-        if not out.is_dir():
-            raise ConfigError("--out {} is a file, not a folder; choose another --out".format(out))
-        return
-    parent = out.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ConfigError("--out {}: {} is a file, so the folder cannot be created; choose another --out".format(
-            out, parent))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError("--out {}: cannot create it in {} (no write permission); choose another --out".format(
-            out, parent))
+    problem = cli_checks.out_folder_problem(out)
+    if problem:
+        raise ConfigError(problem)
 
 
 def _intact_zip(path: Path) -> bool:

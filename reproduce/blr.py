@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 
 import tfp_flows  # noqa: F401  (compat layer + TF_USE_LEGACY_KERAS before TF)
-from chainer_va import runinfo
+from chainer_va import cli_checks, runinfo
 from chainer_va.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
 import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)
-from tfp_flows import blr, cli, reference, svgd, uci
+from tfp_flows import blr, reference, svgd, uci
 
 SAMPLERS = ("nuts", "svgd", "svgd_collapsed", "direct_vi", "ugan", "ugan_linear", "ugan_sinusoidal")
 #: U-GAN variants: (annealing form, schedule). "ugan" is the un-annealed sampler (lambda = 0).
@@ -427,7 +427,7 @@ def train_flow(name: str, o: dict, log_density, dim: int, check_only: bool = Fal
                               **common)
 
 
-def check_flow_samplers(args) -> None:
+def check_flow_samplers(args: argparse.Namespace) -> None:
     """Check the settings of every direct-VI / U-GAN sampler asked for (--ugan-options keys against the
     trainer's signature, then the annealing form, schedule and lambda0 of each variant and the option values),
     before any sampler runs; raises :class:`BlrError`."""
@@ -459,7 +459,7 @@ def check_flow_samplers(args) -> None:
                 name, what, " ".join(str(exc).split()), name)) from None
 
 
-def check_data(args) -> None:
+def check_data(args: argparse.Namespace) -> None:
     """Read and verify (sha256) every data set asked for, before anything is written; raises :class:`BlrError`."""
     for ds in args.datasets:
         try:
@@ -468,7 +468,7 @@ def check_data(args) -> None:
             raise BlrError("data set {}: {}".format(ds, " ".join(str(exc).split()))) from None
 
 
-def report_settings(args, given: set) -> None:
+def report_settings(args: argparse.Namespace, given: set) -> None:
     """--report-only: take every setting from OUT/config.json (the run whose results are reported); a flag
     given on the command line that differs from it is a :class:`BlrError` (but :data:`REPORT_MAY_CHANGE`)."""
     record = Path(args.out) / runinfo.CONFIG_FILENAME
@@ -762,10 +762,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     try:
-        if cli.out_folder_problem(out):
-            raise BlrError(cli.out_folder_problem(out))
+        if (problem := cli_checks.out_folder_problem(out)):
+            raise BlrError(problem)
         if args.report_only:
-            report_settings(args, cli.given_options(build_parser(), argv))
+            report_settings(args, cli_checks.given_options(build_parser(), argv))
         check_data(args)
         if not args.report_only:
             check_flow_samplers(args)

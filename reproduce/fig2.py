@@ -30,7 +30,7 @@ import numpy as np
 from chainer_va import compat  # noqa: F401  (before chainer)
 from chainer_va import runinfo, sample_distance, score_toy
 from chainer_va.seeding import seed_everything
-from tfp_flows import cli
+from chainer_va import cli_checks
 
 #: Offsets from --seed of fig2's random streams (the data sample uses --seed itself). Changing them
 #: changes the recorded table.
@@ -62,7 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=score_toy.SIGMA, help="DAE noise level (supplement G: 0.2)")
     p.add_argument("--n-data", type=int, default=20000, help="exact banana samples the DAE is trained on")
-    p.add_argument("--hidden", type=lambda text: tuple(cli.positive_sizes(text)), default=(64, 64, 64),
+    p.add_argument("--hidden", type=lambda text: tuple(cli_checks.positive_sizes(text)), default=(64, 64, 64),
                    help="DAE hidden sizes [inferred]")
     p.add_argument("--dae-steps", type=int, default=2000)
     p.add_argument("--dae-batch", type=int, default=256)
@@ -163,8 +163,8 @@ def main(argv=None) -> int:
     from chainer_va import runinfo
 
     try:
-        if cli.out_folder_problem(args.out):
-            raise Fig2Error(cli.out_folder_problem(args.out))
+        if (problem := cli_checks.out_folder_problem(args.out)):
+            raise Fig2Error(problem)
         with runinfo.exclusive_run_lock(args.out):  # one job per folder
             return _main(args)
     except (Fig2Error, runinfo.RunLockedError) as e:

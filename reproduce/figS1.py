@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
-from chainer_va import runinfo, sample_distance
+from chainer_va import cli_checks, runinfo, sample_distance, schedules
 from chainer_va.seeding import seed_everything
-from tfp_flows import cli
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
 #: sampler's evaluation samples, the exact samples every sampler is compared with, and the second exact
@@ -76,11 +75,12 @@ def parse_args(argv=None):
     p.add_argument("--anneal", default="lik", choices=("lik", "ent"))
     p.add_argument("--schedule", default="linear")
     p.add_argument("--knot-interval", type=int, default=None,
-                   help="lgan schedule: steps between knots (default 10000, so lgan needs it below 10000 steps)")
+                   help="lgan schedule: steps between knots (default {0}, so lgan needs it below {0} steps)".format(
+                       schedules.DEFAULT_KNOT_INTERVAL))
     p.add_argument("--flow-blocks", type=int, default=4, help="paper: 8 (reduced for the CPU)")
-    p.add_argument("--hidden-units", type=cli.positive_sizes, default=[64, 64],
+    p.add_argument("--hidden-units", type=cli_checks.positive_sizes, default=[64, 64],
                    help="paper: 512,512 (reduced for the CPU)")
-    p.add_argument("--generator-hidden", type=cli.positive_sizes, default=[64, 64])
+    p.add_argument("--generator-hidden", type=cli_checks.positive_sizes, default=[64, 64])
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-final-fraction", type=float, default=0.1)
@@ -197,8 +197,8 @@ def main(argv=None) -> int:
     from chainer_va import runinfo
 
     try:
-        if cli.out_folder_problem(args.out):
-            raise FigS1Error(cli.out_folder_problem(args.out))
+        if (problem := cli_checks.out_folder_problem(args.out)):
+            raise FigS1Error(problem)
         with runinfo.exclusive_run_lock(args.out):  # one job per folder
             return _main(args)
     except (FigS1Error, ugan.UganError, runinfo.RunLockedError) as e:  # ugan's: settings, run folders, damaged files, divergence
@@ -406,7 +406,7 @@ def _plot_snapshots(annealed, snaps, args, path, targets):
 def _lambda_at(args, step):
     """The lambda of the last training step before the snapshot at ``step`` (as the run's log records
     it); lambda_0 for the snapshot before training."""
-    return cli.make_schedule(args.schedule, args.lambda0, args.steps, {"knot_interval": args.knot_interval})(
+    return cli_checks.make_schedule(args.schedule, args.lambda0, args.steps, {"knot_interval": args.knot_interval})(
         max(min(step, args.steps) - 1, 0))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 import rl  # noqa: F401  (project package first)
 from chainer_va import runinfo
-from tfp_flows import cli
+from chainer_va import cli_checks
 
 AGENTS: Dict[str, List[str]] = {
     "maf_anneal": ["--agent", "maf", "--anneal", "ent", "--schedule", "linear", "--lambda0", "1.0"],
@@ -44,6 +44,8 @@ PRESETS = {
                   maf_hidden=64, checkpoint_every=1000),
 }
 STD_NOTE = "sample std over seeds, ddof=1"
+#: With --steps at or below a preset's start steps, the sweep starts training after this share of --steps.
+SHORT_RUN_START_SHARE = 0.25
 
 
 class SweepError(SystemExit):
@@ -248,7 +250,7 @@ def parse_args(argv=None):
                 ap.error("--{} must be >= 1, got {}".format(key, value))
             p[key] = value
     if p["start_steps"] >= p["steps"] and not any(a.split("=")[0] == "--start-steps" for a in extra):
-        lowered = p["steps"] // 4
+        lowered = int(p["steps"] * SHORT_RUN_START_SHARE)
         print("note: --steps {} is not above the {} preset's start steps {} (random actions, no training); using "
               "--start-steps {} (a quarter of --steps; pass --start-steps to choose)".format(
                   p["steps"], preset, p["start_steps"], lowered), file=sys.stderr, flush=True)
@@ -262,8 +264,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
     args, extra, preset, p, out = parse_args(argv)
-    if cli.out_folder_problem(out):
-        raise SweepError(cli.out_folder_problem(out))
+    if (problem := cli_checks.out_folder_problem(out)):
+        raise SweepError(problem)
     plan = []  # (agent, seed, run folder, rl.train flags, newest checkpoint step or None)
     checked_envs = set()
     for seed in range(p["seeds"]):  # seed-major: an interrupted sweep still has every agent on the first seeds

@@ -24,7 +24,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
 from chainer_va import runinfo, schedules
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def fail(message: str):
+def fail(message: str) -> NoReturn:
     """Stop with a one-line error (exit status 1, as ``python -m chainer_va.train`` for a bad setting)."""
     raise SystemExit("table1: error: " + message)
 

@@ -40,7 +40,7 @@ import numpy as np
 import rl  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
 from chainer_va import runinfo, schedules
 from chainer_va.seeding import seed_everything
-from tfp_flows import cli as cli_checks
+from chainer_va import cli_checks
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -665,8 +665,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    if cli_checks.out_folder_problem(out):
-        raise UsageError(cli_checks.out_folder_problem(out))
+    if (problem := cli_checks.out_folder_problem(out)):
+        raise UsageError(problem)
     holds_run = has_checkpoint(out) or (out / runinfo.CONFIG_FILENAME).exists()
     resuming = args.resume and holds_run
     if not resuming:
@@ -677,8 +677,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if resuming:
         recorded = {"knot_interval": None, **read_recorded_config(out)}  # as recorded (older: no knot_interval)
         given = explicit_flags(argv)
-        # the flags given, with the recorded settings for the rest, must make a valid run
-        resolve_config(argparse.Namespace(**{**vars(args), **effective_config(recorded), **given}))
         wanted = effective_config({**recorded, **given})
         diffs = config_differences(effective_config(recorded), {k: wanted[k] for k in given})
         if diffs:
@@ -686,6 +684,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "--resume: the run in {} was started with other settings ({}); drop or fix those flags to continue "
                 "it as recorded (only {} may change on resume), or choose another --out for a run with the new "
                 "settings".format(out, describe_differences(diffs), ", ".join(_flag(k) for k in RESUME_MAY_DIFFER)))
+        # then the recorded settings, with the flags that may change, must make a valid run
+        resolve_config(argparse.Namespace(**{**vars(args), **effective_config(recorded), **given}))
         cfg = {**recorded, **{k: v for k, v in given.items() if k in RESUME_MAY_DIFFER}}
         for k in RESUME_MAY_DIFFER:
             if k in given and given[k] != recorded.get(k):
@@ -698,7 +698,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.stop_at is not None and not 1 <= args.stop_at <= cfg["steps"]:
         raise UsageError("--stop-at must be in [1, --steps={}], got {}".format(cfg["steps"], args.stop_at))
     check_env(cfg)  # before anything is written: an unknown --env leaves no folder behind
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     _set_threads(tf, cfg["threads"])

@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from tfp_flows import cli, ugan  # noqa: E402
+from chainer_va import cli_checks  # noqa: E402
+from tfp_flows import ugan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_UGAN = ["--steps", "4", "--batch-size", "16", "--hidden-units", "8", "--flow-blocks", "1",
@@ -45,16 +46,21 @@ def a_file(tmp_path):
 
 # ------------------------------------------------------------------------------------ --out is a file
 def test_out_folder_problem_names_the_file_and_the_fix(a_file, tmp_path):
-    assert cli.out_folder_problem(tmp_path / "new" / "deeper") is None
-    assert cli.out_folder_problem(tmp_path) is None
-    assert cli.out_folder_problem(a_file) == "--out {} is a file; choose a folder".format(a_file)
-    assert cli.out_folder_problem(a_file / "sub") == (
-        "--out {}: {} is a file, so the folder cannot be created; choose a folder".format(a_file / "sub", a_file))
+    assert cli_checks.out_folder_problem(tmp_path / "new" / "deeper") is None
+    assert cli_checks.out_folder_problem(tmp_path) is None
+    assert cli_checks.out_folder_problem(a_file) == "--out {} is a file, not a folder; choose another --out".format(a_file)
+    assert cli_checks.out_folder_problem(a_file / "sub") == (
+        "--out {}: {} is a file, so the folder cannot be created; choose another --out".format(a_file / "sub", a_file))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # (root may write anyway)
+        assert cli_checks.out_folder_problem(locked / "run") == (
+            "--out {}: cannot create it in {} (no write permission); choose another --out".format(locked / "run", locked))
 
 
 def test_ugan_cli_out_that_is_a_file(a_file, capsys):
     assert ugan.main(["--out", str(a_file)] + TINY_UGAN) == 2
-    assert _error(capsys) == "error: --out {} is a file; choose a folder".format(a_file)
+    assert _error(capsys) == "error: --out {} is a file, not a folder; choose another --out".format(a_file)
     assert ugan.main(["--out", str(a_file / "run")] + TINY_UGAN) == 2
     assert "is a file, so the folder cannot be created" in _error(capsys)
     assert a_file.read_text() == "not a folder"
@@ -64,13 +70,13 @@ def test_rl_train_out_that_is_a_file(a_file, capsys):
     from rl import train as rl_train
 
     assert rl_train.cli(["--out", str(a_file)]) == 2
-    assert _error(capsys) == "error: --out {} is a file; choose a folder".format(a_file)
+    assert _error(capsys) == "error: --out {} is a file, not a folder; choose another --out".format(a_file)
 
 
 def test_fig2_figS1_and_blr_out_that_is_a_file(a_file, capsys):
     for stem, argv in (("fig2", []), ("figS1", []), ("blr", ["--datasets", "heart", "--samplers", "svgd"])):
         assert _load(stem).main(["--out", str(a_file)] + argv) == 2, stem
-        assert _error(capsys) == "error: --out {} is a file; choose a folder".format(a_file), stem
+        assert _error(capsys) == "error: --out {} is a file, not a folder; choose another --out".format(a_file), stem
     assert a_file.read_text() == "not a folder"
 
 
@@ -79,7 +85,7 @@ def test_fig2_sh_with_out_a_file_prints_one_line(a_file):
     proc = subprocess.run(["bash", str(ROOT / "reproduce" / "fig2.sh")], env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "error: --out {} is a file; choose a folder".format(a_file)
+    assert proc.stderr.strip().splitlines()[-1] == "error: --out {} is a file, not a folder; choose another --out".format(a_file)
 
 
 # --------------------------------------------------------------------------------------- layer sizes

@@ -269,6 +269,10 @@ def test_extracted_cifar10_and_celeba_in_the_cache(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="holds 20 train images"):
         np.testing.assert_array_equal(data.load_images("cifar10"), scaled(rows.reshape(20, 3, 32, 32)))
     assert data.load_images("celeba", size=8).shape == (1, 3, 8, 8)
+    # the JPEGs straight in the cache's celeba/ folder (found there before the one rule) still load
+    monkeypatch.setenv("CHAINER_VA_DATA", str(tmp_path / "cache2"))
+    make_celeba(tmp_path / "cache2" / "celeba", n=2)
+    assert data.load_images("celeba", size=8).shape == (2, 3, 8, 8)
 
 
 def test_offline_message_names_exactly_the_accepted_places(tmp_path, monkeypatch):

@@ -163,6 +163,12 @@ def test_resume_with_other_settings_is_an_error(reference, tmp_path, capsys):
     assert "--lr: 0.0004 recorded, 0.001 given; --steps: 100 recorded, 120 given" in err
     assert "choose another --out" in err
     assert (out / "log.txt").read_text() == before
+    # a changed setting is named as such, even where the new value alone would also be refused
+    for flags, named in ((["--anneal", "none"], "--anneal: ent recorded, none given"),
+                         (["--steps", "20"], "--steps: 100 recorded, 20 given")):
+        assert rl_train.cli(["--out", str(out), "--resume"] + flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert "started with other settings ({})".format(named) in err, err
     # --progress-every and --threads may change; a finished run then has nothing left to do
     assert rl_train.cli(["--out", str(out), "--resume", "--progress-every", "7"]) == 0
     assert rl_train.cli(["--out", str(out)]) == 2  # an existing run without --resume

@@ -119,3 +119,6 @@ def test_misplaced_option_names_the_schedules_that_take_it():
         "--end-fraction is an option of the linear, sinusoidal and stepwise schedules, not of static; drop it")
     assert schedules.misplaced_option("lgan", {"knot_interval": 5}) is None
     assert schedules.misplaced_option("no-such-schedule", {"cycles": 3}) is None  # named by make's own error
+    assert schedules.misplaced_option("linear", {"end_fractoin": 0.5}) is None  # a typo: make names it
+    with pytest.raises(ValueError, match="unknown: end_fractoin"):
+        schedules.make("linear", 1.0, 100, end_fractoin=0.5)

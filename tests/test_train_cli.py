@@ -336,6 +336,7 @@ def test_config_file_errors(tmp_path, content, match):
      r"--final-ratio is an option of the exponential schedule, not of linear; drop it"),
     (["--anneal", "ent", "--schedule", "exponential"], r"--anneal ent with --lambda0 0 \(the default\) anneals "
                                                          r"nothing.*Pass --lambda0"),
+    (["--anneal", "lik", "--lambda0", "0"], r"--anneal lik with --lambda0 0 anneals nothing"),
     (["--device", "foo"], r"--device: unknown device 'foo': use -1 or @numpy for the CPU"),
     (["--lambda0", "1"], r"no effect with --anneal none"),
     (["--anneal", "ent", "--lambda0", "-1"], r"reaches lambda=-1 at iteration 0, where the entropy form has no "
@@ -346,7 +347,7 @@ def test_config_file_errors(tmp_path, content, match):
     (["--anneal", "lik", "--lambda0", "1.5", "--schedule", "stepwise", "--iterations", "1000"],
      r"likelihood form has no tempered target \(beta = 1 \+ lambda <= 0\).*does not oscillate"),
     (["--anneal", "lik", "--lambda0", "1", "--schedule", "lgan", "--iterations", "400"],
-     r"for T=400; --knot-interval was not given, so the lgan schedule's default 10000 applies; pass --knot-interval"),
+     r"lgan's default knot interval 10000 needs --iterations >= 10000; pass --knot-interval \(at most 400\)"),
     (["--limit", "-5"], r"--limit must be a positive number of training images, got -5"),
     (["--lr", "-1"], r"--lr must be a positive number, got -1.0"),
     (["--sigma", "0"], r"--sigma must be a positive number"),
@@ -561,3 +562,16 @@ def test_output_to_a_file_has_plain_progress_lines_and_rows_without_cursor_seque
     assert "iteration 3/3 (100.0%)" in out and out.count("\n3 ") + out.startswith("3 ") <= 1
     rows = [line.split() for line in out.splitlines() if line[:1].isdigit()]
     assert [row[0] for row in rows] == ["1", "2", "3"]  # PrintReport's rows, one per log interval
+
+
+def test_lambda0_zero_is_refused_for_new_runs_only_and_not_for_lgan(images, tmp_path):
+    # lgan replaces DFM's term: at lambda0 = 0 it is a GAN without a feature term, not the baseline
+    assert train.resolve_config(["--anneal", "lgan", "--lambda0", "0"])["lambda0"] == 0.0
+    # a run recorded before the check (lambda0 0 with lik) still resumes
+    out = tmp_path / "old"
+    train.main(tiny(images, out, "--anneal", "lik", "--lambda0", "0.5", "--iterations", "2", "--stop-at", "1",
+                    "--snapshot-interval", "1"))
+    record = json.loads((out / "config.json").read_text())
+    record["config"]["lambda0"] = 0.0
+    (out / "config.json").write_text(json.dumps(record))
+    assert train.resolve_config(["--out", str(out), "--resume"])["lambda0"] == 0.0

@@ -4,6 +4,7 @@ import os
 from chainer_va import compat  # noqa: F401  (project-wide rule: the compat layer is imported first)
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFP 0.25 needs tf-keras (Keras 2)
-# before TensorFlow is imported: hides its C++ info/warning lines (e.g. cuInit failing on a CPU-only
-# machine) from the command lines of tfp_flows, rl and reproduce/; a value already set is kept
+# before TensorFlow is imported: hides most of its C++ info/warning lines from the command lines of
+# tfp_flows, rl and reproduce/ (not the few printed before its logging starts, such as cudart_stub's and
+# cuInit's on a CPU-only machine); a value already set is kept
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -49,7 +49,7 @@ import tensorflow as tf
 
 from chainer_va import runinfo, schedules
 from chainer_va.schedules import implied_beta
-from tfp_flows import cli
+from chainer_va import cli_checks
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 
 __all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
@@ -398,14 +398,14 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             bad_snaps, steps))
     if resume and out is None:
         raise SettingsError("resume=True needs out= (the folder holding the checkpoints)")
-    if out is not None and cli.out_folder_problem(out):
-        raise SettingsError(cli.out_folder_problem(out))
+    if out is not None and (problem := cli_checks.out_folder_problem(out)):
+        raise SettingsError(problem)
     steps = int(steps)
     dim = int(dim)
     flow_lr = lr if flow_lr is None else flow_lr
     noise_dim = dim if noise_dim is None else int(noise_dim)
     try:
-        sched = cli.make_schedule(schedule, lambda0, steps, schedule_options)
+        sched = cli_checks.make_schedule(schedule, lambda0, steps, schedule_options)
         lams = _lambda_table(anneal, sched, steps)
         _check_log_density(log_density, dim)
     except (ValueError, TypeError) as e:
@@ -761,10 +761,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    p.add_argument("--hidden-units", type=cli.positive_sizes, default=list(DEFAULT_FLOW_HIDDEN),
+    p.add_argument("--hidden-units", type=cli_checks.positive_sizes, default=list(DEFAULT_FLOW_HIDDEN),
                    help="MAF hidden sizes, comma-separated (J.2.1: 512,512)")
     p.add_argument("--flow-blocks", type=int, default=DEFAULT_FLOW_BLOCKS)
-    p.add_argument("--generator-hidden", type=cli.positive_sizes, default=list(DEFAULT_GENERATOR_HIDDEN))
+    p.add_argument("--generator-hidden", type=cli_checks.positive_sizes, default=list(DEFAULT_GENERATOR_HIDDEN))
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
     p.add_argument("--max-log-scale", type=float, default=DEFAULT_MAX_LOG_SCALE,
                    help="bound c on nu's log-scales, c tanh(raw/c) (smaller: steadier, less expressive)")
@@ -779,10 +779,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.eval_samples < 2:
         p.error("--eval-samples must be >= 2, got {}".format(args.eval_samples))
     try:
-        if cli.out_folder_problem(args.out):
-            raise SettingsError(cli.out_folder_problem(args.out))
+        if (problem := cli_checks.out_folder_problem(args.out)):
+            raise SettingsError(problem)
         if args.resume:
-            _resume_settings(args, cli.given_options(p, argv))
+            _resume_settings(args, cli_checks.given_options(p, argv))
     except UganError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2

@@ -253,9 +253,9 @@ def _read_source(source: str):
             return torch_weights.load_torch_weights(source)
         except ImportError:  # torch is missing: its own message says how to install it
             raise
-        except Exception as e:  # torch's unpickling errors have no common base class; their first line says it
-            raise ConversionError("cannot read it as PyTorch weights ({}: {})".format(
-                type(e).__name__, (str(e).splitlines() or [""])[0])) from e
+        except Exception as e:  # torch's unpickling errors have no common base class; its advice (e.g.
+            # weights_only=False) does not apply to a file that is not weights, so only the kind is named
+            raise ConversionError("cannot read it as PyTorch weights ({})".format(type(e).__name__)) from e
     if source.endswith(".tgz") or source.endswith(".tar.gz"):
         try:
             data = read_graph_from_archive(source)

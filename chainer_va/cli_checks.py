@@ -1,6 +1,6 @@
-"""Checks shared by the command lines of ``tfp_flows``, ``rl`` and ``reproduce/`` (U-GAN, BLR, RL, Fig. 2,
-Fig. S1). Each returns or raises a one-line message naming the problem and the fix; every command line
-turns it into its own one-line error with exit status 2."""
+"""Checks shared by the package's command lines (``chainer_va.train``, ``tfp_flows.ugan``, ``rl.train`` and
+``reproduce/``). Each returns or raises a one-line message naming the problem and the fix; every command
+line turns it into its own one-line error."""
 from __future__ import annotations
 
 import argparse
@@ -14,15 +14,20 @@ __all__ = ["out_folder_problem", "make_schedule", "positive_sizes", "given_optio
 
 
 def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[str]:
-    """Why ``out`` cannot be an output folder (it, or a folder above it, is a file), or None if it can."""
+    """Why ``out`` cannot be an output folder (it, or a folder above it, is a file; or it cannot be created
+    for want of permission), or None if it can."""
     path = Path(out).absolute()
-    for p in (path, *path.parents):
-        if p.is_dir():
-            return None
-        if p.exists():
-            if p == path:
-                return "{} {} is a file; choose a folder".format(flag, out)
-            return "{} {}: {} is a file, so the folder cannot be created; choose a folder".format(flag, out, p)
+    if path.is_dir():
+        return None
+    if path.exists():
+        return "{} {} is a file, not a folder; choose another {}".format(flag, out, flag)
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return "{} {}: {} is a file, so the folder cannot be created; choose another {}".format(flag, out, parent, flag)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return "{} {}: cannot create it in {} (no write permission); choose another {}".format(flag, out, parent, flag)
     return None
 
 
