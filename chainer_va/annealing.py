@@ -154,11 +154,15 @@ class AnnealingTerm:
     """Base class of an annealing term: ``generator_loss(f_fake, lam)`` is added to L_G.
 
     ``sources`` names the denoisers the term needs; ``keeps_dfm_term`` says whether the JSD (DFM)
-    objective keeps its own 0.03 feature term next to this one. ``fused_losses``: build the term as
-    one function node where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers).
+    objective keeps its own 0.03 feature term next to this one. ``form`` is the tempering form of
+    Corollary 2.2 the term implements (``"lik"``, ``"ent"``; ``"lgan"`` and ``"none"`` are not tempering):
+    a subclass registered under another name inherits it, and with it the targeted beta and the check
+    that every lambda_t keeps a tempered target. ``fused_losses``: build the term as one function node
+    where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers).
     """
 
     name = "base"
+    form: Optional[str] = None  # None: the registered name (a term of its own, untempered unless lik/ent)
     sources: tuple = ()
     keeps_dfm_term = True
     uses_weight = True  # whether ``weight`` (c, --anneal-weight) enters the term
@@ -169,11 +173,19 @@ class AnnealingTerm:
         self.denoisers = {source: denoisers.get(source) for source in self.sources}
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
+        """The term added to L_G at weight ``lam`` = lambda_t, from the fake batch's discriminator features
+        ``f_fake`` (a Variable, so gradients reach G): a scalar Variable, or None when it adds nothing."""
         raise NotImplementedError
+
+    @classmethod
+    def tempering_form(cls) -> str:
+        """The form :func:`schedules.implied_beta` and :func:`schedules.check_tempered` take: ``form``, else
+        the registered name."""
+        return cls.form or cls.name
 
     def implied_beta(self, lam: float) -> float:
         """Inverse temperature targeted at weight ``lam`` (Corollary 2.2; :func:`schedules.implied_beta`)."""
-        return schedules.implied_beta(self.name, lam)
+        return schedules.implied_beta(self.tempering_form(), lam)
 
 
 _TERMS: Dict[str, type] = {}
@@ -209,6 +221,7 @@ def get(name: str) -> type:
 class NoAnnealing(AnnealingTerm):
     """No annealing term: the baseline "without VA"."""
 
+    form = "none"
     uses_weight = False
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
@@ -219,6 +232,7 @@ class NoAnnealing(AnnealingTerm):
 class LikelihoodAnnealing(AnnealingTerm):
     """+ c lambda_t mean (f - sg r_data(f))^2: targets p^(1 + lambda_t) (likelihood form, Corollary 2.2)."""
 
+    form = "lik"
     sources = ("data",)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
@@ -229,6 +243,7 @@ class LikelihoodAnnealing(AnnealingTerm):
 class EntropyAnnealing(AnnealingTerm):
     """- c lambda_t mean (f - sg r_fake(f))^2: targets p^(1 / (1 + lambda_t)) (entropy form, Corollary 2.2)."""
 
+    form = "ent"
     sources = ("fake",)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
@@ -242,6 +257,7 @@ class LGANAnnealing(AnnealingTerm):
     ``weight`` is unused (the release has none); it is accepted so every term takes the same options.
     """
 
+    form = "lgan"
     sources = ("data",)
     keeps_dfm_term = False
     uses_weight = False

@@ -53,11 +53,23 @@ class Schedule:
 _BUILDERS: Dict[str, Callable[..., Callable[[float], float]]] = {}
 
 
-def register(name: str):
-    """Decorator: register ``builder(lambda0, total_iterations, **options) -> (t -> lambda)`` under ``name``."""
+def register(name: str) -> Callable[[Callable], Callable]:
+    """Decorator: register ``builder(lambda0, total_iterations, option=default, ...) -> (t -> lambda)`` under
+    ``name``. Its options are named keyword arguments with defaults (:func:`option_defaults` reads them
+    from the signature; ``**kwargs`` would hide them, so it is refused)."""
+    import inspect
+
     def decorator(builder):
         if name in _BUILDERS:
             raise ValueError("schedule {!r} is already registered".format(name))
+        parameters = list(inspect.signature(builder).parameters.values())
+        hidden = [("**" if p.kind is p.VAR_KEYWORD else "*") + p.name for p in parameters
+                  if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if len(parameters) < 2 or hidden or any(p.default is p.empty for p in parameters[2:]):
+            raise TypeError("schedule {!r}: the builder must be (lambda0, total_iterations, option=default, ...) with "
+                            "each option a named keyword argument with a default; got {}{}".format(
+                                name, inspect.signature(builder),
+                                " ({} hides the options)".format(hidden[0]) if hidden else ""))
         _BUILDERS[name] = builder
         return builder
     return decorator

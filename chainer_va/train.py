@@ -34,6 +34,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -307,9 +308,11 @@ def _given_settings(argv: List[str], parser: argparse.ArgumentParser) -> tuple:
 def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Defaults < --config file < (with --resume) the run's saved config.json < explicit flags.
 
-    Imports ``--plugin`` modules and checks names, so that the result is a complete, valid configuration.
+    ``argv``: command-line flags as a list (None: none, the defaults; :func:`main` passes ``sys.argv``'s,
+    so that a call from a notebook never reads the kernel's own arguments). Imports ``--plugin`` modules
+    and checks names, so that the result is a complete, valid configuration.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = list(argv or [])
     parser = build_parser()
     explicit, file_config = _given_settings(argv, parser)
     defaults = vars(parser.parse_args([]))
@@ -341,6 +344,12 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         load_plugin(plugin, source)
     config["plugin"] = plugin_paths(config.get("plugin"))
     _validate(config)
+    # an objective's own constant that nobody set takes the objective's default (a plugin's may differ
+    # from the flag of the same name, which the shipped objectives define)
+    set_somewhere = set(explicit) | set(file_config) | (set(saved) if saved is not None else set())
+    for key, default in updaters.option_defaults(config["objective"]).items():
+        if key in config and key not in set_somewhere:
+            config[key] = default
     if saved is None:  # a new run (a recorded one keeps its settings)
         _check_annealing_weight(config, "lambda0" in explicit or "lambda0" in file_config)
     return config
@@ -439,7 +448,7 @@ def _validate(config: Dict[str, Any]) -> None:
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
     schedule = make_schedule(config)  # schedule options are checked by the schedule itself
     try:
-        schedules.check_tempered(config["anneal"], schedule)
+        schedules.check_tempered(annealing.get(config["anneal"]).tempering_form(), schedule)
     except ValueError as e:
         raise UntemperedScheduleError("--anneal {}: {}".format(config["anneal"], e)) from e
 
@@ -764,7 +773,10 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
         raise SnapshotError("{} has no {}: not a training run folder".format(run_dir, runinfo.CONFIG_FILENAME))
     config = runinfo.read_run_config(run_dir)["config"]
     for plugin in config.get("plugin") or []:
-        load_plugin(plugin, "the run's {}".format(run_dir / runinfo.CONFIG_FILENAME))
+        try:
+            load_plugin(plugin, "the run's {}".format(run_dir / runinfo.CONFIG_FILENAME))
+        except ConfigError as e:  # plugins register objectives and terms; the generator is always nets.Generator
+            warnings.warn("{}; the generator is the package's own network, so it loads without the plugin".format(e))
     gen = make_generator(config)
     if snapshot is None:
         path = run_dir / GEN_FINAL

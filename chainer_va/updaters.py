@@ -27,7 +27,7 @@ import functools
 import inspect
 import math
 import operator
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import numpy
 
@@ -45,7 +45,7 @@ from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_s
 from chainer_va.latent import LatentSampler, NoiseSource
 
 __all__ = ["NonFiniteLossError", "GANUpdater", "OneStepUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
-           "names", "get", "options", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
+           "names", "get", "options", "option_defaults", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
            "DFM_WEIGHT", "GP_WEIGHT", "N_CRITIC"]
 
 LR = 1e-4  # Adam learning rate (supplement J.1)
@@ -342,9 +342,10 @@ def get(name: str) -> type:
     return _OBJECTIVES[name]
 
 
-def options(name: str) -> list:
-    """The named constants of objective ``name`` (keyword arguments with defaults of its own ``__init__``s)."""
-    found = []
+def option_defaults(name: str) -> Dict[str, Any]:
+    """The named constants of objective ``name`` with their defaults: keyword arguments with defaults of its
+    own ``__init__``s (the most derived class's default wins)."""
+    found: Dict[str, Any] = {}
     for klass in get(name).__mro__:
         if klass is GANUpdater or not issubclass(klass, GANUpdater):
             break
@@ -352,8 +353,13 @@ def options(name: str) -> list:
             continue
         for p in inspect.signature(klass.__init__).parameters.values():
             if p.default is not p.empty and p.name not in found:
-                found.append(p.name)
+                found[p.name] = p.default
     return found
+
+
+def options(name: str) -> list:
+    """The names of :func:`option_defaults` (``--dfm-weight`` of jsd, ``--gp-weight``/``--n-critic`` of wgan)."""
+    return list(option_defaults(name))
 
 
 @register("jsd")

@@ -122,3 +122,11 @@ def test_misplaced_option_names_the_schedules_that_take_it():
     assert schedules.misplaced_option("linear", {"end_fractoin": 0.5}) is None  # a typo: make names it
     with pytest.raises(ValueError, match="unknown: end_fractoin"):
         schedules.make("linear", 1.0, 100, end_fractoin=0.5)
+
+
+def test_register_refuses_a_builder_whose_options_are_hidden():
+    with pytest.raises(TypeError, match=r"named keyword argument with a default.*\(\*\*options hides the options\)"):
+        schedules.register("hidden_options")(lambda lambda0, total_iterations, **options: (lambda t: 0.0))
+    with pytest.raises(TypeError, match="named keyword argument with a default"):
+        schedules.register("no_default")(lambda lambda0, total_iterations, width: (lambda t: 0.0))
+    assert "hidden_options" not in schedules.names() and "no_default" not in schedules.names()

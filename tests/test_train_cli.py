@@ -13,7 +13,7 @@ import threadpoolctl
 
 import chainer
 
-from chainer_va import runinfo, train
+from chainer_va import annealing, runinfo, train
 from chainer_va.snapshots import SnapshotError, latest_snapshot, list_snapshots
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,7 +328,7 @@ def test_config_file_errors(tmp_path, content, match):
 
 @pytest.mark.parametrize("flags,match", [
     (["--objective", "nope"], r"unknown objective 'nope'; choose one of: ([\w]+, )*jsd, ([\w]+, )*rkl, ([\w]+, )*wgan"),
-    (["--anneal", "nope"], r"unknown annealing term 'nope'; choose one of: ent, lgan, lik, none"),
+    (["--anneal", "nope"], r"unknown annealing term 'nope'; choose one of: ent, lgan, lik, (\w+, )*none"),
     (["--schedule", "nope"], r"unknown schedule 'nope'; choose one of: exponential, lgan, linear"),
     (["--anneal", "lik", "--lambda0", "1", "--schedule", "linear", "--cycles", "3"],
      r"--cycles is an option of the sinusoidal and stepwise schedules, not of linear; drop it"),
@@ -485,9 +485,13 @@ def test_a_plugin_file_is_recorded_by_absolute_path_so_the_run_works_from_any_fo
     record = json.loads((out / "config.json").read_text())
     record["config"]["plugin"] = ["docs/examples/lsgan.py"]
     (out / "config.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match=r"plugin docs/examples/lsgan.py \(named by the run's .*config.json\): no such "
+                                         r"file \(relative to the current folder .*loads without the plugin"):
+        gen, _ = train.load_generator(out)  # the generator is the package's own: it loads without the plugin
+    assert gen.latent_dim == 128
     with pytest.raises(train.ConfigError, match=r"plugin docs/examples/lsgan.py \(named by the run's .*config.json\): "
-                                                r"no such file \(relative to the current folder "):
-        train.load_generator(out)
+                                                r"no such file"):
+        train.resolve_config(["--out", str(out), "--resume"])  # resuming needs the objective itself
 
 
 @pytest.mark.parametrize("where", ["file", "below a file"])
@@ -575,3 +579,44 @@ def test_lambda0_zero_is_refused_for_new_runs_only_and_not_for_lgan(images, tmp_
     record["config"]["lambda0"] = 0.0
     (out / "config.json").write_text(json.dumps(record))
     assert train.resolve_config(["--out", str(out), "--resume"])["lambda0"] == 0.0
+
+
+SUBCLASS_PLUGIN = '''
+from chainer_va import annealing, updaters
+
+
+@annealing.register("lik_tuned_{tag}")
+class LikTuned(annealing.LikelihoodAnnealing):
+    """The likelihood term under another name: it keeps the likelihood form's beta and checks."""
+
+
+@updaters.register("rkl_soft_gp_{tag}")
+class SoftGP(updaters.RKLUpdater):
+    """An objective whose own constant shares its name with WGAN-GP's flag but not its default."""
+
+    def __init__(self, *args, gp_weight=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gp_weight = gp_weight
+'''
+
+
+def test_plugin_subclasses_keep_the_tempering_form_and_their_own_option_defaults(images, tmp_path, monkeypatch):
+    plugin = tmp_path / "subclass_plugin.py"
+    plugin.write_text(SUBCLASS_PLUGIN.replace("{tag}", "a"))
+    base = ["--plugin", str(plugin), "--anneal", "lik_tuned_a"]
+    # the likelihood form's check: a sinusoidal schedule swinging below -1 has no tempered target
+    with pytest.raises(train.UntemperedScheduleError, match="likelihood form has no tempered target"):
+        train.resolve_config(base + ["--lambda0", "5", "--schedule", "sinusoidal"])
+    config = train.resolve_config(base + ["--lambda0", "0.875", "--objective", "rkl_soft_gp_a"])
+    assert annealing.get("lik_tuned_a").tempering_form() == "lik"
+    # the objective's own default (1.0), not the --gp-weight flag's (10.0); a flag given still wins
+    assert config["gp_weight"] == 1.0
+    assert train.resolve_config(base + ["--lambda0", "1", "--objective", "rkl_soft_gp_a", "--gp-weight", "10"]
+                                )["gp_weight"] == 10.0
+    updater = train.build_updater({**config, "channels": 1, "image_size": 32, "dataset": images, "batchsize": 4,
+                                   "width": 0.0625}, numpy.load(images), chainer.get_device("@numpy"))
+    assert updater.gp_weight == 1.0
+    assert updater.annealing.implied_beta(0.875) == 1.875  # beta = 1 + lambda, as lik's (logged as such)
+    # a call from a notebook does not read the kernel's own command line
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel.json"])
+    assert train.resolve_config()["objective"] == "jsd"

@@ -347,8 +347,10 @@ def test_unknown_names_are_clear_errors():
     offered = str(error.value).split("choose one of: ")[1].split(" (")[0].split(", ")
     assert {"jsd", "rkl", "wgan"} <= set(offered)
     assert offered == sorted(offered)
-    with pytest.raises(ValueError, match=r"unknown annealing term 'bar'; choose one of: ent, lgan, lik, none"):
+    with pytest.raises(ValueError, match=r"unknown annealing term 'bar'; choose one of: ") as error:
         annealing.get("bar")
+    offered = str(error.value).split("choose one of: ")[1].split(" (")[0].split(", ")
+    assert {"ent", "lgan", "lik", "none"} <= set(offered) and offered == sorted(offered)
     assert updaters.options("jsd") == ["dfm_weight"]
     assert updaters.options("wgan") == ["gp_weight", "n_critic"]
 
