@@ -151,7 +151,10 @@ def load_images(name: str, data_dir: str | os.PathLike | None = None, size: int 
     the background pixel 0 (-1.0 after scaling; for size 32: 2 pixels on each side), or with
     ``resize_mode="resize"`` resized bilinearly. One grey channel is repeated when ``channels=3``;
     colour data is turned grey with ITU-R 601 luma weights when ``channels=1``. ``limit`` keeps the
-    first images in file order. ``crop`` is the square centre crop of CelebA (108 or 140 are usual).
+    first images in file order, except for ``mnist5k``, whose file is sorted by class: there a limit
+    below its 5000 images takes the classes in turn (:func:`_class_balanced_order`: the first image of
+    each digit 0-9, then the second, ...), so every digit gets ceil or floor of limit/10 images, the same
+    ones for the same limit. ``crop`` is the square centre crop of CelebA (108 or 140 are usual).
     """
     return _load(name, data_dir, size, channels, limit, split, resize_mode, crop, labels=False)[0]
 
@@ -261,6 +264,9 @@ def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, label
             if split != "train":
                 raise ValueError("mnist5k has a single split (5000 images); use split='train'")
             pixels, targets = _load_mnist5k(data_dir)
+            if limit is not None and limit < len(targets):  # class-sorted file: the first N would be 0s, 1s
+                keep = _class_balanced_order(targets)[:limit]
+                pixels, targets = pixels[keep], targets[keep]
         else:
             pixels, targets = _load_idx_dataset(name, data_dir, split)
         if limit is not None:
@@ -565,6 +571,17 @@ def _load_mnist5k(data_dir) -> tuple[np.ndarray, np.ndarray]:
             path, table.shape, MNIST5K_SHAPE))
     images = table[:, :-1].astype(np.uint8).reshape(-1, GREY_SOURCE_SIZE, GREY_SOURCE_SIZE)
     return images, table[:, -1]
+
+
+def _class_balanced_order(labels: np.ndarray) -> np.ndarray:
+    """Row indices taking the classes in turn: the first row of each class (in label order), then the
+    second of each, ...; any prefix of it is class-balanced (counts differ by at most one while every
+    class has rows left) whatever order the classes come in the file."""
+    rank = np.empty(len(labels), dtype=np.int64)  # position of each row within its class
+    for label in np.unique(labels):
+        rows = labels == label
+        rank[rows] = np.arange(np.count_nonzero(rows))
+    return np.lexsort((labels, rank))  # by rank, then by label
 
 
 def _verify_sha256(path: Path, sha256: str, what: str, fix: str) -> Path:

@@ -155,7 +155,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--image-size", type=int, help="32 or 128 (default: 128 for celeba, 32 otherwise)")
     add("--width", default=1.0, type=float, help="channel-count multiplier of every network (1.0 = paper)")
     add("--latent-dim", default=nets.LATENT_DIM, type=int, help="dimension of z (128)")
-    add("--limit", type=int, help="use only the first LIMIT training images")
+    add("--limit", type=int, help="use only LIMIT training images: the first LIMIT in file order (mnist5k, stored "
+        "sorted by digit: LIMIT/10 of each digit)")
     g = parser.add_argument_group("run")
     if suppress_defaults:
         parser.add_argument("--device")

@@ -369,6 +369,33 @@ def test_mnist5k_bundled_5000_images_500_per_class():
     assert np.all(x[:, :, :2] == -1.0)
 
 
+def test_mnist5k_limit_takes_every_digit_in_turn_and_the_unlimited_order_is_unchanged():
+    """The file is sorted by class (500 0s first): a limit takes the first images of each digit in turn,
+    not the first N rows (which were only 0s and 1s for limit=1000)."""
+    x_all, y_all = data.load_labeled("mnist5k", channels=1)
+    assert list(y_all[:500]) == [0] * 500 and list(y_all[-500:]) == [9] * 500  # file order kept
+    x, y = data.load_labeled("mnist5k", channels=1, limit=1000)
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 100))
+    np.testing.assert_array_equal(y[:20], list(range(10)) * 2)  # classes interleaved
+    # the 100 images of each digit are its first 100 in the file, so the same limit gives the same images
+    for digit in range(10):
+        np.testing.assert_array_equal(x[y == digit], x_all[y_all == digit][:100])
+    np.testing.assert_array_equal(data.load_images("mnist5k", channels=1, limit=1000), x)
+    few = data.load_labeled("mnist5k", channels=1, limit=15)[1]
+    np.testing.assert_array_equal(np.bincount(few, minlength=10), [2] * 5 + [1] * 5)
+    np.testing.assert_array_equal(data.load_images("mnist5k", channels=1, limit=5000), x_all)
+
+
+def test_class_balanced_order_does_not_depend_on_where_the_classes_sit_in_the_file():
+    labels = np.repeat([3, 0, 1], [2, 3, 1])  # classes in blocks, not in label order
+    order = data._class_balanced_order(labels)
+    np.testing.assert_array_equal(labels[order], [0, 1, 3, 0, 3, 0])
+    np.testing.assert_array_equal(order, [2, 5, 0, 3, 1, 4])  # within a class: file order
+    shuffled = np.random.default_rng(0).permutation(np.repeat(np.arange(10), 7))
+    assert all(np.ptp(np.bincount(shuffled[data._class_balanced_order(shuffled)[:n]], minlength=10)) <= 1
+               for n in range(1, 71))
+
+
 def test_mnist5k_corrupted_copy_is_rejected(tmp_path):
     bundled = data.datasets_dir() / data.MNIST5K_FILE
     payload = bytearray(bundled.read_bytes())

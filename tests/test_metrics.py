@@ -152,6 +152,32 @@ class _ToyExtractor:
         return np.stack([m, m ** 2 / 255], axis=1), np.eye(4)[bins]
 
 
+class _MeanInception(chainer.Link):
+    """Stands in for Inception2015 in InceptionExtractor: features = mean pixel of each channel, no probs."""
+
+    def features_and_probs(self, x, resize):
+        return x.mean(axis=(2, 3)), None
+
+
+def test_extractors_refuse_images_that_are_not_8_bit_pixels():
+    """Images in [-1, 1] fed straight to an extractor used to give garbage scores (IS 1.0001, FID 0.03) without
+    a word: they, [0, 1] floats and values above 255 are refused with the fix; every pixel batch still passes."""
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32)  # data/generator range
+    collapsed = evaluation.quantize(images * 0.005 - 0.995)  # a saturated generator: only pixels 0 and 1
+    assert set(np.unique(collapsed)) == {0.0, 1.0}
+    for extractor in (evaluation.InceptionExtractor(model=_MeanInception()),
+                      classifier.ClassifierExtractor(model=classifier.SmallClassifier())):
+        for bad in (images, (images + 1) / 2, images * 300):
+            with pytest.raises(ValueError, match=r"8-bit pixel values in \[0, 255\].*"
+                                                 r"chainer_va\.metrics\.evaluation\.quantize"):
+                extractor(bad)
+        for good in (evaluation.quantize(images), next(evaluation.dataset_batches(images)), collapsed,
+                     evaluation.quantize(images).astype(np.uint8), np.zeros_like(images)):
+            assert len(extractor(good)[0]) == 8
+    feats, _ = evaluation.InceptionExtractor(model=_MeanInception())(collapsed)  # grey repeated to 3 channels
+    np.testing.assert_allclose(feats, np.repeat(collapsed.mean(axis=(2, 3)), 3, axis=1))
+
+
 def test_generator_batches_are_seeded_and_complete():
     gen = _ConstGenerator()
     a = np.concatenate(list(evaluation.generator_batches(gen, 250, 100, seed=3)))

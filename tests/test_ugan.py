@@ -68,6 +68,18 @@ def test_objective_weights_and_bad_input(tmp_path):
         ugan.train_sampler(ld, 2, anneal="none", lambda0=1.0, steps=10)
 
 
+def test_numpy_log_density_is_refused_before_training_with_the_fix():
+    """The numpy twin passes an eager call but cannot run inside tf.function (the training loop): the probe
+    traces it too and names the TF twin, instead of a NotImplementedError from deep inside the graph."""
+    for np_twin in (targets.banana.log_density_np, targets.kidney_log_density_np):
+        assert np.isfinite(np_twin(tf.zeros([4, 2]))).all()  # the eager probe alone lets it through
+        for train in (ugan.train_sampler, ugan.train_direct_flow):
+            with pytest.raises(ugan.SettingsError, match=r"log_density must be TensorFlow-traceable \(use "
+                               r"targets\.X\.log_density, not log_density_np\)"):
+                train(np_twin, 2, steps=10)
+    ugan._check_log_density(targets.banana.log_density, 2)  # the TF twin passes
+
+
 def test_learning_rates_decay_over_the_whole_run():
     """lr_final_fraction: both rates fall linearly to the fraction at the last step, nu's too although it
     takes flow_steps updates per generator step (its schedule counts its own updates)."""

@@ -166,6 +166,8 @@ class SamplerResult:
 
 
 def _check_log_density(log_density: Callable, dim: int):
+    """Probe ``log_density`` eagerly on 4 points (shape (n,), finite), then inside a ``tf.function`` on 2,
+    as the training loop calls it: a numpy function passes the first and fails only there."""
     probe = tf.zeros([4, dim], tf.float32) + tf.constant(np.linspace(-0.5, 0.5, 4)[:, None], tf.float32)
     try:
         val = log_density(probe)
@@ -178,6 +180,11 @@ def _check_log_density(log_density: Callable, dim: int):
                          "(sum over the last axis?)".format(dim, val.shape))
     if not np.all(np.isfinite(val.numpy())):
         raise ValueError("log_density returned non-finite values near the origin: {}".format(val.numpy()))
+    try:
+        tf.function(log_density)(probe[:2])
+    except Exception as e:  # noqa: BLE001  (numpy code on a symbolic tensor: NotImplementedError, TypeError, ...)
+        raise ValueError("log_density must be TensorFlow-traceable (use targets.X.log_density, not log_density_np): "
+                         "calling it inside tf.function failed: {}".format(_one_line(e))) from e
 
 
 def _lambda_table(anneal: str, schedule: schedules.Schedule, steps: int) -> np.ndarray:

@@ -27,7 +27,7 @@ import chainer.links as L
 import numpy as np
 
 from chainer_va import download, runinfo
-from chainer_va.metrics.evaluation import weights_digest
+from chainer_va.metrics.evaluation import check_pixels, weights_digest
 from chainer_va.nets import init_rng
 from chainer_va.runinfo import atomic_write_bytes
 
@@ -160,8 +160,10 @@ class ClassifierExtractor:
         self.name = "small MNIST classifier (quick mode; NOT comparable with Inception scores)"
 
     def __call__(self, pixels):
+        """(features, softmax) of 8-bit pixel values in [0, 255] (:func:`check_pixels`)."""
         from chainer_va.metrics.inception import resize_bilinear
 
+        check_pixels(pixels, "ClassifierExtractor")
         xp = self.model.xp
         x = self.device.send(np.asarray(pixels, dtype=np.float32))
         if x.shape[1] != self.model.in_channels:

@@ -86,6 +86,24 @@ def quantize(images) -> np.ndarray:
     return np.clip(images * PIXEL_SCALE + PIXEL_SCALE, 0.0, 255.0).astype(np.uint8).astype(np.float32)
 
 
+def check_pixels(pixels: Array, who: str = "the extractor") -> None:
+    """Refuse a batch that is clearly not 8-bit pixel values in [0, 255] (an extractor's input, SPEC
+    section 5): a value outside [0, 255] (e.g. the [-1, 1] of chainer_va.data and of generators), or a
+    batch within [0, 1] holding fractions. One min and max per batch; the fractions are looked for only
+    when the batch lies within [0, 1], so a quantised batch of 0s and 1s (a collapsed generator) passes."""
+    xp = chainer.backend.get_array_module(pixels)
+    pixels = xp.asarray(pixels)
+    if pixels.size == 0:
+        return
+    lo, hi = float(pixels.min()), float(pixels.max())
+    if 0.0 <= lo and hi <= 255.0 and not (hi <= 1.0 and bool(((pixels > 0) & (pixels < 1)).any())):
+        return
+    raise ValueError("{} takes 8-bit pixel values in [0, 255], got values in [{:.4g}, {:.4g}]: images in [-1, 1] "
+                     "(chainer_va.data, generator output) must first go through "
+                     "chainer_va.metrics.evaluation.quantize (as generator_batches does; dataset_batches for a "
+                     "data set), images in [0, 1] be multiplied by 255".format(who, lo, hi))
+
+
 def to_rgb(images: Array) -> Array:
     """Repeat a single channel to 3 (N, 1, H, W) -> (N, 3, H, W); 3-channel input is returned as is."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -170,6 +188,8 @@ class InceptionExtractor:
         return "inception_{}_pool-{}_{}".format(self.resize, self.pool_padding, self.weights_id)
 
     def __call__(self, pixels):
+        """(pool3 features, softmax) of 8-bit pixel values in [0, 255] (:func:`check_pixels`)."""
+        check_pixels(pixels, "InceptionExtractor")
         feats, probs = [], []
         for start in range(0, len(pixels), self.batchsize):
             batch = self.device.send(np.asarray(to_rgb(pixels[start:start + self.batchsize]), dtype=np.float32))
