@@ -459,7 +459,7 @@ def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
     options = {k: config[k] for k in SCHEDULE_OPTIONS if config.get(k) is not None}
     try:
         return cli_checks.make_schedule(config["schedule"], config["lambda0"], config["iterations"], options,
-                                 steps_flag="--iterations")
+                                        steps_flag="--iterations")
     except ValueError as e:
         # an option the user never set fails with its default (e.g. lgan's knot interval on a short run)
         defaults = schedules.option_defaults(config["schedule"]) if config["schedule"] in schedules.names() else {}
