@@ -31,17 +31,36 @@ class ResumablePlotReport(E.PlotReport):
     so after ``--resume`` its fresh trigger fired at the first iteration and the next point averaged only
     the iterations after the resume; with both saved, a resumed run plots the uninterrupted run's points.
     Snapshots written without them load with Chainer's warnings and the old behaviour.
+
+    ``key_prefix``: also plot every observed key that starts with it (a plugin objective's own
+    ``loss_*`` terms), from the first iteration that reports it.
     """
+
+    def __init__(self, y_keys, x_key: str = "iteration", trigger=(1, "epoch"), key_prefix: Optional[str] = None,
+                 **kwargs):
+        super().__init__(list(y_keys), x_key, trigger, **kwargs)
+        self.key_prefix = key_prefix
 
     @property
     def default_name(self) -> str:
         return "PlotReport"  # Chainer's name: snapshots keep their keys (extensions/PlotReport/...)
+
+    def _add_observed_keys(self, observation) -> None:
+        """Append the observed keys with ``key_prefix`` that are not plotted yet (their points, restored
+        from a snapshot, are kept)."""
+        if self.key_prefix is None:
+            return
+        for key in sorted(observation):
+            if key.startswith(self.key_prefix) and key not in self._y_keys:
+                self._y_keys.append(key)
+                self._data.setdefault(key, [])
 
     def __call__(self, trainer) -> None:
         """Chainer's plot, written atomically: ``PlotReport.__call__`` (plot_report.py:187) saves straight
         onto ``out/<file_name>``, so a kill during ``savefig`` left a torn PNG; here the figure goes to
         ``<stem>.partial<ext>`` (savefig picks the format from the extension) and replaces the plot in one
         rename. ``_file_name`` is swapped only during the call (``serialize`` keys on it)."""
+        self._add_observed_keys(trainer.observation)
         final = self._file_name
         stem, ext = os.path.splitext(final)
         self._file_name = stem + ".partial" + ext

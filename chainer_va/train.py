@@ -622,7 +622,8 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
     losses = ["loss_gen", "loss_dis", "loss_gen_adv", "loss_dfm", "loss_anneal", "loss_gp",
               "loss_denoiser_data", "loss_denoiser_fake"]
     plot_trigger = _every_and_at(config["plot_interval"], config["iterations"])
-    trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png"))
+    trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png",
+                                       key_prefix="loss_"))  # and a plugin objective's own loss_* terms
     trainer.extend(ResumablePlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
     # a terminal gets Chainer's progress bar; a log file plain lines, without cursor sequences
     terminal = sys.stdout.isatty()

@@ -70,3 +70,19 @@ def test_line_progress_prints_at_most_every_min_seconds_and_at_the_end():
     assert lines == ["iteration 60/100 (60.0%), 1 it/s, about 0:00:40 left",
                      "iteration 90/100 (90.0%), 1 it/s, about 0:00:10 left",
                      "iteration 100/100 (100.0%), 1 it/s, about 0:00:00 left"]
+
+
+def test_observed_keys_with_the_prefix_are_plotted_too_and_kept_across_a_resume(tmp_path):
+    report = ResumablePlotReport(["loss"], "iteration", trigger=lambda trainer: True, filename="loss.png",
+                                 key_prefix="loss_")
+    trainer = _Trainer(tmp_path, 1.0)
+    trainer.observation.update(loss_r1=0.5, other=3.0)
+    report(trainer)
+    assert report._y_keys == ["loss", "loss_r1"] and report._data["loss_r1"] == [(1, 0.5)]
+    assert "other" not in report._data
+    restored = ResumablePlotReport(["loss"], "iteration", trigger=lambda trainer: True, filename="loss.png",
+                                   key_prefix="loss_")
+    restored._data = {k: list(v) for k, v in report._data.items()}  # as a snapshot restores it
+    trainer.updater.iteration = 2
+    restored(trainer)
+    assert restored._data["loss_r1"] == [(1, 0.5), (2, 0.5)]
