@@ -13,6 +13,16 @@ from a schedule (:mod:`chainer_va.schedules`):
 * ``lgan``: + lambda_t mean((sg r_data(f) - f) * f)   the form of the authors' LGAN release; it
   replaces DFM's 0.03 term (``keeps_dfm_term = False``).
 
+Scale (``--anneal-scale``). ``faithful`` (default) is the released normalisation above: a mean over
+the B x D feature elements with c = 0.03, so the lik term's gradient on one fake's feature is
+(2 c sigma^2 / D) lambda_t score(f) / B, next to the batch-mean adversarial term's 1/B. The tempering
+exponent the term actually targets in feature space is therefore that of lambda_eff = 2 c sigma^2
+lambda_t / D (2.9e-5 lambda_t at D = 2048): ``beta_effective``, logged next to the nominal ``beta``.
+``calibrated`` sets c = D / (2 sigma^2), so the per-sample feature gradient is exactly lambda_t
+score(f) / B (lik: up log p_data; ent: down log q) and lambda_eff = lambda_t: the target p^beta of
+Corollary 2.2. ``lgan`` refuses it: its gradient lambda (r(f) - 2 f) / N is not a multiple of the
+DAE score (r(f) - f) / sigma^2, so no c makes it target any p^beta.
+
 The DAE-score estimate: a denoiser r trained on x + sigma eps gives score(x) ~ (r(x) - x) / sigma^2
 (:meth:`FeatureDenoiser.score`), used with r detached (the "DAE-score" form; differentiating through
 r is the wrong, "DAE-residual" estimator).
@@ -26,6 +36,7 @@ decorate it with ``@register("name")`` (see docs/extending.md).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from chainer_va import compat  # noqa: F401  (must precede chainer)
@@ -38,13 +49,15 @@ from chainer_va.array_types import Array
 from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource
 
-__all__ = ["DENOISER_SIGMA", "ANNEAL_WEIGHT", "FeatureDenoiser", "DenoiserPool", "residual_energy",
-           "AnnealingTerm", "register", "names", "get", "NoAnnealing", "LikelihoodAnnealing",
+__all__ = ["DENOISER_SIGMA", "ANNEAL_WEIGHT", "ANNEAL_SCALES", "FeatureDenoiser", "DenoiserPool", "residual_energy",
+           "AnnealingTerm", "feature_size", "register", "names", "get", "NoAnnealing", "LikelihoodAnnealing",
            "EntropyAnnealing", "LGANAnnealing"]
 
 DENOISER_SIGMA = 1.0  # std of the Gaussian corruption of the features (DFM; SPEC section 2)
 ANNEAL_WEIGHT = 0.03  # c: with lambda = 1 the lik term equals DFM's own 0.03 term [inferred]
 SOURCES = ("data", "fake")
+#: --anneal-scale: the released normalisation c = weight, or c = D / (2 sigma^2) (gradient lambda * score)
+ANNEAL_SCALES = ("faithful", "calibrated")
 
 
 class FeatureDenoiser:
@@ -141,6 +154,11 @@ class DenoiserPool:
         return [(s, self._denoisers[s]) for s in SOURCES if s in self._denoisers]
 
 
+def feature_size(f: Union[chainer.Variable, Array]) -> int:
+    """D: the number of feature values per sample of a batch ``f`` (B, ...)."""
+    return int(f.size // len(f))
+
+
 def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser, scale: Optional[float] = None,
                     fused: bool = True) -> chainer.Variable:
     """[scale *] mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 scale (f - r(f)) / N.
@@ -158,7 +176,8 @@ class AnnealingTerm:
     Corollary 2.2 the term implements (``"lik"``, ``"ent"``; ``"lgan"`` and ``"none"`` are not tempering):
     a subclass registered under another name inherits it, and with it the targeted beta and the check
     that every lambda_t keeps a tempered target. ``fused_losses``: build the term as one function node
-    where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers).
+    where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers). ``scale``: one of
+    :data:`ANNEAL_SCALES` (module docstring); :meth:`coefficient` gives the c it implies.
     """
 
     name = "base"
@@ -166,11 +185,45 @@ class AnnealingTerm:
     sources: tuple = ()
     keeps_dfm_term = True
     uses_weight = True  # whether ``weight`` (c, --anneal-weight) enters the term
+    #: Why ``scale="calibrated"`` is not defined for this term (None: it is)
+    calibration_refused: Optional[str] = None
 
-    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, fused_losses: bool = True):
+    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, fused_losses: bool = True,
+                 scale: str = "faithful"):
         self.weight = float(weight)
         self.fused_losses = bool(fused_losses)
+        self.scale = self.check_scale(scale)
         self.denoisers = {source: denoisers.get(source) for source in self.sources}
+        self.sigma = self.denoisers[self.sources[0]].sigma if self.sources else denoisers.sigma
+
+    @classmethod
+    def check_scale(cls, scale: str) -> str:
+        """``scale`` if the term defines it; a one-line ValueError naming the choices or the reason otherwise."""
+        if scale not in ANNEAL_SCALES:
+            raise ValueError("unknown annealing scale {!r}: use faithful (the released c = --anneal-weight) or "
+                             "calibrated (c = D / (2 sigma^2): the term's gradient is lambda * score)".format(scale))
+        if scale == "calibrated" and cls.calibration_refused:
+            raise ValueError("--anneal-scale calibrated is not defined for --anneal {}: {}; use --anneal-scale "
+                             "faithful".format(cls.name, cls.calibration_refused))
+        return scale
+
+    def coefficient(self, feature_size: int) -> float:
+        """c for features of ``feature_size`` numbers per sample: ``weight`` (faithful) or D / (2 sigma^2)."""
+        if self.scale == "calibrated":
+            return feature_size / (2.0 * self.sigma ** 2)
+        return self.weight
+
+    def effective_lambda(self, lam: float, feature_size: int) -> float:
+        """lambda_eff = 2 c sigma^2 lambda / D: the term's per-sample feature gradient is lambda_eff score(f) / B
+        (lik/ent forms; nan for a term that is not tempering)."""
+        if self.tempering_form() not in schedules.TEMPERED_FORMS:
+            return math.nan
+        return 2.0 * self.coefficient(feature_size) * self.sigma ** 2 * lam / feature_size
+
+    def effective_beta(self, lam: float, feature_size: int) -> float:
+        """The inverse temperature the term targets in feature space (Corollary 2.2 at :meth:`effective_lambda`)."""
+        lam_eff = self.effective_lambda(lam, feature_size)
+        return math.nan if math.isnan(lam_eff) else schedules.implied_beta(self.tempering_form(), lam_eff)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         """The term added to L_G at weight ``lam`` = lambda_t, from the fake batch's discriminator features
@@ -236,7 +289,8 @@ class LikelihoodAnnealing(AnnealingTerm):
     sources = ("data",)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
-        return residual_energy(f_fake, self.denoisers["data"], self.weight * lam, self.fused_losses)
+        c = self.coefficient(feature_size(f_fake))
+        return residual_energy(f_fake, self.denoisers["data"], c * lam, self.fused_losses)
 
 
 @register("ent")
@@ -247,7 +301,8 @@ class EntropyAnnealing(AnnealingTerm):
     sources = ("fake",)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
-        return residual_energy(f_fake, self.denoisers["fake"], -self.weight * lam, self.fused_losses)
+        c = self.coefficient(feature_size(f_fake))
+        return residual_energy(f_fake, self.denoisers["fake"], -c * lam, self.fused_losses)
 
 
 @register("lgan")
@@ -261,6 +316,8 @@ class LGANAnnealing(AnnealingTerm):
     sources = ("data",)
     keeps_dfm_term = False
     uses_weight = False
+    calibration_refused = ("its gradient lambda (r(f) - 2 f) / N is not a multiple of the DAE score (r(f) - f) / "
+                           "sigma^2, so no c makes it target a tempered p^beta")
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam,

@@ -33,13 +33,16 @@ class ResumablePlotReport(E.PlotReport):
     Snapshots written without them load with Chainer's warnings and the old behaviour.
 
     ``key_prefix``: also plot every observed key that starts with it (a plugin objective's own
-    ``loss_*`` terms), from the first iteration that reports it.
+    ``loss_*`` terms), from the first iteration that reports it. ``may_be_missing``: a snapshot written
+    before this plot existed loads, and the plot starts at the resumed iteration.
     """
 
     def __init__(self, y_keys, x_key: str = "iteration", trigger=(1, "epoch"), key_prefix: Optional[str] = None,
-                 **kwargs):
+                 may_be_missing: bool = False, **kwargs):
         super().__init__(list(y_keys), x_key, trigger, **kwargs)
         self.key_prefix = key_prefix
+        #: a plot added after runs were recorded: a snapshot without it resumes, the plot starting there
+        self.may_be_missing = may_be_missing
 
     @property
     def default_name(self) -> str:
@@ -73,7 +76,12 @@ class ResumablePlotReport(E.PlotReport):
             os.replace(partial, os.path.join(trainer.out, final))
 
     def serialize(self, serializer):
-        super().serialize(serializer)
+        try:
+            super().serialize(serializer)
+        except KeyError:
+            if not (self.may_be_missing and isinstance(serializer, chainer.serializer.Deserializer)):
+                raise
+            return  # a snapshot written before this plot existed: it starts at the resumed iteration
         if hasattr(self._trigger, "serialize"):  # a stateless trigger (a function of the iteration) has none
             self._trigger.serialize(serializer["_trigger"])
         self._summary.serialize(serializer["_summary"])

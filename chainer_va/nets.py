@@ -4,6 +4,9 @@
   32x32 (Table S1): Linear 128 -> 4*4*512, BN, ReLU; deconv 4x4/s2 512->256->128->64 (BN, ReLU);
   deconv 3x3/s1 64->C; tanh. 128x128 (Table S2): the same trunk with one more 4x4/s2 deconv stage per
   doubling of the resolution (512->256->128->64->32, BN, ReLU) and a last 4x4/s2 deconv 32->C; tanh.
+  Departures from Table S1 as printed ("MLP output 2048", a last "3x3 deconv. 3 ReLU, BN"), taken from
+  chainer-gan-lib's DFM generator: the first layer outputs 4*4*512 = 8192, and the last is tanh without
+  BN. The printed table does not add up (2x2 and three stride-2 deconvs give 16x16; docs/SPEC.md section 4).
 * :class:`DFMDiscriminator`: returns ``(feature, logit)``; the feature f is the pre-activation of the
   last conv after a gamma-free BN, shape (B, 512, 2, 2); logit = Linear(lReLU(f)).
   32x32: conv3x3/s1 C->32 lReLU; conv4x4/s2 32->64->128->256 (BN, lReLU); conv4x4/s2 256->512, BN.

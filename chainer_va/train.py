@@ -118,6 +118,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--knot-interval", type=int, help="lgan triangle schedule: iterations between knots (default 10000)")
     add("--anneal-weight", default=annealing.ANNEAL_WEIGHT, type=float,
         help="c of the lik/ent terms (default 0.03 = DFM's weight) [inferred]")
+    add("--anneal-scale", default="faithful",
+        help="faithful: c = --anneal-weight over the mean of the B x D feature elements, as released (the term's "
+             "feature gradient is 2 c sigma^2 lambda / D times the score); calibrated: c = D / (2 sigma^2), so it is "
+             "lambda times the score, the tempered target of Corollary 2.2 (lik, ent; not lgan) (faithful)")
     add("--sigma", default=annealing.DENOISER_SIGMA, type=float, help="denoiser noise std on features (1.0)")
     add("--dfm-weight", default=updaters.DFM_WEIGHT, type=float, help="jsd: DFM feature term weight (0.03)")
     add("--gp-weight", default=updaters.GP_WEIGHT, type=float, help="wgan: gradient penalty weight (10)")
@@ -387,6 +391,10 @@ def unused_settings(config: Dict[str, Any], given: List[str]) -> List[str]:
             config["anneal"]))
     if "anneal_weight" in given and not term.uses_weight:
         notes.append("--anneal-weight has no effect with --anneal {}".format(config["anneal"]))
+    elif "anneal_weight" in given and config.get("anneal_scale") == "calibrated":
+        notes.append("--anneal-weight has no effect with --anneal-scale calibrated (c = D / (2 sigma^2))")
+    if "anneal_scale" in given and not term.sources:
+        notes.append("--anneal-scale has no effect with --anneal {}".format(config["anneal"]))
     dfm_term = "dfm_weight" in own and term.keeps_dfm_term and config.get("dfm_weight") != 0.0
     if "sigma" in given and not term.sources and not dfm_term:
         notes.append("--sigma has no effect: --objective {} with --anneal {} trains no denoiser".format(
@@ -444,6 +452,10 @@ def _validate(config: Dict[str, Any]) -> None:
         parse_device_spec(config["device"])
     except ValueError as e:
         raise ConfigError("--device: {}".format(e)) from e
+    try:
+        annealing.get(config["anneal"]).check_scale(config.get("anneal_scale", "faithful"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     if config["anneal"] == "none" and config["lambda0"] != 0.0:
         raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
@@ -587,7 +599,8 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape, init_rng),
                                   optimizer, noise, sigma=config["sigma"], device=device)
     term_cls = annealing.get(config["anneal"])
-    term = term_cls(pool, weight=config["anneal_weight"], **_switch(term_cls, "fused_losses", config, "losses"))
+    term = term_cls(pool, weight=config["anneal_weight"], scale=config.get("anneal_scale", "faithful"),
+                    **_switch(term_cls, "fused_losses", config, "losses"))
     updater_cls = updaters.get(config["objective"])
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
@@ -596,6 +609,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
                           **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True),
                           **objective_options)
     updater.backprop_all = config.get("backprop", "needed") == "all"
+    updater.diagnostics_every = config["log_interval"]  # the annealing term's gradient ratio, once per log line
     return updater
 
 
@@ -625,9 +639,15 @@ def _build_trainer(config: Dict[str, Any], updater: updaters.GANUpdater, out: Pa
     trainer.extend(ResumablePlotReport(losses, "iteration", trigger=plot_trigger, filename="loss.png",
                                        key_prefix="loss_"))  # and a plugin objective's own loss_* terms
     trainer.extend(ResumablePlotReport(["lambda"], "iteration", trigger=plot_trigger, filename="lambda.png"))
+    # nominal and effective tempering exponent; the annealing (and DFM) term's gradient over the adversarial one
+    trainer.extend(ResumablePlotReport(["beta", "beta_effective"], "iteration", trigger=plot_trigger,
+                                       filename="beta.png", may_be_missing=True), name="PlotReport_beta")
+    trainer.extend(ResumablePlotReport(["grad_ratio_anneal", "grad_ratio_dfm"], "iteration", trigger=plot_trigger,
+                                       filename="grad_ratio.png", may_be_missing=True),
+                   name="PlotReport_grad_ratio")
     # a terminal gets Chainer's progress bar; a log file plain lines, without cursor sequences
     terminal = sys.stdout.isatty()
-    trainer.extend(ResumablePrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta"],
+    trainer.extend(ResumablePrintReport(["iteration", "elapsed_time", "loss_gen", "loss_dis", "lambda", "beta", "beta_effective"],
                                         out=sys.stdout if terminal else PlainText(sys.stdout)),
                    trigger=log_trigger)  # today's stdout, not import time's
     if terminal:
@@ -738,7 +758,7 @@ def _run_trainer(config: Dict[str, Any], out: Path, snapshot: Optional[Path], up
                   "--out and the settings changed, e.g. a smaller --lr or |--lambda0|".format(
                       e, last if last is not None else "none (no snapshot was written before)")
         runinfo.atomic_write_json(out / RESULT_FILE, {"completed": False, "iterations": int(updater.iteration),
-                                                      "error": message,
+                                                      "diverged": True, "error": message,
                                                       "last_snapshot": None if last is None else str(last)})
         raise TrainingError(message) from e
     iteration = int(updater.iteration)

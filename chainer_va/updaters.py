@@ -12,7 +12,8 @@ subclass's ``update_core`` reads like its equations:
   5 critic steps per generator step, each on a fresh real batch; L_G = mean(-y_fake) + annealing term.
 
 Every step reports (``chainer.reporter``) the losses, ``lambda`` and the implied inverse temperature
-``beta``. A non-finite loss raises :class:`NonFiniteLossError` before the update it would drive: in a
+``beta``, and what the annealing term targets in feature space (``lambda_effective``, ``beta_effective``;
+:meth:`GANUpdater.report_anneal_strength`, which also measures the terms' gradient ratios). A non-finite loss raises :class:`NonFiniteLossError` before the update it would drive: in a
 one-step objective nothing of that step is updated; in WGAN-GP a non-finite critic loss stops before
 that critic update, and a non-finite generator loss after the step's critic updates (the run stops, its
 last snapshot is intact).
@@ -40,7 +41,7 @@ from chainer.training import StandardUpdater
 from chainer_va import nets
 from chainer_va.array_types import Array, ArrayOrVariable, DeviceSpec
 from chainer_va.fused_adam import FusedAdam
-from chainer_va.annealing import AnnealingTerm, DenoiserPool, FeatureDenoiser, residual_energy
+from chainer_va.annealing import AnnealingTerm, DenoiserPool, FeatureDenoiser, feature_size, residual_energy
 from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
 
@@ -131,6 +132,9 @@ class GANUpdater(StandardUpdater):
     #: paper-width DFM step's multiply-adds). Both ways give the same parameter gradients, bit for bit (tested): the same
     #: nodes run in the same order and only the inputs no update reads get no gradient.
     backprop_all = False
+    #: Measure the gradient ratios of :meth:`report_anneal_strength` every this many iterations (0: never).
+    #: ``chainer_va.train`` sets it to ``--log-interval``; each measurement is one small backward per part.
+    diagnostics_every = 0
 
     def __init__(self, iterator: chainer.dataset.Iterator, generator: chainer.Link, discriminator: chainer.Link,
                  gen_optimizer: chainer.Optimizer, dis_optimizer: chainer.Optimizer,
@@ -246,6 +250,37 @@ class GANUpdater(StandardUpdater):
             values["beta"] = beta
         chainer.reporter.report(values)
 
+    def report_anneal_strength(self, f_fake: chainer.Variable, parts: Dict[str, chainer.Variable], lam: float) -> None:
+        """Report what the annealing term actually does (module ``annealing``, "Scale").
+
+        Every step: ``lambda_effective`` and ``beta_effective``, the weight and tempering exponent the term
+        targets in feature space (next to the nominal ``lambda`` and ``beta``). Every
+        ``diagnostics_every`` iterations: ``grad_ratio_<part>`` = ||d part / d f_fake|| / ||d loss_gen_adv /
+        d f_fake|| for each generator-loss part besides the adversarial one (``anneal``, JSD's ``dfm``),
+        measured on the same tensor, D's features of the fake batch. Must run before any update (the
+        adversarial gradient reads D's weights).
+        """
+        size = feature_size(f_fake)
+        values = {"lambda_effective": self.annealing.effective_lambda(lam, size),
+                  "beta_effective": self.annealing.effective_beta(lam, size)}
+        every = self.diagnostics_every
+        if every and (self.iteration + 1) % every == 0 and len(parts) > 1:
+            names = list(parts)
+            grads = [chainer.grad([parts[n]], [f_fake])[0] for n in names]
+            norms = dict(zip(names, (float(self._norm(g)) for g in grads)))
+            adversarial = norms.pop("loss_gen_adv")
+            for name, norm in norms.items():
+                values["grad_ratio_" + name[len("loss_"):]] = norm / adversarial if adversarial > 0 else math.inf
+        chainer.reporter.report({k: v for k, v in values.items() if not math.isnan(v)})
+
+    @staticmethod
+    def _norm(grad: Optional[chainer.Variable]) -> float:
+        """The Frobenius norm of a gradient (0 for None: the part does not reach the tensor)."""
+        if grad is None:
+            return 0.0
+        xp = chainer.backend.get_array_module(grad.array)
+        return float(xp.sqrt(xp.sum(grad.array.astype(xp.float64) ** 2)))
+
     def update(self) -> None:
         """One iteration; denoisers forget reconstructions remembered from the previous one first.
 
@@ -306,6 +341,7 @@ class OneStepUpdater(GANUpdater):
 
         losses = {"loss_dis": loss_dis, "loss_gen": loss_gen, **parts, **den_losses}
         self.check_finite(losses)
+        self.report_anneal_strength(f_fake, parts, lam)
         self.update_denoisers(den_losses)
         self.optimize("gen", loss_gen)
         x_fake.unchain_backward()  # D's loss must not reach G
@@ -436,6 +472,7 @@ class WGANGPUpdater(GANUpdater):
 
         losses = {"loss_gen": loss_gen, **parts, **den_losses}
         self.check_finite(losses)
+        self.report_anneal_strength(f_fake, parts, lam)
         self.update_denoisers(den_losses)
         self.optimize("gen", loss_gen)
         self.report({**critic_losses, **losses}, lam)

@@ -230,7 +230,9 @@ def test_plots_and_printed_rows_of_a_resumed_run_are_the_uninterrupted_runs(imag
             return {key: json.loads(str(npz[key])) for key in npz.files if "_plot_" in key}
     full, part = plotted(runs["full"]), plotted(runs["part"])
     assert sorted(full) == sorted(part) == ["extensions/PlotReport/_plot_loss.png",
-                                            "extensions/PlotReport_1/_plot_lambda.png"]  # Chainer's keys
+                                            "extensions/PlotReport_1/_plot_lambda.png",  # Chainer's keys
+                                            "extensions/PlotReport_beta/_plot_beta.png",
+                                            "extensions/PlotReport_grad_ratio/_plot_grad_ratio.png"]
     assert full["extensions/PlotReport/_plot_loss.png"]["loss_gen"]
     for key in full:
         for series in full[key]:
@@ -271,6 +273,7 @@ def test_nan_loss_stops_with_named_loss_and_keeps_last_snapshot(images, tmp_path
     assert all(numpy.isfinite(p.array).all() for p in gen.params())
     result = json.loads((out / "result.json").read_text())
     assert result["completed"] is False and "iteration 3" in result["error"]
+    assert result["diverged"] is True and result["iterations"] == 3  # machine-readable for the Table 1 study
     assert train.cli(["--out", str(out), "--resume"] + QUIET) == 1  # diverges again: clear error, exit 1
 
 
@@ -620,3 +623,21 @@ def test_plugin_subclasses_keep_the_tempering_form_and_their_own_option_defaults
     # a call from a notebook does not read the kernel's own command line
     monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/tmp/kernel.json"])
     assert train.resolve_config()["objective"] == "jsd"
+
+
+def test_a_snapshot_from_before_the_beta_and_gradient_ratio_plots_still_resumes(images, tmp_path):
+    """Runs recorded before beta.png/grad_ratio.png existed resume; those plots start at the resumed iteration."""
+    out = tmp_path / "old"
+    train.main(tiny(images, out, "--iterations", "4", "--stop-at", "2", "--snapshot-interval", "2",
+                    "--log-interval", "1"))
+    snapshot = latest_snapshot(out)
+    with numpy.load(str(snapshot)) as npz:
+        kept = {k: npz[k] for k in npz.files if "PlotReport_beta" not in k and "PlotReport_grad_ratio" not in k}
+        assert len(kept) < len(npz.files)
+    numpy.savez(str(snapshot), **kept)
+    train.main(["--out", str(out), "--resume"] + QUIET)
+    assert json.loads((out / "result.json").read_text())["completed"] is True
+    with numpy.load(str(latest_snapshot(out))) as npz:
+        ratio = json.loads(str(npz["extensions/PlotReport_grad_ratio/_plot_grad_ratio.png"]))
+    points = [x for x, _ in ratio["grad_ratio_dfm"]]
+    assert points and min(points) > 2 and points[-1] == 4
