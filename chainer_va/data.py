@@ -14,7 +14,10 @@ for in ``ROOT/<name>/`` first, then directly in ``ROOT/`` (:func:`_candidates`; 
   CIFAR-10 ROOT may also hold the extracted ``cifar-10-batches-py/``, and ``data_dir`` may be the archive.
 * CelebA: ``img_align_celeba/`` in ROOT or ``ROOT/celeba/`` (or ``data_dir`` is that folder).
 * ``mnist5k`` is bundled in ``datasets/images/mnist5k/`` (ROOT ``datasets/images``) and needs no
-  network; with ``data_dir`` it is looked for there instead, by the same rule.
+  network; with ``data_dir`` it is looked for there instead, by the same rule. Its ``train`` split
+  (the default) is 4500 digits, 450 of each; ``test`` holds out the last 50 of each digit in file order
+  (:func:`mnist5k_split_rows`): the GANs train on ``train``, and ``test`` is kept from them and from the
+  quick scorer.
 """
 from __future__ import annotations
 
@@ -152,7 +155,7 @@ def load_images(name: str, data_dir: str | os.PathLike | None = None, size: int 
     ``resize_mode="resize"`` resized bilinearly. One grey channel is repeated when ``channels=3``;
     colour data is turned grey with ITU-R 601 luma weights when ``channels=1``. ``limit`` keeps the
     first images in file order, except for ``mnist5k``, whose file is sorted by class: there a limit
-    below its 5000 images takes the classes in turn (:func:`_class_balanced_order`: the first image of
+    below its split's size (4500 train, 500 test) takes the classes in turn (:func:`_class_balanced_order`: the first image of
     each digit 0-9, then the second, ...), so every digit gets ceil or floor of limit/10 images, the same
     ones for the same limit. ``crop`` is the square centre crop of CelebA (108 or 140 are usual).
     """
@@ -261,9 +264,9 @@ def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, label
         pixels = _resize(pixels, int(size))
     else:
         if name == "mnist5k":
-            if split != "train":
-                raise ValueError("mnist5k has a single split (5000 images); use split='train'")
             pixels, targets = _load_mnist5k(data_dir)
+            keep = mnist5k_split_rows(targets, split)
+            pixels, targets = pixels[keep], targets[keep]
             if limit is not None and limit < len(targets):  # class-sorted file: the first N would be 0s, 1s
                 keep = _class_balanced_order(targets)[:limit]
                 pixels, targets = pixels[keep], targets[keep]
@@ -571,6 +574,20 @@ def _load_mnist5k(data_dir) -> tuple[np.ndarray, np.ndarray]:
             path, table.shape, MNIST5K_SHAPE))
     images = table[:, :-1].astype(np.uint8).reshape(-1, GREY_SOURCE_SIZE, GREY_SOURCE_SIZE)
     return images, table[:, -1]
+
+
+#: Images per digit of mnist5k's held-out test split (the last ones of each digit in file order).
+MNIST5K_TEST_PER_CLASS = 50
+
+
+def mnist5k_split_rows(labels: np.ndarray, split: str) -> np.ndarray:
+    """Rows of the mnist5k file in ``split``: ``test`` is the last 50 images of each digit in file order
+    (500), ``train`` the other 4500 (450 per digit), in file order. The GANs train on ``train``; ``test``
+    is held out from them and from the quick scorer, and is the real-data row of the Table 1 outputs."""
+    test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        test[np.flatnonzero(labels == label)[-MNIST5K_TEST_PER_CLASS:]] = True
+    return np.flatnonzero(test if _check_split(split) == "test" else ~test)
 
 
 def _class_balanced_order(labels: np.ndarray) -> np.ndarray:

@@ -32,6 +32,13 @@ OBJECTIVES = ("jsd", "rkl", "wgan")
 #: variant -> (anneal term, schedule). "none" is the baseline without VA (lambda_t = 0).
 VARIANTS = {"none": ("none", "static"), "lik": ("lik", "linear"), "ent": ("ent", "linear"),
             "lgan": ("lgan", "lgan")}
+#: Variants at the calibrated annealing scale (``--anneal-scale calibrated``: the term's feature gradient is
+#: lambda_t times the DAE score, the tempered target of Corollary 2.2); not in the paper's grid, run by the
+#: CPU study (``table1.sh --study``) and on request (``--variants lik-cal``).
+CALIBRATED = {"lik-cal": ("lik", "linear"), "ent-cal": ("ent", "linear")}
+#: Every variant a grid can hold, and the train flags a variant adds to its runs.
+ALL_VARIANTS = {**VARIANTS, **CALIBRATED}
+VARIANT_ARGS = {name: ["--anneal-scale", "calibrated"] for name in CALIBRATED}
 #: The paper's lambda0 search grid (SPEC section 3).
 LAMBDA0_GRID = (0.1, 1.0, 10.0)
 #: lambda0 of VA runs without --lambda0-search [inferred: the paper reports only the best of the grid].
@@ -55,7 +62,7 @@ class RunSpec:
     @property
     def cell(self) -> str:
         """Table cell key: objective/variant[/schedule]."""
-        base_schedule = VARIANTS.get(self.variant, (None, None))[1]
+        base_schedule = ALL_VARIANTS.get(self.variant, (None, None))[1]
         suffix = "" if self.schedule == base_schedule else "/" + self.schedule
         return "{}/{}{}".format(self.objective, self.variant, suffix)
 
@@ -73,16 +80,16 @@ def build_grid(out_root: str, objectives: Sequence[str] = OBJECTIVES, variants: 
         raise ValueError("unknown objective(s) {}; choose from {}".format(unknown, OBJECTIVES))
     specs = []
     for objective, variant in itertools.product(objectives, variants):
-        if variant not in VARIANTS:
-            raise ValueError("unknown variant {!r}; choose from {}".format(variant, tuple(VARIANTS)))
-        anneal, base_schedule = VARIANTS[variant]
-        variant_schedules = schedules if variant in ("lik", "ent") else (base_schedule,)
+        if variant not in ALL_VARIANTS:
+            raise ValueError("unknown variant {!r}; choose from {}".format(variant, tuple(ALL_VARIANTS)))
+        anneal, base_schedule = ALL_VARIANTS[variant]
+        variant_schedules = schedules if anneal in ("lik", "ent") else (base_schedule,)
         variant_lambdas = (0.0,) if variant == "none" else lambda0s
         for schedule, lam, seed in itertools.product(variant_schedules, variant_lambdas, seeds):
             name = "{}-{}-{}-l{:g}".format(objective, variant, schedule, lam)
             run_dir = str(Path(out_root) / name / "seed{}".format(seed))
             args = ["--objective", objective, "--anneal", anneal, "--schedule", schedule, "--lambda0", repr(lam),
-                    "--seed", str(seed), "--out", run_dir] + list(common_args)
+                    "--seed", str(seed), "--out", run_dir] + VARIANT_ARGS.get(variant, []) + list(common_args)
             specs.append(RunSpec(objective, variant, anneal, schedule, lam, seed, run_dir, args,
                                  dict(eval_kwargs or {})))
     return specs
@@ -182,11 +189,13 @@ def _subprocess_runner(log_path: Path, concurrent_cpu_runs: int = 1) -> Callable
 
 
 def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_gpu: int = 1,
-              evaluate: bool = True, log: Callable[[str], None] = print) -> List[dict]:
+              evaluate: bool = True, log: Callable[[str], None] = print,
+              on_done: Optional[Callable[[RunSpec, dict], None]] = None) -> List[dict]:
     """Run the grid with ``jobs_per_gpu`` concurrent runs on each device of ``gpus`` ("-1" = CPU).
 
     Concurrent CPU runs share the cores: each gets ``cores // runs`` BLAS threads
-    (:func:`chainer_va.device.cpu_threads_per_run`).
+    (:func:`chainer_va.device.cpu_threads_per_run`). ``on_done(spec, summary)`` is called as each run ends
+    (a study's ledger records it then, so that an interrupted grid keeps every finished run).
     """
     if jobs_per_gpu < 1:
         raise ValueError("--jobs-per-gpu must be >= 1, got {}".format(jobs_per_gpu))
@@ -201,7 +210,10 @@ def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_
         try:
             log("[{}] {} seed {} on device {}".format(run_state(spec.run_dir), spec.cell, spec.seed, device))
             on_cpu = parse_device_spec(device) == "@numpy"
-            return run_one(spec, device, evaluate, concurrent_cpu_runs=cpu_runs if on_cpu else 1)
+            summary = run_one(spec, device, evaluate, concurrent_cpu_runs=cpu_runs if on_cpu else 1)
+            if on_done is not None:
+                on_done(spec, summary)
+            return summary
         finally:
             slots.put(device)
 

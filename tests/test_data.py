@@ -356,24 +356,31 @@ def test_celeba_messages(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- mnist5k
-def test_mnist5k_bundled_5000_images_500_per_class():
+def test_mnist5k_bundled_5000_images_split_4500_train_500_test_by_digit():
     x, y = data.load_labeled("mnist5k")
-    assert x.shape == (5000, 3, 32, 32) and x.dtype == np.float32
-    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 500))
+    assert x.shape == (4500, 3, 32, 32) and x.dtype == np.float32
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 450))
     assert x.min() == -1.0 and x.max() == 1.0
-    # row 123 read independently with the csv module: pixels then the label in the last column
+    x_test, y_test = data.load_labeled("mnist5k", split="test")
+    np.testing.assert_array_equal(np.bincount(y_test, minlength=10), np.full(10, 50))
+    # read independently with the csv module: pixels then the label in the last column; the file holds
+    # 500 of each digit in order, so file row 123 is train image 123, and row 450 (the 451st 0) is test image 0
     with gzip.open(data.datasets_dir() / data.MNIST5K_FILE, "rt") as f:
-        row = [int(v) for v in next(r for i, r in enumerate(csv.reader(f)) if i == 123)]
-    assert y[123] == row[-1]
-    np.testing.assert_array_equal(x[123, 1, 2:30, 2:30], scaled(np.array(row[:-1]).reshape(28, 28)))
+        rows = [[int(v) for v in r] for i, r in zip(range(451), csv.reader(f))]
+    assert y[123] == rows[123][-1] and y_test[0] == rows[450][-1] == 0
+    np.testing.assert_array_equal(x[123, 1, 2:30, 2:30], scaled(np.array(rows[123][:-1]).reshape(28, 28)))
+    np.testing.assert_array_equal(x_test[0, 1, 2:30, 2:30], scaled(np.array(rows[450][:-1]).reshape(28, 28)))
     assert np.all(x[:, :, :2] == -1.0)
+    # disjoint: no test image equals a train image of its digit (the file holds no duplicates)
+    flat_train = {img.tobytes() for img in x[:, 0]}
+    assert not any(img.tobytes() in flat_train for img in x_test[:, 0])
 
 
 def test_mnist5k_limit_takes_every_digit_in_turn_and_the_unlimited_order_is_unchanged():
     """The file is sorted by class (500 0s first): a limit takes the first images of each digit in turn,
     not the first N rows (which were only 0s and 1s for limit=1000)."""
     x_all, y_all = data.load_labeled("mnist5k", channels=1)
-    assert list(y_all[:500]) == [0] * 500 and list(y_all[-500:]) == [9] * 500  # file order kept
+    assert list(y_all[:450]) == [0] * 450 and list(y_all[-450:]) == [9] * 450  # file order kept
     x, y = data.load_labeled("mnist5k", channels=1, limit=1000)
     np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 100))
     np.testing.assert_array_equal(y[:20], list(range(10)) * 2)  # classes interleaved
@@ -383,7 +390,7 @@ def test_mnist5k_limit_takes_every_digit_in_turn_and_the_unlimited_order_is_unch
     np.testing.assert_array_equal(data.load_images("mnist5k", channels=1, limit=1000), x)
     few = data.load_labeled("mnist5k", channels=1, limit=15)[1]
     np.testing.assert_array_equal(np.bincount(few, minlength=10), [2] * 5 + [1] * 5)
-    np.testing.assert_array_equal(data.load_images("mnist5k", channels=1, limit=5000), x_all)
+    np.testing.assert_array_equal(data.load_images("mnist5k", channels=1, limit=4500), x_all)
 
 
 def test_class_balanced_order_does_not_depend_on_where_the_classes_sit_in_the_file():
@@ -436,8 +443,8 @@ def test_unknown_name_and_bad_arguments():
         data.load_images("imagenet")
     with pytest.raises(ValueError, match="channels must be 1 or 3"):
         data.load_images("mnist5k", channels=2)
-    with pytest.raises(ValueError, match="single split"):
-        data.load_images("mnist5k", split="test")
+    with pytest.raises(ValueError, match="unknown split 'val'"):
+        data.load_images("mnist5k", split="val")
 
 
 # ---------------------------------------------------------------------------------------------- scripts

@@ -367,7 +367,7 @@ def test_unknown_objectives_and_variants_are_named_with_the_known_ones():
     assert _stop("--only", "jsd,wgn") == "table1: error: --only jsd,wgn: unknown objective wgn; choose from jsd,rkl,wgan"
     assert _stop("--only", ",") == "table1: error: --only ,: no objective given; choose from jsd,rkl,wgan"
     assert _stop("--variants", "foo") == ("table1: error: --variants foo: unknown variant foo; choose from "
-                                          "none,lik,ent,lgan")
+                                          "none,lik,ent,lgan,lik-cal,ent-cal")
 
 
 def test_a_lambda0_without_tempered_target_stops_with_trains_message(tmp_path):

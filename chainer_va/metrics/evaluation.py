@@ -271,7 +271,7 @@ def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor: Option
                          cache: bool = True, device: DeviceSpec = -1) -> Tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of the extractor's features on the training images of ``dataset``, computed once and cached.
 
-    The cache file (``<data cache>/fid_stats/<dataset>_<size>_<channels>_<limit>[_<source>]_<extractor
+    The cache file (``<data cache>/fid_stats/<dataset>_train_<size>_<channels>_<limit>[_<source>]_<extractor
     key>.npz``) records the data set, image count and extractor next to the statistics. With ``data_dir``
     the key includes a digest of that folder's path, names, sizes and modification times
     (:func:`_source_digest`), so statistics of one folder never stand in for another's.
@@ -280,7 +280,8 @@ def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor: Option
 
     extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
     source = "" if data_dir is None else "_" + _source_digest(data_dir)  # the download cache: checksummed
-    key = "{}_{}_{}_{}{}_{}".format(dataset, size, channels, limit or "all", source, extractor.key)
+    # "train": the split the statistics come from (mnist5k's train split is 4500 of its 5000 digits)
+    key = "{}_train_{}_{}_{}{}_{}".format(dataset, size, channels, limit or "all", source, extractor.key)
     path = download.cache_dir() / "fid_stats" / (key + ".npz")
     cached = runinfo.read_cache_npz(path, lambda stored: (stored["mu"], stored["sigma"])) if cache else None
     if cached is not None:  # a damaged cache is recomputed
