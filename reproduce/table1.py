@@ -38,13 +38,15 @@ except ImportError:  # python -m reproduce.table1
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_CSV = HERE / "reference_numbers.csv"
-#: --quick: sized for a 2-core CPU in under 30 minutes (see docs/status/metrics.md for measured times).
-#: Generator iterations per objective: a WGAN-GP iteration holds 5 critic steps with double backprop
-#: (about 7x a DFM step on the CPU), so it gets fewer. lr 2e-4 (chainer-gan-lib's WGAN-GP setting; at
-#: the paper's 1e-4 these short runs stay at noise level). Two runs at a time, one BLAS thread each.
-QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 400, "rkl": 400, "wgan": 120},
-             batchsize=32, seeds=2, variants=("none", "lik"), n_is=5000, n_fid=5000, scorer="classifier",
-             lr=2e-4, jobs=2)
+#: --quick: the README's first command, sized for a fresh clone on a 2-core CPU in 15 minutes (measured
+#: in docs/table1_quick.md): jsd and rkl without and with (faithful) likelihood annealing, one seed, the
+#: study's settings (reproduce/study.py, chosen by measurement in docs/table1_study/README.md): width
+#: 0.125, batch 64, lr 4e-4, 1000 iterations, scored in chunks of 500 samples as the 500 held-out real
+#: digits of the real-data row are. ``--only wgan`` adds WGAN-GP at 100 iterations (5 critic steps with
+#: double backprop each: about 12 DFM iterations of CPU time; too short to learn, see the study).
+QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 1000, "rkl": 1000, "wgan": 100},
+             objectives=("jsd", "rkl"), batchsize=64, seeds=1, variants=("none", "lik"), n_is=5000, n_fid=5000,
+             scorer="classifier", lr=4e-4, jobs=2, chunk=500)
 #: How the tables name each data set (FID's reference statistics are the run's own training set).
 DATASET_NAMES = {"cifar10": "CIFAR-10", "celeba": "CelebA", "mnist": "MNIST", "mnist5k": "MNIST-5k",
                  "fashion-mnist": "Fashion-MNIST"}
@@ -60,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Reproduce Table 1 (IS/FID of annealed GANs).",
                                 epilog="bash reproduce/table1.sh runs this with .venv/bin/python (else python); "
                                        "PYTHON=/path/to/python bash reproduce/table1.sh picks another interpreter.")
-    p.add_argument("--quick", action="store_true", help="CPU smoke version on MNIST-5k (classifier scores)")
+    p.add_argument("--quick", action="store_true", help="CPU version on MNIST-5k (classifier scores), ~15 min")
+    p.add_argument("--study", action="store_true",
+                   help="the CPU study: jsd/rkl/wgan x (none, lik, lik calibrated at lambda0 0.1 and 1) x 5 paired seeds "
+                        "on MNIST-5k, paired intervals and tests (reproduce/study.py; ~150 min on 2 cores, resumable)")
     p.add_argument("--dataset", default=None, help="cifar10 (default), celeba, or any chainer_va.data name")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--only", default=None, help="comma-separated objectives: jsd,rkl,wgan")
@@ -150,8 +155,9 @@ def make_specs(args) -> tuple:
         iterations = {o: iterations for o in grid.OBJECTIVES}
     batchsize = _given(args.batchsize, QUICK["batchsize"] if quick else 64)
     width = _given(args.width, QUICK["width"] if quick else 1.0)
-    objectives = names(args.only, "--only", "objective", grid.OBJECTIVES, grid.OBJECTIVES)
-    variants = names(args.variants, "--variants", "variant", tuple(grid.VARIANTS),
+    objectives = names(args.only, "--only", "objective", grid.OBJECTIVES,
+                       QUICK["objectives"] if quick else grid.OBJECTIVES)
+    variants = names(args.variants, "--variants", "variant", tuple(grid.ALL_VARIANTS),
                      QUICK["variants"] if quick else tuple(grid.VARIANTS))
     lambda0s = grid.LAMBDA0_GRID if args.lambda0_search else (args.lambda0,)
     common = ["--dataset", dataset, "--batchsize", str(batchsize), "--width", repr(width)]
@@ -164,6 +170,10 @@ def make_specs(args) -> tuple:
     eval_kwargs = {"scorer": scorer, "progress": False,
                    "n_is": _given(args.n_is, QUICK["n_is"] if quick else IS_SAMPLES),
                    "n_fid": _given(args.n_fid, QUICK["n_fid"] if quick else FID_SAMPLES)}
+    if quick:  # scored in chunks of the 500 held-out real digits' size, as the real-data row is
+        eval_kwargs["splits"] = max(1, eval_kwargs["n_is"] // QUICK["chunk"])
+        if eval_kwargs["n_fid"] % QUICK["chunk"] == 0:
+            eval_kwargs["fid_chunk"] = QUICK["chunk"]
     if dataset == "celeba":
         eval_kwargs["reference"] = "celeba"
         eval_kwargs["data_dir"] = args.data_dir
@@ -267,7 +277,7 @@ def _mean_std(values: Sequence[float]) -> tuple:
 
 
 #: evaluation settings a run's metrics.json must share with the table's (``evaluate_run`` records them)
-SCORING_KEYS = ("scorer", "n_is", "n_fid", "splits", "reference")
+SCORING_KEYS = ("scorer", "n_is", "n_fid", "splits", "reference", "fid_chunk")
 
 
 def scoring_mismatch(spec: "grid.RunSpec", metrics: dict) -> Optional[str]:
@@ -346,8 +356,23 @@ def attach_references(rows: List[dict], refs: Dict[tuple, dict]) -> None:
             row["chainer_gan_lib_" + metric] = lib_ref["value"] if lib_ref else None
 
 
-def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
-    """Write ``<results_dir>/<name>.md`` and ``.csv`` atomically; return their paths."""
+def real_data_row(info: dict, data_dir=None) -> Optional[dict]:
+    """Held-out real images scored as the generators are: the table's ceiling (None, with a note, when the
+    scorer or the data cannot be had, e.g. CIFAR-10 or the Inception weights offline)."""
+    try:
+        from chainer_va.metrics import real_data
+
+        if info["scorer"] == "classifier":
+            return real_data.classifier_real_row(chunk=QUICK["chunk"])
+        return real_data.inception_real_row(info["dataset"], data_dir=data_dir, n_is=info["n_is"],
+                                            n_fid=info["n_fid"])
+    except Exception as e:  # the table is still written; the reason is printed
+        print("note: no real-data row: {}".format(str(e).splitlines()[0]), file=sys.stderr)
+        return None
+
+
+def write_table(rows: List[dict], info: dict, results_dir, name: str, real: Optional[dict] = None) -> tuple:
+    """Write ``<results_dir>/<name>.md`` and ``.csv`` atomically (the real-data row first); return their paths."""
     results_dir = Path(results_dir)
     fields = ["cell", "objective", "variant", "schedule", "lambda0", "seeds_done", "seeds_planned", "IS", "IS_std",
               "FID", "FID_std", "paper_IS", "diff_IS", "paper_FID", "diff_FID", "chainer_gan_lib_IS",
@@ -357,6 +382,9 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
+    if real is not None:
+        writer.writerow({"cell": "real", "variant": "held-out real images", "seeds_done": real["n"], "IS": real["IS"],
+                         "IS_std": real.get("IS_std"), "FID": real["FID"], "dataset": info["dataset"]})
     for row in rows:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
     csv_path = runinfo.atomic_write_text(results_dir / (name + ".csv"), buffer.getvalue())
@@ -376,9 +404,14 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     lines += ["Runs: {} generator iterations, batch {batchsize}, width {width}, seeds {seeds}{}; mean ± sample "
               "std over seeds. Paper values are `n/a` until transcribed into reproduce/reference_numbers.csv."
               .format(describe_iterations(info["iterations"]),
-                      ", lr {:g}".format(info["lr"]) if info.get("lr") else "", **info), "",
-              "| cell | lambda0 | seeds | IS | FID | paper IS | Δ IS | paper FID | Δ FID | chainer-gan-lib IS / FID |",
+                      ", lr {:g}".format(info["lr"]) if info.get("lr") else "", **info)]
+    if real is not None:
+        lines.append(real_data_note(real))
+    lines += ["", "| cell | lambda0 | seeds | IS | FID | paper IS | Δ IS | paper FID | Δ FID | chainer-gan-lib IS / FID |",
               "|---|---|---|---|---|---|---|---|---|---|"]
+    if real is not None:
+        lines.append("| real images (held-out) | | {} images | {} | {} | | | | | |".format(
+            real["n"], _fmt(real["IS"], real.get("IS_std")), _fmt(real["FID"], None)))
     for row in rows:
         lib = "{} / {}".format(row.get("chainer_gan_lib_IS"), row.get("chainer_gan_lib_FID")) \
             if row.get("chainer_gan_lib_IS") is not None else ""
@@ -399,6 +432,15 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str) -> tuple:
     return md_path, csv_path
 
 
+def real_data_note(real: dict) -> str:
+    """The table's line on its real-data row and scorer."""
+    accuracy = real.get("accuracy")
+    return ("Real-data row: {n} held-out real images ({split} split) scored exactly as the samples are{chunks}{acc}."
+            .format(n=real["n"], split=real.get("split", "test"),
+                    chunks="" if not real.get("chunk") else " (IS and FID per chunk of {} images)".format(real["chunk"]),
+                    acc="" if accuracy is None else "; the scorer's held-out accuracy is {:.4f}".format(accuracy)))
+
+
 def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[int] = None) -> Optional[Path]:
     """One panel per (objective, variant): the final ``samples.png`` of each run (first seed), as supplement Fig. S2."""
     import matplotlib
@@ -413,7 +455,7 @@ def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[in
     if not chosen:
         return None
     objectives = sorted({s.objective for s in chosen}, key=list(grid.OBJECTIVES).index)
-    variant_order = list(grid.VARIANTS)
+    variant_order = list(grid.ALL_VARIANTS)
     cells = sorted({s.cell.split("/", 1)[1] for s in chosen},
                    key=lambda c: (variant_order.index(c.split("/")[0]) if c.split("/")[0] in variant_order else 99, c))
     fig, axes = plt.subplots(len(objectives), len(cells), figsize=(3 * len(cells), 3 * len(objectives)),
@@ -436,6 +478,8 @@ def write_sample_figure(specs: Sequence["grid.RunSpec"], path, seed: Optional[in
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.study:
+        return run_study(args)
     specs, info = make_specs(args)
     start = time.time()
     print("Table 1 grid: {} runs ({} already finished) in {}".format(
@@ -457,7 +501,8 @@ def main(argv=None) -> int:
     rows = aggregate(specs, info["dataset"], comparable=info["comparable"])
     attach_references(rows, read_references(args.reference))
     name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
-    md_path, csv_path = write_table(rows, info, args.results, name)
+    real = real_data_row(info, args.data_dir)
+    md_path, csv_path = write_table(rows, info, args.results, name, real)
     figure = write_sample_figure(specs, Path(args.results) / (name + "_samples.png"))
     if figure is not None:
         print("sample grids without / with VA:", figure)
@@ -471,6 +516,27 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def run_study(args) -> int:
+    """``--study``: the paired CPU study (reproduce/study.py); flags that would change its grid are refused."""
+    try:
+        import study
+    except ImportError:  # python -m reproduce.table1
+        from reproduce import study
+
+    clash = [flag for flag, value in (("--quick", args.quick), ("--variants", args.variants),
+                                      ("--lambda0-search", args.lambda0_search), ("--submitit", args.submitit),
+                                      ("--dataset", args.dataset), ("--n-is", args.n_is), ("--n-fid", args.n_fid))
+             if value]
+    if clash or args.schedules != "linear" or args.lambda0 != grid.DEFAULT_LAMBDA0:
+        fail("--study runs a fixed grid (reproduce/study.py STUDY_CELLS); drop {}".format(
+            ", ".join(clash + (["--schedules"] if args.schedules != "linear" else [])
+                      + (["--lambda0"] if args.lambda0 != grid.DEFAULT_LAMBDA0 else []))))
+    check_numbers(args)
+    seeds = parse_seeds(args.seeds, study.STUDY["seeds"])
+    objectives = names(args.only, "--only", "objective", grid.OBJECTIVES, grid.OBJECTIVES)
+    return study.main(args, seeds, objectives, validate=lambda specs: untempered_runs_left_out(specs, search=False))
 
 
 if __name__ == "__main__":

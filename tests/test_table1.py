@@ -176,7 +176,11 @@ def test_local_pool_gives_each_concurrent_run_its_own_device(tmp_path, monkeypat
 def test_quick_specs_use_per_objective_iterations_lr_and_two_cpu_jobs(tmp_path):
     args = table1.build_parser().parse_args(["--quick", "--runs-dir", str(tmp_path)])
     specs, info = table1.make_specs(args)
-    assert len(specs) == 3 * 2 * 2                                   # jsd/rkl/wgan x none/lik x 2 seeds
+    assert len(specs) == 2 * 2 * 1                                   # jsd/rkl x none/lik x 1 seed
+    assert {s.cell for s in specs} == {"jsd/none", "jsd/lik", "rkl/none", "rkl/lik"}
+    assert all(s.eval_kwargs["splits"] == 10 and s.eval_kwargs["fid_chunk"] == 500 for s in specs)  # as the real row
+    assert {s.objective for s in table1.make_specs(table1.build_parser().parse_args(
+        ["--quick", "--only", "wgan", "--runs-dir", str(tmp_path)]))[0]} == {"wgan"}
 
     def flag(spec, name):
         values = spec.train_args
@@ -186,8 +190,8 @@ def test_quick_specs_use_per_objective_iterations_lr_and_two_cpu_jobs(tmp_path):
         assert int(flag(spec, "--iterations")) == table1.QUICK["iterations"][spec.objective]
         assert int(flag(spec, "--snapshot-interval")) == table1.QUICK["iterations"][spec.objective] // 2
         assert float(flag(spec, "--lr")) == table1.QUICK["lr"]
-    assert info["iterations"] == {"jsd": 400, "rkl": 400, "wgan": 120}
-    assert table1.describe_iterations(info["iterations"]) == "400 (wgan: 120)"
+    assert info["iterations"] == {"jsd": 1000, "rkl": 1000}
+    assert table1.describe_iterations({"jsd": 400, "rkl": 400, "wgan": 120}) == "400 (wgan: 120)"
     assert table1.describe_iterations({"jsd": 7}) == "7" and table1.describe_iterations(150000) == "150000"
     # a user's --iterations and --extra-train-args win
     args = table1.build_parser().parse_args(["--quick", "--runs-dir", str(tmp_path), "--iterations", "9",
@@ -207,10 +211,10 @@ def test_only_paper_settings_are_compared_and_short_lgan_runs_keep_fifteen_knots
                   ["--extra-train-args", "--lr 2e-4"], ["--quick"], ["--dataset", "celeba"],
                   ["--n-fid", "2500"], ["--n-is", "5000"]):  # FID is biased by the sample count
         assert not make(*flags)[1]["comparable"], flags
-    specs, info = make("--quick", "--variants", "none,lgan")
+    specs, info = make("--quick", "--variants", "none,lgan", "--only", "jsd,rkl,wgan")
     knots = {s.objective: s.train_args[s.train_args.index("--knot-interval") + 1]
              for s in specs if s.schedule == "lgan"}
-    assert knots == {"jsd": "26", "rkl": "26", "wgan": "8"}  # 400 // 15, 120 // 15
+    assert knots == {"jsd": "66", "rkl": "66", "wgan": "6"}  # 1000 // 15, 100 // 15
     from chainer_va import train
 
     for spec in specs:  # every run of the quick grid is a valid configuration
