@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-is", type=int, default=evaluation.IS_SAMPLES, help="IS samples (50000)")
     parser.add_argument("--n-fid", type=int, default=evaluation.FID_SAMPLES, help="FID samples (10000)")
     parser.add_argument("--splits", type=int, default=scores.IS_SPLITS, help="IS splits (10)")
+    parser.add_argument("--fid-chunk", type=int, default=None,
+                        help="FID as the mean over chunks of this many samples (default: one FID over --n-fid); the "
+                             "quick and study tables use 500, the size of MNIST-5k's held-out real digits")
     parser.add_argument("--batchsize", type=int, default=evaluation.EVAL_BATCHSIZE)
     parser.add_argument("--reference", default=None,
                         help="FID reference data set (default: the run's own training data set)")
@@ -58,7 +61,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
                  n_fid: int = evaluation.FID_SAMPLES, splits: int = scores.IS_SPLITS,
                  batchsize: int = evaluation.EVAL_BATCHSIZE, reference: Optional[str] = None, data_dir=None,
                  weights=None, seed: int = 0, device="-1", force: bool = False, progress: bool = True,
-                 classifier_overrides: Optional[dict] = None) -> dict:
+                 classifier_overrides: Optional[dict] = None, fid_chunk: Optional[int] = None) -> dict:
     """IS and FID of a finished run's generator; written to ``run_dir/metrics.json`` and returned.
 
     ``classifier_overrides`` change the quick-mode classifier's training settings
@@ -67,7 +70,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     from chainer_va import download
     from chainer_va.train import GEN_FINAL, load_generator
 
-    check_settings(scorer, n_is, n_fid, splits, batchsize, weights)
+    check_settings(scorer, n_is, n_fid, splits, batchsize, weights, fid_chunk)
     run_dir = Path(run_dir)
     gen, config = load_generator(run_dir)
     channels = int(gen.out_channels)
@@ -80,9 +83,11 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
         reference = trained_on
     data_dir = data_dir or config.get("data_dir")
     # what the numbers depend on: a metrics.json with other values is recomputed
-    settings = {"scorer": scorer, "n_is": n_is, "n_fid": n_fid, "splits": splits, "reference": reference,
+    settings = {"scorer": scorer, "n_is": n_is, "n_fid": n_fid, "splits": splits, "fid_chunk": fid_chunk,
+                "reference": reference,
                 "seed": seed, "weights": None if weights is None else str(weights), "data_dir": data_dir,
                 "classifier_overrides": classifier_overrides or None,
+                "classifier": classifier_id(classifier_overrides) if scorer == "classifier" else None,
                 "generator_sha256": download.sha256_of(run_dir / GEN_FINAL)}
     target = run_dir / METRICS_FILE
     previous = json.loads(target.read_text()) if target.is_file() else None
@@ -114,7 +119,8 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
         ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir,
                                               channels=channels, size=size, batchsize=batchsize, progress=progress)
     result = evaluation.evaluate_generator(gen, is_extractor, fid_extractor, ref, n_is=n_is, n_fid=n_fid,
-                                           splits=splits, batchsize=batchsize, seed=seed, progress=progress)
+                                           splits=splits, batchsize=batchsize, seed=seed, progress=progress,
+                                           fid_chunk=fid_chunk)
     result.update(settings)
     result["comparable_with_paper"] = bool(getattr(fid_extractor, "comparable_with_paper", False))
     result["run_config"] = {k: config.get(k) for k in ("objective", "anneal", "schedule", "lambda0", "seed",
@@ -128,9 +134,20 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     return result
 
 
+def classifier_id(overrides: Optional[dict] = None) -> str:
+    """The quick scorer's identity: its cached file's name, a digest of every training setting (a scorer
+    trained with other settings, or another network, gives scores that must not be reused)."""
+    from chainer_va.metrics import classifier
+
+    return classifier._cache_path(dict(classifier.CLASSIFIER_DEFAULTS, **(overrides or {}))).stem
+
+
 def check_settings(scorer: str, n_is: int, n_fid: int, splits: int, batchsize: int,
-                   weights: Optional[str] = None) -> None:
+                   weights: Optional[str] = None, fid_chunk: Optional[int] = None) -> None:
     """Raise ValueError, naming the flag and its fix, for settings that cannot give a score."""
+    if fid_chunk is not None and (fid_chunk < 2 or n_fid % fid_chunk):
+        raise ValueError("--fid-chunk {} must be at least 2 and divide --n-fid {} (e.g. --n-fid 5000 --fid-chunk "
+                         "500)".format(fid_chunk, n_fid))
     if scorer not in SCORERS:
         raise ValueError("--scorer {!r}: choose one of {}".format(scorer, ", ".join(SCORERS)))
     if splits < 1:
@@ -177,7 +194,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         result = evaluate_run(args.run_dir, args.scorer, args.n_is, args.n_fid, args.splits, args.batchsize,
                               args.reference, args.data_dir, args.weights, args.seed, args.device, args.force,
-                              not args.quiet)
+                              not args.quiet, fid_chunk=args.fid_chunk)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 1

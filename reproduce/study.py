@@ -77,7 +77,9 @@ def _settings(spec: "grid.RunSpec") -> dict:
     """What a record must share with a spec to stand for its run (the run folder may differ)."""
     args = list(spec.train_args)
     out = args.index("--out")
-    return {"train_args": args[:out] + args[out + 2:], "eval": spec.eval_kwargs}
+    from chainer_va.evaluate import classifier_id
+
+    return {"train_args": args[:out] + args[out + 2:], "eval": dict(spec.eval_kwargs, classifier=classifier_id())}
 
 
 def read_record(results: Path, spec: "grid.RunSpec") -> Optional[dict]:

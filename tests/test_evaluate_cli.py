@@ -87,11 +87,11 @@ def test_classifier_scorer_warns_on_a_run_of_other_images(run, capsys, scored_wi
 
 def test_fid_from_fewer_samples_than_feature_dimensions_warns(run, capsys, scored_without_work):
     assert evaluate.main([str(run), "--quiet", "--scorer", "classifier", "--n-is", "10", "--n-fid", "64"]) == 0
-    assert ("warning: FID from 64 samples of 64-d features: fewer samples than dimensions make their covariance "
+    assert ("warning: FID from 64 samples of 128-d features: fewer samples than dimensions make their covariance "
             "singular") in capsys.readouterr().err
     assert evaluate.sample_warnings("inception", 2048, "cifar10")[0].startswith("FID from 2048 samples of 2048-d")
     assert evaluate.sample_warnings("inception", 2049, "cifar10") == []
-    assert evaluate.sample_warnings("classifier", 65, "mnist5k") == []
+    assert evaluate.sample_warnings("classifier", 129, "mnist5k") == []
 
 
 def test_classifier_docstring_names_its_feature_dimension():
@@ -125,3 +125,11 @@ def test_convert_reports_a_bad_source_in_one_line_with_exit_status_2(tmp_path, c
     graph = tmp_path / "junk.pb"
     graph.write_bytes(b"\xff" * 64)
     assert "junk.pb: not a serialized TensorFlow GraphDef (" in _convert_error(capsys, graph, tmp_path)
+
+
+def test_fid_chunk_must_divide_n_fid_and_a_new_scorer_rescores(run, capsys, scored_without_work):
+    assert evaluate.main([str(run), "--quiet", "--scorer", "classifier", "--n-fid", "1000", "--fid-chunk", "300"]) == 1
+    assert "--fid-chunk 300 must be at least 2 and divide --n-fid 1000" in capsys.readouterr().err
+    # the scorer's identity is part of what a metrics.json was computed with
+    assert evaluate.classifier_id() != evaluate.classifier_id({"epochs": 1})
+    assert evaluate.classifier_id().startswith("mnist5k_")

@@ -245,14 +245,15 @@ def test_small_classifier_learns_mnist5k_and_scores_real_digits():
 
     images, labels = data.load_labeled("mnist5k", size=32, channels=1)
     pick = np.random.default_rng(0).permutation(len(images))[:1500]
-    model, accuracy = classifier.train_classifier(images[pick], labels[pick], epochs=3, batchsize=64, lr=1e-3,
-                                                  holdout=0.2, seed=0, progress=False)
-    assert accuracy > 0.75
+    held_out = data.load_labeled("mnist5k", size=32, channels=1, split="test")
+    model, accuracy = classifier.train_classifier(images[pick], labels[pick], epochs=4, batchsize=64, lr=1e-3,
+                                                  seed=0, width=8, hidden=32, held_out=held_out, progress=False)
+    assert accuracy > 0.75 and accuracy == classifier.accuracy_of(model, *held_out)
     extractor = classifier.ClassifierExtractor(model, {"test": True})
     shuffled = np.random.default_rng(1).permutation(len(images))[:1000]
     pixels = np.concatenate(list(evaluation.dataset_batches(images[shuffled], 500)))
     feats, probs = extractor(pixels)
-    assert feats.shape == (1000, classifier.CLASSIFIER_DEFAULTS["hidden"])
+    assert feats.shape == (1000, 32)
     assert (probs.argmax(axis=1) == labels[shuffled]).mean() > 0.75
     is_mean, _ = scores.inception_score(probs, splits=5)
     assert 3.0 < is_mean <= 10.0  # ten balanced classes: an untrained net scores about 1
@@ -382,3 +383,65 @@ def test_scores_with_other_settings_are_kept_and_damaged_caches_are_rebuilt(tmp_
     np.savez(cache, other=np.zeros(1))  # a file without the arrays asked for
     with pytest.warns(UserWarning, match="damaged \\(KeyError"):
         assert runinfo.read_cache_npz(cache, lambda stored: stored["mu"]) is None
+
+
+def test_augment_keeps_an_image_for_zero_ranges_and_moves_it_by_whole_pixel_shifts():
+    rng = np.random.RandomState(0)
+    image = -np.ones((1, 1, 32, 32), np.float32)
+    image[0, 0, 10:14, 12:15] = 1.0
+    same = classifier.augment(image, rng, rotate=0.0, scale=0.0, shift=0.0)
+    np.testing.assert_allclose(same, image, atol=1e-6)
+
+    class Fixed:  # draws fixed values: no rotation or zoom, a shift of (+2, -1) pixels
+        def uniform(self, low, high, size=None):
+            if size == (1, 2):
+                return np.array([[2.0, -1.0]])
+            return np.full(size, (low + high) / 2.0)
+    moved = classifier.augment(image, Fixed(), rotate=10.0, scale=0.1, shift=2.0)
+    np.testing.assert_allclose(moved[0, 0, 12:16, 11:14], 1.0, atol=1e-6)
+    assert np.isclose(moved, 1.0).sum() == 12 and moved.min() >= -1.0
+
+
+def test_chunked_fid_is_the_mean_of_the_chunks_fids():
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(60, 3))
+    reference = scores.feature_statistics(rng.normal(0.5, 1.0, size=(200, 3)))
+    by_hand = np.mean([scores.fid_from_stats(*scores.feature_statistics(feats[i:i + 20]), *reference)
+                       for i in (0, 20, 40)])
+    assert evaluation.chunked_fid(feats, reference, 20) == pytest.approx(by_hand)
+    assert evaluation.chunked_fid(feats, reference) == pytest.approx(
+        scores.fid_from_stats(*scores.feature_statistics(feats), *reference))
+    with pytest.raises(ValueError, match="divide the 60 samples"):
+        evaluation.chunked_fid(feats, reference, 25)
+
+
+def test_real_data_scores_use_the_same_rounding_extractor_and_chunks():
+    from chainer_va.metrics import real_data
+
+    images = np.linspace(-1, 1, 40 * 4, dtype=np.float32).reshape(40, 1, 2, 2)
+    seen = []
+
+    def extractor(pixels):  # features: the pixels; probabilities: one-hot on (pixel sum) mod 4
+        seen.append(pixels.copy())
+        feats = pixels.reshape(len(pixels), -1)
+        probs = np.eye(4)[(feats.sum(axis=1).astype(int)) % 4] * 0.96 + 0.01
+        return feats, probs
+    reference = (np.zeros(4), np.eye(4))
+    row = real_data.real_data_scores(images, extractor, reference, splits=2, fid_chunk=20)
+    pixels = np.concatenate(seen)
+    np.testing.assert_array_equal(pixels, np.clip(np.rint(images * 127.5 + 127.5), 0, 255))  # 8-bit, as samples
+    assert row["n"] == 40 and row["FID"] == pytest.approx(evaluation.chunked_fid(pixels.reshape(40, -1), reference, 20))
+    probs = extractor(pixels)[1]
+    assert (row["IS"], row["IS_std"]) == pytest.approx(scores.inception_score(probs, 2))
+
+
+@pytest.mark.slow
+def test_the_quick_scorer_reaches_98_percent_on_the_held_out_digits():
+    """The default scorer, trained as `table1.sh --quick` trains it (about 3-4 min of one core), labels at least
+    490 of MNIST-5k's 500 held-out test digits correctly, and records that accuracy with itself."""
+    model, info = classifier.load_or_train(progress=False)
+    assert info["holdout_accuracy"] >= 0.98 and info["n_holdout"] == 500 and info["n_train"] == 4500
+    from chainer_va import data
+
+    assert classifier.accuracy_of(model, *data.load_labeled("mnist5k", split="test", channels=1)) == \
+        info["holdout_accuracy"]

@@ -303,23 +303,39 @@ def reference_statistics(dataset: str = FID_REFERENCE_DATASET, extractor: Option
 def fid_of_generator(generator: chainer.Link, reference: Tuple[np.ndarray, np.ndarray],
                      extractor: Optional[Callable] = None,
                      n_samples: int = FID_SAMPLES, batchsize: int = EVAL_BATCHSIZE, seed: int = 0,
-                     progress: bool = True, device: DeviceSpec = -1) -> float:
-    """FID of ``n_samples`` generator samples against reference statistics ``(mu, sigma)`` (TTUR's definition)."""
+                     progress: bool = True, device: DeviceSpec = -1, chunk: Optional[int] = None) -> float:
+    """FID of ``n_samples`` generator samples against reference statistics ``(mu, sigma)`` (TTUR's definition).
+
+    ``chunk``: the mean of the FIDs of consecutive chunks of that many samples (:func:`chunked_fid`), so
+    that the score matches a set of real images of that size scored the same way.
+    """
     extractor = extractor or InceptionExtractor(device=device, resize="tf", batchsize=batchsize)
     feats, _ = extract(extractor, generator_batches(generator, n_samples, batchsize, seed), n_samples,
                        "FID samples", progress)
-    mu, sigma = scores.feature_statistics(feats)
-    return scores.fid_from_stats(mu, sigma, *reference)
+    return chunked_fid(feats, reference, chunk)
+
+
+def chunked_fid(features: np.ndarray, reference: Tuple[np.ndarray, np.ndarray], chunk: Optional[int] = None) -> float:
+    """FID of ``features`` against ``reference``; with ``chunk``, the mean over consecutive chunks of that size
+    (FID's small-sample bias depends on the count, so a 500-image real set is matched by 500-sample chunks)."""
+    if chunk is None:
+        return scores.fid_from_stats(*scores.feature_statistics(features), *reference)
+    if chunk < 2 or len(features) % chunk:
+        raise ValueError("the FID chunk must be >= 2 and divide the {} samples, got {}".format(len(features), chunk))
+    return float(np.mean([scores.fid_from_stats(*scores.feature_statistics(features[i:i + chunk]), *reference)
+                          for i in range(0, len(features), chunk)]))
 
 
 def evaluate_generator(generator: chainer.Link, is_extractor: Optional[Callable], fid_extractor: Optional[Callable],
                        reference: Tuple[np.ndarray, np.ndarray], n_is: int = IS_SAMPLES,
                        n_fid: int = FID_SAMPLES, splits: int = scores.IS_SPLITS, batchsize: int = EVAL_BATCHSIZE,
-                       seed: int = 0, progress: bool = True) -> dict:
-    """IS (mean, std) and FID of a generator in one call; the FID samples use seed + 1 (disjoint from the IS ones)."""
+                       seed: int = 0, progress: bool = True, fid_chunk: Optional[int] = None) -> dict:
+    """IS (mean, std) and FID of a generator in one call; the FID samples use seed + 1 (disjoint from the IS ones).
+    ``fid_chunk``: FID as the mean over chunks of that many samples (:func:`chunked_fid`)."""
     is_mean, is_std = inception_score_of_generator(generator, is_extractor, n_is, splits, batchsize, seed, progress)
-    fid = fid_of_generator(generator, reference, fid_extractor, n_fid, batchsize, seed + 1, progress)
+    fid = fid_of_generator(generator, reference, fid_extractor, n_fid, batchsize, seed + 1, progress, chunk=fid_chunk)
     return {"IS": is_mean, "IS_std": is_std, "FID": fid, "n_is": n_is, "n_fid": n_fid, "splits": splits,
+            "fid_chunk": fid_chunk,
             "is_extractor": getattr(is_extractor, "name", str(is_extractor)),
             "fid_extractor": getattr(fid_extractor, "name", str(fid_extractor))}
 
