@@ -346,7 +346,7 @@ def check_seeds(seeds: Sequence[int]) -> None:
             len(seeds), MIN_SEEDS), file=sys.stderr)
 
 
-def main(args, seeds: List[int], objectives: List[str], validate) -> int:
+def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_training=lambda: None) -> int:
     """Run (or continue) the study and write its table, CSV and figure under ``<results>/table1_study``."""
     check_seeds(seeds)
     preset = preset_from(args)
@@ -359,6 +359,7 @@ def main(args, seeds: List[int], objectives: List[str], validate) -> int:
     print("Table 1 study: {} runs, {} in the ledger {}".format(len(specs), len(specs) - len(todo), results), flush=True)
     failed = []
     if todo and not args.table_only:
+        start_scorer_training()
         gpus = args.gpus.split(",") if args.gpus else ["-1"]
         jobs = args.jobs_per_gpu or (preset["jobs"] if not args.gpus else 1)
         summaries = grid.run_local(todo, gpus, jobs, on_done=lambda spec, summary: write_record(results, spec, summary))

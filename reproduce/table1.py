@@ -356,6 +356,16 @@ def attach_references(rows: List[dict], refs: Dict[tuple, dict]) -> None:
             row["chainer_gan_lib_" + metric] = lib_ref["value"] if lib_ref else None
 
 
+def start_scorer_training() -> None:
+    """Load or train the quick scorer in a background thread now, so that it trains while the first runs do
+    instead of after them (the runs' evaluations wait for it: :func:`classifier.load_or_train` locks)."""
+    import threading
+
+    from chainer_va.metrics import classifier
+
+    threading.Thread(target=classifier.load_or_train, kwargs={"progress": False}, daemon=True).start()
+
+
 def real_data_row(info: dict, data_dir=None) -> Optional[dict]:
     """Held-out real images scored as the generators are: the table's ceiling (None, with a note, when the
     scorer or the data cannot be had, e.g. CIFAR-10 or the Inception weights offline)."""
@@ -490,6 +500,8 @@ def main(argv=None) -> int:
                                           device="0" if args.submitit == "slurm" else "-1",
                                           slurm_partition=args.slurm_partition)
         else:
+            if info["scorer"] == "classifier":  # trained (once) on a third core-share while the first runs train
+                start_scorer_training()
             gpus = args.gpus.split(",") if args.gpus else ["-1"]
             jobs = _given(args.jobs_per_gpu, QUICK["jobs"] if info["quick"] and not args.gpus else 1)
             summaries = grid.run_local(specs, gpus, jobs)
@@ -536,7 +548,8 @@ def run_study(args) -> int:
     check_numbers(args)
     seeds = parse_seeds(args.seeds, study.STUDY["seeds"])
     objectives = names(args.only, "--only", "objective", grid.OBJECTIVES, grid.OBJECTIVES)
-    return study.main(args, seeds, objectives, validate=lambda specs: untempered_runs_left_out(specs, search=False))
+    return study.main(args, seeds, objectives, validate=lambda specs: untempered_runs_left_out(specs, search=False),
+                      start_scorer_training=start_scorer_training)
 
 
 if __name__ == "__main__":

@@ -437,7 +437,7 @@ def test_real_data_scores_use_the_same_rounding_extractor_and_chunks():
 
 @pytest.mark.slow
 def test_the_quick_scorer_reaches_98_percent_on_the_held_out_digits():
-    """The default scorer, trained as `table1.sh --quick` trains it (about 3-4 min of one core), labels at least
+    """The default scorer, trained as `table1.sh --quick` trains it (about 2.5-3 min of one core), labels at least
     490 of MNIST-5k's 500 held-out test digits correctly, and records that accuracy with itself."""
     model, info = classifier.load_or_train(progress=False)
     assert info["holdout_accuracy"] >= 0.98 and info["n_holdout"] == 500 and info["n_train"] == 4500
@@ -445,3 +445,67 @@ def test_the_quick_scorer_reaches_98_percent_on_the_held_out_digits():
 
     assert classifier.accuracy_of(model, *data.load_labeled("mnist5k", split="test", channels=1)) == \
         info["holdout_accuracy"]
+
+
+def test_max_pool_2x2_gives_max_pooling_2d_numbers_and_floors_odd_sizes():
+    """The classifier's pooling: the same output and gradient, bit for bit, as F.max_pooling_2d(x, 2) for even
+    sizes, ties included (ReLU zeros, equal positive values of a flat background); an odd last row/column is
+    dropped, as SmallClassifier sizes its Linear layer (a 30-pixel input used to fail there)."""
+    rng = np.random.RandomState(0)
+    x = np.maximum(rng.randn(4, 3, 10, 12), 0).astype(np.float32)
+    x[0, 0, 2:4, 4:6] = 0.5  # a window of four equal positive values
+    x[1, 2, :, :] = 0.25
+    gy = rng.randn(4, 3, 5, 6).astype(np.float32)
+    results = []
+    for pool in (lambda v: F.max_pooling_2d(v, 2), classifier.max_pool_2x2):
+        v = chainer.Variable(x.copy())
+        y = pool(v)
+        y.grad = gy.copy()
+        y.backward()
+        results.append((y.array, v.grad))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    assert results[1][1].flags.c_contiguous
+    odd = chainer.Variable(rng.randn(2, 1, 5, 7).astype(np.float32))
+    y = classifier.max_pool_2x2(odd)
+    np.testing.assert_array_equal(y.array, F.max_pooling_2d(odd[:, :, :4, :6], 2).array)
+    F.sum(y).backward()
+    assert odd.grad.shape == (2, 1, 5, 7) and odd.grad[:, :, 4].sum() == 0 and odd.grad[:, :, :, 6].sum() == 0
+    assert odd.grad.sum() == 2 * 2 * 3  # one maximum per window
+    for size in (28, 30, 32):
+        feats, logits = classifier.SmallClassifier(size=size, rng=np.random.RandomState(0))(
+            np.zeros((2, 1, size, size), np.float32))
+        assert feats.shape == (2, 128) and logits.shape == (2, 10)
+
+
+def test_augment_moves_every_channel_of_an_image_alike():
+    """A 3-channel image set (settings channels=3) keeps its channels, each moved as the grey one would be."""
+    rng = np.random.RandomState(1)
+    channels = [rng.uniform(-1, 1, (6, 1, 32, 32)).astype(np.float32) for _ in range(3)]
+    colour = classifier.augment(np.concatenate(channels, axis=1), np.random.RandomState(5))
+    assert colour.shape == (6, 3, 32, 32) and colour.dtype == np.float32
+    for k, channel in enumerate(channels):  # the same draws move each channel as if it were a grey image
+        np.testing.assert_array_equal(colour[:, k:k + 1], classifier.augment(channel, np.random.RandomState(5)))
+
+
+def test_two_threads_asking_for_the_scorer_train_it_once(monkeypatch):
+    """The Table 1 driver evaluates two runs in two threads: the second waits for the first's training."""
+    import threading
+
+    calls = []
+    real = classifier.train_classifier
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(classifier, "train_classifier", counting)
+    tiny = dict(epochs=1, width=4, hidden=8, seed=123)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(classifier.load_or_train(progress=False, **tiny)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(results) == 2
+    assert results[0][1]["holdout_accuracy"] == results[1][1]["holdout_accuracy"]
