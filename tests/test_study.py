@@ -123,6 +123,8 @@ def test_the_driver_runs_only_what_the_ledger_lacks_and_writes_table_csv_and_fig
     import chainer_va.metrics.real_data as real_data
 
     monkeypatch.setattr(real_data, "classifier_real_row", lambda **kw: dict(REAL))
+    scorer_starts = []  # the real one trains the CNN in a background thread while the runs train
+    monkeypatch.setattr(table1, "start_scorer_training", lambda: scorer_starts.append(1))
     ran = []
 
     def fake_run_local(specs, gpus, jobs, on_done=None, **kw):
@@ -144,7 +146,7 @@ def test_the_driver_runs_only_what_the_ledger_lacks_and_writes_table_csv_and_fig
     monkeypatch.setattr(grid, "run_local", fake_run_local)
     flags = ["--only", "rkl", "--seeds", "2", "--iterations", "3", "--width", "0.0625", "--batchsize", "4"]
     assert table1.main(["--study", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "out")] + flags) == 0
-    assert len(ran) == 4 * 2
+    assert len(ran) == 4 * 2 and scorer_starts == [1]
     results = tmp_path / "out" / "table1_study"
     record = json.loads((results / "runs" / "rkl-lik-linear-l1" / "seed1.json").read_text())
     assert record["grad_ratio_first"] == 0.5 and record["grad_ratio_median"] == pytest.approx(0.375)
@@ -155,7 +157,7 @@ def test_the_driver_runs_only_what_the_ledger_lacks_and_writes_table_csv_and_fig
     assert (results / "table.csv").is_file() and (results / "study.png").is_file()
     ran.clear()
     assert table1.main(["--study", "--runs-dir", str(tmp_path / "fresh"), "--results", str(tmp_path / "out")] + flags) == 0
-    assert ran == []  # every run is in the ledger, even with the run folders gone
+    assert ran == [] and scorer_starts == [1]  # every run is in the ledger, even with the run folders gone
 
 
 def test_a_diverged_run_is_recorded_as_an_outcome_and_its_cell_is_not_compared(tmp_path):
