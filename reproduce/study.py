@@ -243,7 +243,20 @@ def markdown(rows: List[dict], real: dict, info: dict) -> str:
              "{} ± {}".format(_fmt(row.get("FID"), 1), _fmt(row.get("FID_sd"), 1)),
              "—" if row["grad_ratio"] is None else "{:.2g}".format(row["grad_ratio"])]
             + _comparison_cells(row, "IS") + _comparison_cells(row, "FID")) + " |")
+    lines += ["", provenance(rows)]
     return "\n".join(lines) + "\n"
+
+
+def provenance(rows: List[dict]) -> str:
+    """The command, the commits the runs were made at and their summed training time (from the ledger)."""
+    records = [r for row in rows for r in row["runs"].values()]
+    commits = sorted({str(r.get("git_commit"))[:7] + (" (modified tree)" if r.get("git_modified") else "")
+                      for r in records})
+    seconds = sum(r.get("train_seconds") or 0.0 for r in records)
+    return ("Command: `bash reproduce/table1.sh --study --results docs/table1_study` (resumable: it runs only what "
+            "the ledger `runs/` lacks). Runs made at commit(s) {}; training time summed over the {} recorded runs: "
+            "{:.0f} min (two runs at a time on the 2-core machine, often next to other jobs).".format(
+                ", ".join(commits) or "—", len(records), seconds / 60.0))
 
 
 def csv_text(rows: List[dict], real: dict) -> str:
