@@ -230,10 +230,9 @@ def _load_or_train(progress: bool = True, **overrides) -> Tuple[SmallClassifier,
         print("training the quick scorer (a small CNN, cached afterwards) on {} {} images".format(
             len(images), settings["dataset"]), flush=True)
     start = time.time()
-    model, accuracy = train_classifier(
-        images, labels, settings["epochs"], settings["batchsize"], settings["lr"], settings["seed"],
-        settings["hidden"], settings["width"], held_out, settings["rotate"], settings["scale"], settings["shift"],
-        progress)
+    training = {k: settings[k] for k in ("epochs", "batchsize", "lr", "seed", "hidden", "width", "rotate", "scale",
+                                         "shift")}
+    model, accuracy = train_classifier(images, labels, held_out=held_out, progress=progress, **training)
     info = dict(settings, holdout_accuracy=accuracy, n_train=int(len(images)), n_holdout=int(len(held_out[1])),
                 train_seconds=time.time() - start)
     buffer = io.BytesIO()
