@@ -16,7 +16,9 @@ install:
 	$(PIP) install --disable-pip-version-check "setuptools==73.0.1" "wheel==0.45.1"
 	$(PIP) install --disable-pip-version-check --no-build-isolation "chainer==7.8.1"
 	$(PIP) install --disable-pip-version-check -e ".[test,crosscheck]"
-	$(VENV)/bin/python -c "import chainer_va, tfp_flows, rl, numpy; print('installed; numpy', numpy.__version__)"
+	# a plain `import chainer` (before chainer_va) then works too: a one-line .pth runs chainer_import_hook
+	$(VENV)/bin/python -m chainer_import_hook install
+	$(VENV)/bin/python -c "import chainer, chainer_va, tfp_flows, rl, numpy; print('installed; numpy', numpy.__version__)"
 
 test:
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup

@@ -2,7 +2,9 @@
 
 Chainer's last release (7.8.1, 2020) predates numpy 2, Python 3.12 and CuPy 14. This module is the
 one place that makes it work there. Every package ``__init__`` and every command-line entry point of
-this project imports it before anything imports :mod:`chainer`; importing it twice is harmless.
+this project imports it before anything imports :mod:`chainer`; importing it twice is harmless. A plain
+``import chainer`` in the environment ``make install`` builds comes here too, through
+:mod:`chainer_import_hook` (a start-up ``.pth`` file).
 
 Each patch names the Chainer 7.8.1 file and line it serves and is tested in
 ``tests/test_compat.py`` by a test that fails without it. The patches are as narrow as the problem:
@@ -245,7 +247,8 @@ def install() -> None:
     if "chainer" in sys.modules and "chainer._environment_check" not in sys.modules:
         raise ImportError(
             "chainer was imported before chainer_va.compat; import chainer_va (or "
-            "chainer_va.compat) first so that Chainer 7.8.1 works on this numpy/Python."
+            "chainer_va.compat) first so that Chainer 7.8.1 works on this numpy/Python, or install the "
+            "import hook that does it for you: `python -m chainer_import_hook install` (make install does)"
         )
     sys.modules.setdefault("chainer._environment_check", _environment_check_module())
 

@@ -26,7 +26,7 @@ def _run_python(code: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(int(numpy.__version__.split(".")[0]) < 2, reason="the failure is numpy-2 specific")
 def test_plain_chainer_import_fails_on_numpy2_and_compat_fixes_it():
     """Without the compat module Chainer 7.8.1 does not import here; with it, it does (patches 1-2)."""
-    bare = _run_python("import chainer")
+    bare = _run_python("import chainer_import_hook; chainer_import_hook.uninstall(); import chainer")  # no hook
     assert bare.returncode != 0
     assert ("sctypes" in bare.stderr) or ("distutils" in bare.stderr) or ("pkg_resources" in bare.stderr)
     fixed = _run_python("import chainer_va.compat, chainer; print(chainer.__version__)")
@@ -42,6 +42,47 @@ def test_importing_chainer_first_is_a_clear_error():
     """)
     assert res.returncode != 0
     assert "import chainer_va (or chainer_va.compat) first" in res.stderr
+    assert "python -m chainer_import_hook install" in res.stderr
+
+
+# --- the import hook: a plain `import chainer` first -------------------------------------------
+
+_CHAINER_FIRST = """
+    import chainer, chainer.functions as F, numpy, sys
+    x = chainer.Variable(numpy.arange(6, dtype=numpy.float32))
+    F.sum(F.as_strided(x, (2, 2), (1, 1))).backward()      # as_strided.py:252, patch 2
+    assert x.grad.tolist() == [1, 2, 1, 0, 0, 0], x.grad
+    assert type(chainer.__spec__.loader).__name__ == "SourceFileLoader"  # its own spec, not the hook's
+    assert sys.modules["chainer.functions"] is F and not hasattr(numpy, "sctypes")
+    import chainer_va.compat
+    assert chainer_va.compat._INSTALLED
+    print(chainer.__version__)
+"""
+
+
+@pytest.mark.skipif(int(numpy.__version__.split(".")[0]) < 2, reason="the failure is numpy-2 specific")
+def test_plain_import_chainer_works_in_a_fresh_interpreter():
+    """The environment `make install` builds runs chainer_import_hook at start-up (its .pth file)."""
+    import chainer_import_hook
+    assert chainer_import_hook.pth_path().is_file(), (
+        "{} is missing: run `make install` (or `python -m chainer_import_hook install`)".format(
+            chainer_import_hook.pth_path()))
+    res = _run_python(_CHAINER_FIRST)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "7.8.1"
+
+
+@pytest.mark.parametrize("first", ["import chainer", "import chainer.links", "import chainer_va"])
+def test_the_pth_line_routes_any_first_import_through_compat(first, tmp_path):
+    """The line written to the .pth file, run by hand in a fresh interpreter without it, then Chainer first."""
+    import chainer_import_hook
+    pth = chainer_import_hook.write_pth(tmp_path / chainer_import_hook.PTH_NAME)
+    line = pth.read_text()
+    assert line == chainer_import_hook.PTH_LINE and not list(tmp_path.glob("*.tmp"))
+    res = _run_python("import chainer_import_hook; chainer_import_hook.uninstall()\n"
+                      "exec({!r})\n{}\n".format(line, first) + textwrap.dedent(_CHAINER_FIRST))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "7.8.1"
 
 
 def test_numpy_is_left_unpatched():
