@@ -239,7 +239,7 @@ def round_orders(names: List[str], rounds: int, seed: int = 0) -> List[List[str]
 
 
 def time_interleaved(steps: dict, repeat: int, device, times: Optional[dict] = None,
-                     sync=None, seed: int = 0) -> dict:
+                     sync=None, seed: int = 0, on_round=None) -> dict:
     """Seconds per step of each entry of ``steps`` (an updater, or any object with ``update()``),
     ``repeat`` rounds of one step each on :func:`clock_for`'s clock; returns ``{name: [seconds per round]}``.
 
@@ -250,6 +250,7 @@ def time_interleaved(steps: dict, repeat: int, device, times: Optional[dict] = N
     e.g. by :class:`Stopped`); every list has one entry per finished round. ``sync``: called after each
     step (default: the device's synchronize). On the CPU each step also waits for the noise it prefetches
     (:func:`finish_prefetch`); on a GPU (wall clock) the prefetch overlaps what follows, as in training.
+    ``on_round``: called with the number of finished rounds after each round.
     """
     clock, _ = clock_for(device)
     sync = sync or (lambda: _synchronize(device))
@@ -267,6 +268,8 @@ def time_interleaved(steps: dict, repeat: int, device, times: Optional[dict] = N
             this_round[name] = clock() - start
         for name, seconds in this_round.items():  # a round counts once it is complete
             times[name].append(seconds)
+        if on_round is not None:
+            on_round(len(times[order[0]]))
     return times
 
 
@@ -351,6 +354,8 @@ def main(argv=None) -> int:
     parser.add_argument("--objectives", default="jsd,rkl,wgan")
     parser.add_argument("--anneal", default="lik,ent,lgan", help="terms compared with --anneal none")
     parser.add_argument("--seed", type=int, default=0, help="seed of the rounds' orders and the bootstrap intervals")
+    parser.add_argument("--progress", type=int, default=0, metavar="N",
+                        help="print '# OBJECTIVE: K rounds done' every N rounds (0: never)")
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(
@@ -374,7 +379,8 @@ def main(argv=None) -> int:
                                                          NETWORKS.made - made, NETWORKS.copied - copied,
                                                          args.repeat), flush=True)
                 state = "timing"
-                time_interleaved(updaters, args.repeat, device, times, seed=args.seed)
+                time_interleaved(updaters, args.repeat, device, times, seed=args.seed,
+                                 on_round=_progress_printer(objective, args.progress))
                 state = "printing"
                 _print_rows(objective, times, args.seed)
             except Stopped:
@@ -387,6 +393,14 @@ def main(argv=None) -> int:
             finally:
                 del updaters
     return 0
+
+
+def _progress_printer(objective: str, every: int):
+    """``on_round`` for :func:`time_interleaved` that prints a progress line every ``every`` rounds (0: none)."""
+    def on_round(done: int) -> None:
+        if every > 0 and done % every == 0:
+            print("# {}: {} rounds done".format(objective, done), flush=True)
+    return on_round
 
 
 def _print_rows(objective: str, times: dict, seed: int) -> None:

@@ -234,15 +234,15 @@ def test_summary_pairs_rounds_and_bootstraps_the_median_ratio():
 def test_step_time_prints_the_finished_rounds_when_stopped_by_sigterm():
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, str(BENCHMARKS / "step_time.py"), "--device", "-1", "--width", "0.03125",
-                             "--batchsize", "2", "--repeat", "100000", "--objectives", "rkl", "--anneal", "lik"],
+                             "--batchsize", "2", "--repeat", "100000", "--objectives", "rkl", "--anneal", "lik",
+                             "--progress", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     try:
-        for line in proc.stdout:
+        for line in proc.stdout:  # stop it once 3 rounds are done, however long they take
             lines.append(line)
-            if line.startswith("# rkl:") and "timing" in line:
+            if line.startswith("# rkl: 3 rounds done"):
                 break
-        time.sleep(2.0)  # some rounds
         proc.send_signal(signal.SIGTERM)
         lines += proc.stdout.readlines()
         assert proc.wait(timeout=30) == 128 + signal.SIGTERM
@@ -252,7 +252,7 @@ def test_step_time_prints_the_finished_rounds_when_stopped_by_sigterm():
     text = "".join(lines)
     done = re.search(r"# rkl: stopped by SIGTERM while timing \(8 configurations built, (\d+) of 100000 rounds done",
                      text)
-    assert done and int(done.group(1)) > 0, text
+    assert done and int(done.group(1)) >= 3, text
     assert [name for name, _ in _rows(text, 6)][:3] == ["rkl none", "rkl none (control)", "rkl lik"]
 
 
@@ -423,11 +423,10 @@ def test_a_worker_waiting_at_the_start_line_gives_up_when_the_run_is_abandoned(t
     sync.mkdir()
     timer = threading.Timer(0.2, lambda: sync.rmdir())
     timer.start()
-    start = time.monotonic()
-    assert concurrency.wait_for_start(sync, os.getppid(), timeout=20) is False  # the folder went away
-    assert time.monotonic() - start < 5
+    frozen = dict(clock=lambda: 0.0, timeout=1.0)  # a clock that never reaches the deadline: no timeout
+    assert concurrency.wait_for_start(sync, os.getppid(), **frozen) is False  # the folder went away
     sync.mkdir()
-    assert concurrency.wait_for_start(sync, os.getppid() + 1, timeout=20) is False  # not its parent any more
+    assert concurrency.wait_for_start(sync, os.getppid() + 1, **frozen) is False  # not its parent any more
     (sync / "go").touch()
     assert concurrency.wait_for_start(sync, os.getppid(), timeout=20) is True
 
@@ -448,11 +447,10 @@ def test_a_failed_worker_stops_the_others(monkeypatch):
     monkeypatch.setattr(concurrency.subprocess, "Popen", popen)
     monkeypatch.setattr(concurrency, "worker_command", command)
     args = argparse.Namespace(device="-1", cores=2)
-    start = time.monotonic()
     with pytest.raises(RuntimeError, match="failed before the start line"):
         concurrency.run_concurrent(2, args)
-    assert time.monotonic() - start < 30
     assert len(started) == 2 and all(p.poll() is not None for p in started)
+    assert started[0].returncode < 0 and started[1].returncode == 3  # worker 0 was stopped by a signal, not waited for
 
 
 # -- profile_step ----------------------------------------------------------------------------------------
