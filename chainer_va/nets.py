@@ -20,6 +20,14 @@
   conv (B, 512, 4, 4) (8192 numbers; the denoiser maps 8192 -> 2048 hidden -> 8192). For 128x128 two
   4x4/s2 convs (C->16->32) are put in front [inferred: the paper gives no 128x128 critic].
 
+Not in the paper: ``--arch mlp`` (:data:`ARCHS`), small fully connected twins of these networks for the CPU
+study (docs/table1_study/README.md: at CPU size the Table S1 networks do not reach the study's quality bar
+within its time budget). Sizes at width 1, scaled like the others (the study uses width 0.125):
+:class:`MLPGenerator`: z -> Linear 2048, BN, ReLU -> Linear 4096, BN, ReLU -> Linear C*size*size, tanh.
+:class:`MLPDiscriminator`: flattened x -> Linear 4096, lReLU -> Linear 2048 and a gamma-free BN = the
+feature f (B, 2048), the size of the Table S1 feature -> logit = Linear(lReLU(f)), the DFM discriminator's
+structure. :class:`MLPCritic`: the same without normalisation (WGAN-GP).
+
 Every constructor takes ``width`` (default 1.0) multiplying every channel count and hidden size
 (``scaled(n, width)``), and ``in_channels``/``out_channels`` (1 or 3). The defaults reproduce the
 paper's sizes exactly. Weights are initialised N(0, 0.02) (chainer-gan-lib); the denoiser keeps
@@ -41,7 +49,8 @@ import chainer.links as L
 from chainer_va.fused_layers import fused_head, fused_layer
 
 __all__ = ["scaled", "count_parameters", "init_rng", "Generator", "DFMDiscriminator", "Denoiser", "WGANCritic", "SUPPORTED_SIZES",
-           "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE"]
+           "LATENT_DIM", "WEIGHT_SCALE", "LEAKY_SLOPE", "MLPGenerator", "MLPDiscriminator", "MLPCritic", "ARCHS",
+           "generator_class", "discriminator_class"]
 
 LATENT_DIM = 128  # z in R^128 (DCGAN generator of chainer-gan-lib)
 WEIGHT_SCALE = 0.02  # N(0, 0.02) initialisation of G and D (chainer-gan-lib)
@@ -51,6 +60,9 @@ BASE_CHANNELS = 512  # deepest channel count of G and D
 DENOISER_HIDDEN = 2048  # DFM denoiser hidden units
 DENOISER_LAYERS = 9  # DFM denoiser hidden layers
 SUPPORTED_SIZES = (32, 128)  # Table S1 (CIFAR-10, 32x32) and Table S2 (CelebA, 128x128)
+# --arch mlp: D's hidden units, input side first (G's are the reverse); the feature (the second) has
+# the Table S1 feature's size, 2048 x width, so the DFM denoiser keeps its paper-to-feature proportion
+MLP_HIDDEN = (4096, 2048)
 
 
 def scaled(n: int, width: float) -> int:
@@ -204,6 +216,99 @@ class WGANCritic(chainer.Chain):
             h = fused_layer(h, getattr(self, name), None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
         feature = fused_layer(h, getattr(self, self._convs[-1]), None, None, fused=self.fused)
         return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
+
+
+class MLPGenerator(chainer.Chain):
+    """``--arch mlp`` generator (not in the paper; module docstring): z (B, latent_dim) -> x (B, C, size, size)."""
+
+    def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 1, width: float = 1.0,
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
+        super().__init__()
+        self.fused = bool(fused)
+        self.latent_dim = int(latent_dim)
+        self.out_channels = _check_channels(out_channels, "out_channels")
+        self.size = _check_size(size)
+        self.width = float(width)
+        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        units = [scaled(n, width) for n in reversed(MLP_HIDDEN)]
+        with self.init_scope():
+            self.l0 = L.Linear(self.latent_dim, units[0], initialW=w)
+            self.bn0 = L.BatchNormalization(units[0])
+            self.l1 = L.Linear(units[0], units[1], initialW=w)
+            self.bn1 = L.BatchNormalization(units[1])
+            self.out = L.Linear(units[1], self.out_channels * size * size, initialW=w)
+
+    def forward(self, z):
+        h = fused_layer(z, self.l0, self.bn0, "relu", fused=self.fused)
+        h = fused_layer(h, self.l1, self.bn1, "relu", fused=self.fused)
+        x = fused_layer(h, self.out, None, "tanh", fused=self.fused)
+        return F.reshape(x, (len(z), self.out_channels, self.size, self.size))
+
+
+class MLPDiscriminator(chainer.Chain):
+    """``--arch mlp`` DFM discriminator: x -> (feature f (B, 2048 x width), logit (B, 1)); f after a gamma-free BN.
+
+    ``normalise=False`` drops the BN: :class:`MLPCritic`, the WGAN-GP critic.
+    """
+
+    normalise = True
+
+    def __init__(self, in_channels: int = 1, width: float = 1.0, size: int = 32,
+                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 rng: Optional[numpy.random.RandomState] = None):
+        super().__init__()
+        self.fused = bool(fused)
+        self.in_channels = _check_channels(in_channels, "in_channels")
+        self.size = _check_size(size)
+        self.width = float(width)
+        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        hidden, top = (scaled(n, width) for n in MLP_HIDDEN)
+        self.feature_shape = (top,)
+        with self.init_scope():
+            self.l0 = L.Linear(self.in_channels * size * size, hidden, initialW=w)
+            self.l_feature = L.Linear(hidden, top, initialW=w)
+            self.bn_feature = L.BatchNormalization(top, use_gamma=False) if self.normalise else None
+            self.l_out = L.Linear(top, 1, initialW=w)
+
+    def forward(self, x):
+        h = F.reshape(x, (len(x), -1))
+        h = fused_layer(h, self.l0, None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
+        feature = fused_layer(h, self.l_feature, self.bn_feature, None, fused=self.fused)
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
+
+
+class MLPCritic(MLPDiscriminator):
+    """``--arch mlp`` WGAN-GP critic: :class:`MLPDiscriminator` without normalisation."""
+
+    normalise = False
+
+
+#: ``--arch``: the generator, and each objective's discriminator class (as its updater names it) -> this
+#: architecture's. ``dcgan`` is the paper's (Tables S1/S2); ``mlp`` the CPU study's small alternative.
+ARCHS = {
+    "dcgan": {"generator": Generator, DFMDiscriminator: DFMDiscriminator, WGANCritic: WGANCritic},
+    "mlp": {"generator": MLPGenerator, DFMDiscriminator: MLPDiscriminator, WGANCritic: MLPCritic},
+}
+
+
+def generator_class(arch: str) -> type:
+    """The generator class of ``--arch`` ``arch``."""
+    return ARCHS[arch]["generator"]
+
+
+def discriminator_class(arch: str, paper_class: type) -> type:
+    """The discriminator of ``--arch`` ``arch`` standing in for ``paper_class`` (an updater's ``discriminator_class``).
+
+    A class this table does not know (a plugin's) is used as it is under ``dcgan``; under another
+    architecture that is an error naming the fix."""
+    table = ARCHS[arch]
+    if paper_class in table:
+        return table[paper_class]
+    if arch == "dcgan":
+        return paper_class
+    raise ValueError("--arch {} has no version of {} (a plugin's discriminator); use --arch dcgan or add it to "
+                     "chainer_va.nets.ARCHS".format(arch, paper_class.__name__))
 
 
 class Denoiser(chainer.Chain):

@@ -158,6 +158,8 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--channels", type=int, help="image channels 1 or 3 (default: 1 for MNIST-like, 3 otherwise)")
     add("--image-size", type=int, help="32 or 128 (default: 128 for celeba, 32 otherwise)")
     add("--width", default=1.0, type=float, help="channel-count multiplier of every network (1.0 = paper)")
+    add("--arch", default="dcgan", choices=sorted(nets.ARCHS), help="dcgan: the paper's networks (Tables S1/S2); "
+        "mlp: small fully connected ones, not in the paper (the CPU study's; chainer_va/nets.py)")
     add("--latent-dim", default=nets.LATENT_DIM, type=int, help="dimension of z (128)")
     add("--limit", type=int, help="use only LIMIT training images: the first LIMIT in file order (mnist5k, stored "
         "sorted by digit: LIMIT/10 of each digit)")
@@ -417,7 +419,10 @@ def config_differences(saved: Dict[str, Any], argv: List[str]) -> Dict[str, tupl
 
 def _validate(config: Dict[str, Any]) -> None:
     try:
-        updaters.get(config["objective"])
+        arch = config.get("arch", "dcgan")
+        if arch not in nets.ARCHS:
+            raise ValueError("unknown --arch {!r}; choose one of: {}".format(arch, ", ".join(sorted(nets.ARCHS))))
+        nets.discriminator_class(arch, updaters.get(config["objective"]).discriminator_class)
         annealing.get(config["anneal"])
         if config["schedule"] not in schedules.names():
             raise ValueError("unknown schedule {!r}; choose one of: {}".format(
@@ -548,14 +553,14 @@ def _init_rng(cls, rng: Optional[numpy.random.RandomState]) -> Dict[str, numpy.r
 
 def make_generator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
     """The generator of a (resolved) configuration; initial weights from ``rng`` (:func:`nets.init_rng`)."""
-    return nets.Generator(latent_dim=config["latent_dim"], out_channels=config["channels"],
-                          width=config["width"], size=config["image_size"],
-                          **_fused_layers(config, nets.Generator), **_init_rng(nets.Generator, rng))
+    cls = nets.generator_class(config.get("arch", "dcgan"))
+    return cls(latent_dim=config["latent_dim"], out_channels=config["channels"], width=config["width"],
+               size=config["image_size"], **_fused_layers(config, cls), **_init_rng(cls, rng))
 
 
 def make_discriminator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
     """The discriminator/critic the objective asks for (its ``discriminator_class``); weights from ``rng``."""
-    cls = updaters.get(config["objective"]).discriminator_class
+    cls = nets.discriminator_class(config.get("arch", "dcgan"), updaters.get(config["objective"]).discriminator_class)
     return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"],
                **_fused_layers(config, cls), **_init_rng(cls, rng))
 

@@ -122,3 +122,75 @@ def test_generator_first_layer_is_the_states_first_draw():
     gen = nets.Generator(width=0.125, rng=numpy.random.RandomState(7))
     expected = numpy.random.RandomState(7).normal(0.0, 0.02, gen.l0.W.shape).astype(numpy.float32)
     numpy.testing.assert_array_equal(gen.l0.W.array, expected)
+
+
+# --- --arch mlp: the CPU study's small fully connected networks (not in the paper) ------------------------
+
+W8 = 0.125  # the study's width: hidden 512 and 256, feature 256
+GEN_MLP = linear(128, 256) + bn(256) + linear(256, 512) + bn(512) + linear(512, 1024)
+DIS_MLP = linear(1024, 512) + linear(512, 256) + bn(256, gamma=False) + linear(256, 1)
+CRITIC_MLP = linear(1024, 512) + linear(512, 256) + linear(256, 1)
+
+
+def test_mlp_sizes_shapes_and_the_architecture_table():
+    assert nets.count_parameters(nets.MLPGenerator(width=W8)) == GEN_MLP
+    assert nets.count_parameters(nets.MLPDiscriminator(width=W8)) == DIS_MLP
+    assert nets.count_parameters(nets.MLPCritic(width=W8)) == CRITIC_MLP
+    z = numpy.random.RandomState(0).uniform(-1, 1, (3, 128)).astype(numpy.float32)
+    x = nets.MLPGenerator(width=W8)(z)
+    assert x.shape == (3, 1, 32, 32) and numpy.abs(x.array).max() <= 1.0
+    for cls in (nets.MLPDiscriminator, nets.MLPCritic):
+        dis = cls(width=W8)
+        f, y = dis(x)
+        assert f.shape == (3,) + dis.feature_shape == (3, 256) and y.shape == (3, 1)
+        assert nets.Denoiser(dis.feature_shape, width=W8)(f).shape == f.shape
+    assert nets.generator_class("mlp") is nets.MLPGenerator and nets.generator_class("dcgan") is nets.Generator
+    assert nets.discriminator_class("mlp", nets.WGANCritic) is nets.MLPCritic
+    assert nets.discriminator_class("mlp", nets.DFMDiscriminator) is nets.MLPDiscriminator
+    assert nets.discriminator_class("dcgan", nets.DFMDiscriminator) is nets.DFMDiscriminator
+
+    class PluginDiscriminator(nets.DFMDiscriminator):
+        pass
+    assert nets.discriminator_class("dcgan", PluginDiscriminator) is PluginDiscriminator
+    with pytest.raises(ValueError, match="--arch mlp has no version of PluginDiscriminator"):
+        nets.discriminator_class("mlp", PluginDiscriminator)
+
+
+def test_mlp_discriminator_feature_is_batch_normalised_and_the_critic_is_not():
+    x = numpy.random.RandomState(1).uniform(-1, 1, (16, 1, 32, 32)).astype(numpy.float32)
+    f, _ = nets.MLPDiscriminator(width=W8, rng=numpy.random.RandomState(0))(x)
+    numpy.testing.assert_allclose(f.array.mean(axis=0), 0, atol=1e-5)  # gamma-free BN: zero mean, unit variance
+    numpy.testing.assert_allclose(f.array.var(axis=0), 1, rtol=1e-2)
+    critic = nets.MLPCritic(width=W8, rng=numpy.random.RandomState(0))
+    f, y = critic(x)
+    h = numpy.maximum(x.reshape(16, -1) @ critic.l0.W.array.T + critic.l0.b.array, 0) \
+        + 0.2 * numpy.minimum(x.reshape(16, -1) @ critic.l0.W.array.T + critic.l0.b.array, 0)
+    f_hand = h @ critic.l_feature.W.array.T + critic.l_feature.b.array
+    numpy.testing.assert_allclose(f.array, f_hand, rtol=1e-4, atol=1e-6)  # no normalisation anywhere
+    y_hand = numpy.where(f_hand > 0, f_hand, 0.2 * f_hand) @ critic.l_out.W.array.T + critic.l_out.b.array
+    numpy.testing.assert_allclose(y.array, y_hand, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [nets.MLPGenerator, nets.MLPDiscriminator, nets.MLPCritic])
+def test_mlp_fused_layers_match_chainer_links(cls):
+    """The fused nodes give the plain links' outputs and gradients; the critic's also through the WGAN-GP
+    penalty's double backprop (fused BN layers have none: the BN networks are never differentiated twice)."""
+    import chainer
+    import chainer.functions as F
+    rs = numpy.random.RandomState(2)
+    inputs = (rs.uniform(-1, 1, (4, 128)) if cls is nets.MLPGenerator else rs.uniform(-1, 1, (4, 1, 32, 32)))
+
+    def grads(fused):
+        link = cls(width=W8, fused=fused, rng=numpy.random.RandomState(0))
+        x = chainer.Variable(inputs.astype(numpy.float32))
+        out = link(x)
+        y = out if cls is nets.MLPGenerator else out[1]
+        twice = cls is nets.MLPCritic
+        gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=twice)
+        loss = F.sum(y) + (F.sum(gx * gx) if twice else 0)  # the penalty's form: a function of the input gradient
+        link.cleargrads()
+        loss.backward()
+        return [y.array, gx.array] + [p.grad for _, p in sorted(link.namedparams())]
+
+    for a, b in zip(grads(True), grads(False)):
+        numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
