@@ -40,6 +40,8 @@ STUDY = dict(dataset="mnist5k", channels=1, width=0.125, batchsize=64, lr=4e-4,
              n_is=5000, n_fid=5000, splits=10, fid_chunk=500, jobs=2)
 #: (variant, lambda0) of each objective's cells; ``none`` is the baseline every other cell is paired with.
 STUDY_CELLS = (("none", 0.0), ("lik", 1.0), ("lik-cal", 0.1), ("lik-cal", 1.0))
+#: How the table names each ``--arch``.
+NETWORKS = {"dcgan": "Table S1 networks", "mlp": "the fully connected networks of `--arch mlp` (not the paper's)"}
 #: The issue's quality bar: a baseline cell's IS at least this fraction of the real-data IS.
 QUALITY_BAR = {"jsd": 0.75, "rkl": 0.75, "wgan": 0.6}
 MIN_SEEDS = 5  # the evidence standard's least number of paired seeds
@@ -56,16 +58,26 @@ def build_specs(runs_dir: str, objectives: Sequence[str], seeds: Sequence[int], 
                 extra_args: Sequence[str] = ()) -> List["grid.RunSpec"]:
     """Every run of the study: each objective x :data:`STUDY_CELLS` x seed, with the same seeds everywhere."""
     common = ["--dataset", preset["dataset"], "--channels", str(preset["channels"]), "--batchsize",
-              str(preset["batchsize"]), "--width", repr(preset["width"]), "--lr", repr(preset["lr"])] + list(extra_args)
+              str(preset["batchsize"]), "--width", repr(preset["width"]), "--lr", repr(preset["lr"])]
+    if preset.get("arch", "dcgan") != "dcgan":
+        common += ["--arch", preset["arch"]]
+    common += list(extra_args)
     specs = []
     for objective in objectives:
         n = preset["iterations"][objective]
         intervals = ["--iterations", str(n), "--snapshot-interval", str(max(n // 4, 1)), "--sample-interval", str(n),
                      "--log-interval", str(max(n // 10, 1)), "--progress-interval", str(max(n // 10, 1))]
         for variant, lambda0 in STUDY_CELLS:
-            specs += grid.build_grid(str(Path(runs_dir) / preset["dataset"]), [objective], [variant], seeds,
+            specs += grid.build_grid(str(Path(runs_dir) / run_group(preset)), [objective], [variant], seeds,
                                      ("linear",), (lambda0,), intervals + common, eval_settings(preset))
     return specs
+
+
+def run_group(preset: dict) -> str:
+    """The folder under ``--runs-dir`` that holds the study's run folders: the data set, and the architecture
+    when it is not the paper's (runs of another architecture never meet in one folder)."""
+    arch = preset.get("arch", "dcgan")
+    return preset["dataset"] if arch == "dcgan" else "{}-{}".format(preset["dataset"], arch)
 
 
 def record_path(results: Path, spec: "grid.RunSpec") -> Path:
@@ -219,11 +231,11 @@ def _comparison_cells(row: dict, metric: str) -> List[str]:
 def markdown(rows: List[dict], real: dict, info: dict) -> str:
     """The study's table: the real-data row, then every cell with its paired comparisons."""
     lines = ["# Table 1 study (CPU): does variational annealing change a GAN?", "",
-             "MNIST-5k train split (4500 digits), Table S1 networks at width {width}, batch {batchsize}, lr {lr:g}, "
+             "MNIST-5k train split (4500 digits), {networks} at width {width}, batch {batchsize}, lr {lr:g}, "
              "iterations {iterations}; seeds {seeds} in every cell (paired). Scorer: the quick CNN classifier "
              "(held-out accuracy {accuracy:.4f} on the 500-digit test split); IS over 10 chunks of 500 samples, FID "
              "the mean of the chunks' FIDs against the train split's statistics, so that both are scored as the "
-             "500 held-out real digits are.".format(accuracy=real["accuracy"], **info), "",
+             "500 held-out real digits are.".format(accuracy=real["accuracy"], networks=NETWORKS[info.get("arch", "dcgan")], **info), "",
              "Δ = cell minus its objective's `none` cell, seed by seed (mean and 95% t interval); p: paired t-test, "
              "then Holm-corrected over the table's {} comparisons of that metric; Wilcoxon signed-rank p as a "
              "check (with 5 seeds it cannot go below 0.0625). Grad ratio: median over seeds of ||∇_f anneal|| / "
@@ -387,7 +399,8 @@ def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_t
         compare(rows)
     except paired_stats.SeedMismatchError as e:
         raise SystemExit("table1: error: " + str(e))
-    info = dict(width=preset["width"], batchsize=preset["batchsize"], lr=preset["lr"], seeds=",".join(map(str, seeds)),
+    info = dict(arch=preset.get("arch", "dcgan"), width=preset["width"], batchsize=preset["batchsize"], lr=preset["lr"],
+                seeds=",".join(map(str, seeds)),
                 iterations=", ".join("{} {}".format(o, preset["iterations"][o]) for o in objectives))
     runinfo.atomic_write_text(results / "table.md", markdown(rows, real, info))
     runinfo.atomic_write_text(results / "table.csv", csv_text(rows, real))
