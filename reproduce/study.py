@@ -36,8 +36,9 @@ except ImportError:  # python -m reproduce.table1
 
 #: The study's settings, chosen by measurement on the 2-core development machine (docs/table1_study/README.md).
 STUDY = dict(dataset="mnist5k", channels=1, width=0.125, batchsize=64, lr=4e-4,
-             iterations={"jsd": 1000, "rkl": 1000, "wgan": 500}, seeds=5, scorer="classifier",
-             n_is=5000, n_fid=5000, splits=10, fid_chunk=500, jobs=2)
+             iterations={"jsd": 2000, "rkl": 2000, "wgan": 2000},
+             arch={"jsd": "dcgan", "rkl": "dcgan", "wgan": "mlp"},  # wgan: why in docs/table1_study/README.md
+             seeds=5, scorer="classifier", n_is=5000, n_fid=5000, splits=10, fid_chunk=500, jobs=2)
 #: (variant, lambda0) of each objective's cells; ``none`` is the baseline every other cell is paired with.
 STUDY_CELLS = (("none", 0.0), ("lik", 1.0), ("lik-cal", 0.1), ("lik-cal", 1.0))
 #: How the table names each ``--arch``.
@@ -59,25 +60,37 @@ def build_specs(runs_dir: str, objectives: Sequence[str], seeds: Sequence[int], 
     """Every run of the study: each objective x :data:`STUDY_CELLS` x seed, with the same seeds everywhere."""
     common = ["--dataset", preset["dataset"], "--channels", str(preset["channels"]), "--batchsize",
               str(preset["batchsize"]), "--width", repr(preset["width"]), "--lr", repr(preset["lr"])]
-    if preset.get("arch", "dcgan") != "dcgan":
-        common += ["--arch", preset["arch"]]
-    common += list(extra_args)
     specs = []
     for objective in objectives:
-        n = preset["iterations"][objective]
+        n, arch = preset["iterations"][objective], arch_of(preset, objective)
         intervals = ["--iterations", str(n), "--snapshot-interval", str(max(n // 4, 1)), "--sample-interval", str(n),
                      "--log-interval", str(max(n // 10, 1)), "--progress-interval", str(max(n // 10, 1))]
+        flags = intervals + common + (["--arch", arch] if arch != "dcgan" else []) + list(extra_args)
         for variant, lambda0 in STUDY_CELLS:
-            specs += grid.build_grid(str(Path(runs_dir) / run_group(preset)), [objective], [variant], seeds,
-                                     ("linear",), (lambda0,), intervals + common, eval_settings(preset))
+            specs += grid.build_grid(str(Path(runs_dir) / run_group(preset["dataset"], arch)), [objective], [variant], seeds,
+                                     ("linear",), (lambda0,), flags, eval_settings(preset))
     return specs
 
 
-def run_group(preset: dict) -> str:
-    """The folder under ``--runs-dir`` that holds the study's run folders: the data set, and the architecture
-    when it is not the paper's (runs of another architecture never meet in one folder)."""
+def arch_of(preset: dict, objective: str) -> str:
+    """The ``--arch`` of ``objective``'s runs: the preset's ``arch``, one name or one per objective."""
     arch = preset.get("arch", "dcgan")
-    return preset["dataset"] if arch == "dcgan" else "{}-{}".format(preset["dataset"], arch)
+    return arch if isinstance(arch, str) else arch[objective]
+
+
+def run_group(dataset: str, arch: str) -> str:
+    """The folder under ``--runs-dir`` that holds run folders: the data set, and the architecture when it is
+    not the paper's (runs of two architectures never meet in one folder)."""
+    return dataset if arch == "dcgan" else "{}-{}".format(dataset, arch)
+
+
+def networks_text(preset: dict, objectives: Sequence[str]) -> str:
+    """The table's words for the networks: one architecture, or which objective ran on which."""
+    archs = [arch_of(preset, o) for o in objectives]
+    if len(set(archs)) <= 1:
+        return NETWORKS[archs[0] if archs else "dcgan"]
+    return "; ".join("{} on {}".format(", ".join(o for o in objectives if arch_of(preset, o) == a), NETWORKS[a])
+                     for a in dict.fromkeys(archs))
 
 
 def record_path(results: Path, spec: "grid.RunSpec") -> Path:
@@ -235,7 +248,7 @@ def markdown(rows: List[dict], real: dict, info: dict) -> str:
              "iterations {iterations}; seeds {seeds} in every cell (paired). Scorer: the quick CNN classifier "
              "(held-out accuracy {accuracy:.4f} on the 500-digit test split); IS over 10 chunks of 500 samples, FID "
              "the mean of the chunks' FIDs against the train split's statistics, so that both are scored as the "
-             "500 held-out real digits are.".format(accuracy=real["accuracy"], networks=NETWORKS[info.get("arch", "dcgan")], **info), "",
+             "500 held-out real digits are.".format(accuracy=real["accuracy"], **dict(dict(networks=NETWORKS["dcgan"]), **info)), "",
              "Δ = cell minus its objective's `none` cell, seed by seed (mean and 95% t interval); p: paired t-test, "
              "then Holm-corrected over the table's {} comparisons of that metric; Wilcoxon signed-rank p as a "
              "check (with 5 seeds it cannot go below 0.0625). Grad ratio: median over seeds of ||∇_f anneal|| / "
@@ -399,7 +412,7 @@ def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_t
         compare(rows)
     except paired_stats.SeedMismatchError as e:
         raise SystemExit("table1: error: " + str(e))
-    info = dict(arch=preset.get("arch", "dcgan"), width=preset["width"], batchsize=preset["batchsize"], lr=preset["lr"],
+    info = dict(networks=networks_text(preset, objectives), width=preset["width"], batchsize=preset["batchsize"], lr=preset["lr"],
                 seeds=",".join(map(str, seeds)),
                 iterations=", ".join("{} {}".format(o, preset["iterations"][o]) for o in objectives))
     runinfo.atomic_write_text(results / "table.md", markdown(rows, real, info))

@@ -40,8 +40,8 @@ HERE = Path(__file__).resolve().parent
 REFERENCE_CSV = HERE / "reference_numbers.csv"
 #: --quick: the README's first command, sized for a fresh clone on a 2-core CPU in 15 minutes (measured
 #: in docs/table1_quick.md): jsd and rkl without and with (faithful) likelihood annealing, one seed, the
-#: study's settings (reproduce/study.py, chosen by measurement in docs/table1_study/README.md): width
-#: 0.125, batch 64, lr 4e-4, 1000 iterations, scored in chunks of 500 samples as the 500 held-out real
+#: study's settings (reproduce/study.py, chosen by measurement in docs/table1_study/README.md) but half its
+#: iterations: width 0.125, batch 64, lr 4e-4, 1000 iterations, scored in chunks of 500 samples as the 500 held-out real
 #: digits of the real-data row are. ``--only wgan`` adds WGAN-GP at 100 iterations (5 critic steps with
 #: double backprop each: about 12 DFM iterations of CPU time; too short to learn, see the study).
 QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 1000, "rkl": 1000, "wgan": 100},
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="CPU version on MNIST-5k (classifier scores), ~15 min")
     p.add_argument("--study", action="store_true",
                    help="the CPU study: jsd/rkl/wgan x (none, lik, lik calibrated at lambda0 0.1 and 1) x 5 paired seeds "
-                        "on MNIST-5k, paired intervals and tests (reproduce/study.py; ~150 min on 2 cores, resumable)")
+                        "on MNIST-5k, paired intervals and tests (reproduce/study.py; about 5 h on 2 cores, resumable)")
     p.add_argument("--dataset", default=None, help="cifar10 (default), celeba, or any chainer_va.data name")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--only", default=None, help="comma-separated objectives: jsd,rkl,wgan")

@@ -39,16 +39,19 @@ def test_the_grid_pairs_every_cell_with_the_same_seeds_and_adds_the_calibrated_f
 
 
 def test_the_architecture_reaches_every_run_and_keeps_its_own_run_folders(tmp_path):
-    for arch in ("dcgan", "mlp"):
-        specs = study.build_specs(str(tmp_path), ["jsd"], [0, 1], dict(study.STUDY, arch=arch))
-        flags = [s.train_args[s.train_args.index("--arch") + 1] if "--arch" in s.train_args else "dcgan" for s in specs]
-        assert set(flags) == {arch}
-        assert {Path(s.run_dir).parents[1].name for s in specs} == {study.run_group(dict(study.STUDY, arch=arch))}
-    assert study.run_group(dict(study.STUDY, arch="dcgan")) == "mnist5k"
-    assert study.run_group(dict(study.STUDY, arch="mlp")) == "mnist5k-mlp"
+    preset = dict(study.STUDY, arch={"jsd": "dcgan", "wgan": "mlp"})
+    specs = study.build_specs(str(tmp_path), ["jsd", "wgan"], [0, 1], preset)
+    for objective, arch, group in (("jsd", "dcgan", "mnist5k"), ("wgan", "mlp", "mnist5k-mlp")):
+        mine = [s for s in specs if s.objective == objective]
+        flags = {s.train_args[s.train_args.index("--arch") + 1] if "--arch" in s.train_args else "dcgan" for s in mine}
+        assert flags == {arch} and {Path(s.run_dir).parents[1].name for s in mine} == {group}
+    assert study.arch_of(dict(study.STUDY, arch="mlp"), "rkl") == "mlp"
+    assert study.networks_text(preset, ["jsd", "wgan"]) == (
+        "jsd on Table S1 networks; wgan on the fully connected networks of `--arch mlp` (not the paper's)")
     info = dict(width=0.125, batchsize=64, lr=4e-4, seeds="0", iterations="jsd 1")
     assert "Table S1 networks at width" in study.markdown([], REAL, info)
-    assert "`--arch mlp` (not the paper's) at width" in study.markdown([], REAL, dict(info, arch="mlp"))
+    assert "Table S1 networks; wgan on the fully" in study.markdown(
+        [], REAL, dict(info, networks=study.networks_text(preset, ["jsd", "wgan"])))
 
 
 def _ledger(tmp_path, specs, values):
