@@ -47,7 +47,7 @@ import numpy
 import chainer_va  # noqa: F401  (the compat layer before chainer)
 import chainer
 from chainer_va import latent as latent_module
-from chainer_va import runinfo
+from va_core import runinfo
 from chainer_va.device import add_device_argument, get_device
 
 import step_time  # benchmarks/ is the script's own folder

@@ -1,7 +1,7 @@
 """Variational-annealing terms added to the generator loss (SPEC section 2; Corollary 2.2 + DAE-score).
 
 With f = D's feature of a fake batch, sg = stop-gradient, mean = mean over all elements, and lambda_t
-from a schedule (:mod:`chainer_va.schedules`):
+from a schedule (:mod:`va_core.schedules`):
 
 * ``none``: no term (lambda_t is still reported).
 * ``lik``:  + c lambda_t mean (f - sg r_data(f))^2   likelihood annealing, targets p^(1 + lambda_t).
@@ -44,7 +44,7 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 import chainer
 import chainer.functions as F
 
-from chainer_va import schedules
+from va_core import schedules
 from chainer_va.array_types import Array
 from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource

@@ -6,7 +6,7 @@ Every loader returns float32 images of shape (N, channels, size, size) scaled fr
 output (SPEC section 4).
 
 Where the files live: in a folder ROOT, which is ``data_dir`` when given, else the cache
-``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va`` (see :mod:`chainer_va.download`). Each file is looked
+``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va`` (see :mod:`va_core.download`). Each file is looked
 for in ``ROOT/<name>/`` first, then directly in ``ROOT/`` (:func:`_candidates`; same rule for both).
 
 * CIFAR-10, MNIST and Fashion-MNIST missing from the cache are downloaded on first use into
@@ -35,7 +35,7 @@ from typing import Iterable
 import numpy as np
 
 import chainer_va
-from chainer_va.download import DATA_ENV, DownloadError, cache_dir, fetch, sha256_of
+from va_core.download import DATA_ENV, DownloadError, cache_dir, fetch, sha256_of
 
 DATASETS = ("cifar10", "celeba", "mnist", "fashion-mnist", "mnist5k")
 SPLITS = ("train", "test")

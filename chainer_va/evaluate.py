@@ -67,7 +67,7 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
     ``classifier_overrides`` change the quick-mode classifier's training settings
     (:data:`chainer_va.metrics.classifier.CLASSIFIER_DEFAULTS`), e.g. fewer epochs in tests.
     """
-    from chainer_va import download
+    from va_core import download
     from chainer_va.train import GEN_FINAL, load_generator
 
     check_settings(scorer, n_is, n_fid, splits, batchsize, weights, fid_chunk)

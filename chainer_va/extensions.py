@@ -18,7 +18,7 @@ import chainer
 from chainer.training import extension
 from chainer.training import extensions as E
 
-from chainer_va.runinfo import atomic_write_bytes
+from va_core.runinfo import atomic_write_bytes
 
 __all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log", "ResumablePlotReport", "ResumablePrintReport",
            "PlainText", "LineProgress"]

@@ -14,7 +14,7 @@ estimates drive an unadjusted Langevin sampler x <- x + eta s(x) + sqrt(2 eta) x
   sigma^4 ~ 1e-3 times smaller and the chains simply diffuse.
 
 The sample quality of each sampler is measured against exact samples with
-:mod:`chainer_va.sample_distance` (energy distance, MMD).
+:mod:`va_core.sample_distance` (energy distance, MMD).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import chainer.functions as F
 import chainer.links as L
 
 from chainer_va.annealing import FeatureDenoiser
-from chainer_va.banana import banana_log_density, banana_score, sample_banana  # noqa: F401  (this module's API)
+from va_core.banana import banana_log_density, banana_score, sample_banana  # noqa: F401  (this module's API)
 from chainer_va.latent import NoiseSource
 from chainer_va.nets import init_rng
 

@@ -21,7 +21,7 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 from chainer import serializers
 from chainer.training import extension
 
-from chainer_va.runinfo import atomic_write_bytes
+from va_core.runinfo import atomic_write_bytes
 
 __all__ = ["SnapshotError", "SNAPSHOT_PREFIX", "snapshot_path", "list_snapshots", "latest_snapshot",
            "save_npz_atomic", "load_npz_checked", "AtomicSnapshot"]
@@ -113,7 +113,7 @@ def check_finite_parameters(updater, iteration: int) -> None:
 class AtomicSnapshot(extension.Extension):
     """Write ``out/snapshot_iter_<N>.npz`` atomically every ``interval`` iterations, at ``stop_iteration`` and
     after the iteration in which a stop signal arrived (``stop_request``, a
-    :class:`chainer_va.interrupt.GracefulStop`); keep the newest ``keep`` snapshots (None keeps all)."""
+    :class:`va_core.interrupt.GracefulStop`); keep the newest ``keep`` snapshots (None keeps all)."""
 
     priority = -100  # after the log and the plots, so the snapshot holds this iteration's log
     trigger = (1, "iteration")

@@ -47,13 +47,14 @@ import chainer
 from chainer import training
 from chainer.training import extensions as E
 
-from chainer_va import annealing, cli_checks, nets, runinfo, schedules, updaters
+from chainer_va import annealing, nets, updaters
+from va_core import cli_checks, runinfo, schedules
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
-from chainer_va.interrupt import GracefulStop
+from va_core.interrupt import GracefulStop
 from chainer_va.extensions import (LINE_PROGRESS_SECONDS, LineProgress, PlainText, ResumablePlotReport,
                                    ResumablePrintReport, SampleGrid)
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
-from chainer_va.seeding import seed_everything
+from va_core.seeding import seed_everything
 from chainer_va.snapshots import (AtomicSnapshot, NonFiniteParametersError, SnapshotError, check_finite_parameters,
                                   latest_snapshot, load_npz_checked, save_npz_atomic, snapshot_path)
 
@@ -827,7 +828,7 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
 def cli(argv: Optional[List[str]] = None) -> int:
     """Entry point: errors print one clear line and exit with status 1."""
     from chainer_va.data import DataError
-    from chainer_va.download import DownloadError
+    from va_core.download import DownloadError
 
     try:
         main(argv)

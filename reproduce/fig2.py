@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from chainer_va import compat  # noqa: F401  (before chainer)
-from chainer_va import runinfo, sample_distance, score_toy
-from chainer_va.seeding import seed_everything
-from chainer_va import cli_checks
+from chainer_va import score_toy
+from va_core import runinfo, sample_distance
+from va_core.seeding import seed_everything
+from va_core import cli_checks
 
 #: Offsets from --seed of fig2's random streams (the data sample uses --seed itself). Changing them
 #: changes the recorded table.
@@ -160,7 +161,7 @@ def main(argv=None) -> int:
     """Train (or reuse) the denoiser, run the Langevin samplers, write the table and figure under
     ``--out``; 0 on success, 2 after a one-line error."""
     args = parse_args(argv)
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     try:
         if (problem := cli_checks.out_folder_problem(args.out)):

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
-from chainer_va import cli_checks, runinfo, sample_distance, schedules
-from chainer_va.seeding import seed_everything
+from va_core import cli_checks, runinfo, sample_distance, schedules
+from va_core.seeding import seed_everything
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
 #: sampler's evaluation samples, the exact samples every sampler is compared with, and the second exact
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from tfp_flows import ugan
 
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     try:
         if (problem := cli_checks.out_folder_problem(args.out)):

@@ -118,7 +118,8 @@ def settings_mismatch(spec: RunSpec) -> Optional[str]:
     spec's command line (:func:`chainer_va.train.config_differences`), so a run made with other
     iterations, width, batch size, learning rate or extra flags is never reused or reported as this one.
     """
-    from chainer_va import runinfo, train
+    from chainer_va import train
+    from va_core import runinfo
 
     if not (Path(spec.run_dir) / runinfo.CONFIG_FILENAME).is_file():
         return None

@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import rl  # noqa: F401  (project package first)
-from chainer_va import runinfo
-from chainer_va import cli_checks
+from va_core import runinfo
+from va_core import cli_checks
 
 AGENTS: Dict[str, List[str]] = {
     "maf_anneal": ["--agent", "maf", "--anneal", "ent", "--schedule", "linear", "--lambda0", "1.0"],

@@ -6,7 +6,7 @@ samples, FID as the mean of the chunks' FIDs, so that both match the 500 held-ou
 real-data row), and compares every annealed cell with its objective's ``none`` cell seed by seed:
 the mean paired difference, its 95% t interval, a paired t-test with a Holm correction over the
 table's comparisons of one metric, and the Wilcoxon signed-rank p as a check
-(:mod:`chainer_va.paired_stats`). Where the interval covers 0 the table says "no detectable
+(:mod:`va_core.paired_stats`). Where the interval covers 0 the table says "no detectable
 difference".
 
 Every finished run leaves a small record (``<results>/runs/<cell>-l<lambda0>/seed<k>.json``: its
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from chainer_va import paired_stats, runinfo
+from va_core import paired_stats, runinfo
 
 try:
     import grid  # reproduce/ is on sys.path when table1.py runs as a script

@@ -8,7 +8,7 @@ from typing import Dict
 
 import numpy as np
 
-from chainer_va.runinfo import atomic_write_bytes
+from va_core.runinfo import atomic_write_bytes
 
 DEFAULT_CAPACITY = 1_000_000  # "maintained a 10^6 replay buffer" (supplement J.3)
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated")

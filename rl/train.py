@@ -38,9 +38,9 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import rl  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
-from chainer_va import runinfo, schedules
-from chainer_va.seeding import seed_everything
-from chainer_va import cli_checks
+from va_core import runinfo, schedules
+from va_core.seeding import seed_everything
+from va_core import cli_checks
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from chainer_va import cli_checks  # noqa: E402
+from va_core import cli_checks  # noqa: E402
 from tfp_flows import ugan  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,7 +246,7 @@ def test_sweep_checks_every_agent_on_the_env_before_training_any(tmp_path, monke
 
 
 def test_sweep_runs_svgd_without_annealing_and_still_reuses_older_records(tmp_path, monkeypatch, capsys):
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     m = _load("rl")
     p = dict(m.PRESETS["quick"], steps=600)

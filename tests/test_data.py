@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chainer_va import data, download
-from chainer_va.download import DownloadError
+from chainer_va import data
+from va_core import download
+from va_core.download import DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
 UNREACHABLE = "http://127.0.0.1:9/"

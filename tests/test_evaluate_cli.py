@@ -6,7 +6,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from chainer_va import download, evaluate, runinfo, train
+from chainer_va import evaluate, train
+from va_core import download, runinfo
 from chainer_va.metrics import classifier, convert, evaluation
 
 

@@ -6,7 +6,8 @@ import random
 import numpy
 import pytest
 
-from chainer_va import device, download, runinfo, seeding
+from chainer_va import device
+from va_core import download, runinfo, seeding
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -156,7 +157,7 @@ def test_run_config_record_and_atomic_write(tmp_path):
 
 
 def test_run_lock_refuses_a_second_holder_and_removes_a_folder_left_empty(tmp_path):
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     out = tmp_path / "new" / "run"
     with runinfo.exclusive_run_lock(out):

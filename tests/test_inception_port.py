@@ -247,7 +247,7 @@ def test_real_weight_pins_are_consistent():
 
 
 def test_offline_weights_message_says_which_file_to_place_where(tmp_path, monkeypatch):
-    from chainer_va import download
+    from va_core import download
 
     monkeypatch.setattr(convert, "INCEPTION_URL", "http://127.0.0.1:9/inception-2015-12-05.tgz")
     monkeypatch.setattr(convert, "GRAPH_MIRROR_URL", "http://127.0.0.1:9/classify_image_graph_def.pb")
@@ -268,7 +268,7 @@ def test_weights_are_found_in_the_cache_as_a_graph_file(pinned_fixture, tmp_path
 
 
 def test_a_corrupted_graph_in_the_cache_is_refused_with_the_fix(pinned_fixture, tmp_path):
-    from chainer_va import download
+    from va_core import download
 
     bad = bytearray(pinned_fixture)
     bad[len(bad) // 2] ^= 0xFF                               # same size, one flipped byte
@@ -279,7 +279,7 @@ def test_a_corrupted_graph_in_the_cache_is_refused_with_the_fix(pinned_fixture, 
 
 
 def test_archive_is_downloaded_size_checked_and_converted(pinned_fixture, tmp_path, monkeypatch):
-    from chainer_va import download
+    from va_core import download
 
     served = _tgz(tmp_path / "served.tgz", pinned_fixture)
     monkeypatch.setattr(convert, "INCEPTION_URL", served.as_uri())

@@ -291,7 +291,8 @@ def test_pytorch_fid_state_dict_names_map_onto_every_graph_unit():
 def test_evaluate_uses_the_runs_own_data_set_as_fid_reference(tmp_path, monkeypatch):
     """FID compares with the training set of the run's data set (it was CIFAR-10 whatever the run was
     trained on), with the run's data folder; a run trained on a .npy file must name its reference."""
-    from chainer_va import evaluate, runinfo, train
+    from chainer_va import evaluate, train
+    from va_core import runinfo
 
     images = tmp_path / "images.npy"
     np.save(images, np.random.RandomState(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32))
@@ -352,7 +353,8 @@ def test_reference_statistics_are_cached_per_data_folder(tmp_path):
 def test_scores_with_other_settings_are_kept_and_damaged_caches_are_rebuilt(tmp_path, monkeypatch):
     """A second evaluation with other settings keeps the first metrics.json under a settings-named file;
     a damaged cache (FID statistics, the quick classifier) is removed with a warning and recomputed."""
-    from chainer_va import evaluate, runinfo, train
+    from chainer_va import evaluate, train
+    from va_core import runinfo
 
     images = tmp_path / "images.npy"
     np.save(images, np.random.RandomState(0).uniform(-1, 1, (8, 1, 32, 32)).astype(np.float32))

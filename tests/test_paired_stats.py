@@ -1,4 +1,4 @@
-"""chainer_va.paired_stats: paired seed-by-seed comparisons for the Table 1 study."""
+"""va_core.paired_stats: paired seed-by-seed comparisons for the Table 1 study."""
 import ast
 import dataclasses
 import math
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from chainer_va import paired_stats as ps
-from chainer_va.paired_stats import PairedComparison, SeedMismatchError
+from va_core import paired_stats as ps
+from va_core.paired_stats import PairedComparison, SeedMismatchError
 
 T_975_4 = 2.7764451051977987  # t_{0.975, 4}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rl  # noqa: F401  (compat layer, TF_USE_LEGACY_KERAS)
-from chainer_va import schedules
+from va_core import schedules
 from rl.replay import ReplayBuffer
 
 tf = pytest.importorskip("tensorflow")

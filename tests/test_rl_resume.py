@@ -213,7 +213,7 @@ def _sweep_module():
 
 def _fake_run(module, out, name, seed, p, final_return, extra=()):
     """A finished run folder as rl.train leaves it (config.json, eval.csv, checkpoint folder and pointer)."""
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     run = out / name / "seed{}".format(seed)
     cfg = module.expected_config(module.train_flags(name, seed, p, "Swimmer-v5", list(extra)))

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from chainer_va import sample_distance as sd
+from va_core import sample_distance as sd
 
 
 def test_energy_distance_matches_brute_force_and_closed_form():

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from chainer_va import schedules
+from va_core import schedules
 
 
 def test_lgan_triangle_reference_values():

@@ -124,7 +124,8 @@ def test_the_search_leaves_out_lambda0_an_oscillating_schedule_cannot_temper(tmp
 def test_a_run_made_with_other_settings_is_neither_reused_nor_tabulated(tmp_path):
     """The folder name holds only cell and seed: a finished 20k-iteration run (or one with another width
     or extra flags) in it must not be scored and reported as this grid's run."""
-    from chainer_va import runinfo, train
+    from chainer_va import train
+    from va_core import runinfo
 
     common = ["--iterations", "150000", "--width", "1.0"]
     spec = grid.build_grid(str(tmp_path), ["rkl"], ["lik"], [0], common_args=common)[0]

@@ -13,7 +13,8 @@ import threadpoolctl
 
 import chainer
 
-from chainer_va import annealing, runinfo, train
+from chainer_va import annealing, train
+from va_core import runinfo
 from chainer_va.snapshots import SnapshotError, latest_snapshot, list_snapshots
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
-from chainer_va import schedules  # noqa: E402
+from va_core import schedules  # noqa: E402
 from tfp_flows import targets, ugan  # noqa: E402
 
 MEAN = np.array([1.0, -1.0])
@@ -356,7 +356,7 @@ def test_cli_refusal_prints_no_traceback(tmp_path):
 
 
 def test_cli_refuses_a_folder_another_job_is_writing(tmp_path, capsys):
-    from chainer_va import runinfo
+    from va_core import runinfo
 
     out = tmp_path / "busy"
     with runinfo.exclusive_run_lock(out):

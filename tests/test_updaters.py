@@ -5,7 +5,8 @@ import pytest
 import chainer
 import chainer.links as L
 
-from chainer_va import annealing, nets, schedules, train, updaters
+from chainer_va import annealing, nets, train, updaters
+from va_core import schedules
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 
 TINY = ["--width", "0.0625", "--batchsize", "4", "--iterations", "10", "--channels", "1"]

@@ -1,7 +1,7 @@
-"""TensorFlow Probability MAF flows, U-GAN samplers from unnormalised densities, Bayesian logistic regression."""
-import os
+"""TensorFlow Probability MAF flows, U-GAN samplers from unnormalised densities, Bayesian logistic regression.
 
-from chainer_va import compat  # noqa: F401  (project-wide rule: the compat layer is imported first)
+No Chainer here: what it shares with the GAN side comes from :mod:`va_core`."""
+import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFP 0.25 needs tf-keras (Keras 2)
 # before TensorFlow is imported: hides most of its C++ info/warning lines from the command lines of

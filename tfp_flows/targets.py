@@ -18,8 +18,8 @@ from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
-from chainer_va.banana import BANANA_CURVATURE, BANANA_X2_STD, sample_banana  # one banana for G and J.2
-from chainer_va.banana import banana_log_density as banana_log_density_np
+from va_core.banana import BANANA_CURVATURE, BANANA_X2_STD, sample_banana  # one banana for G and J.2
+from va_core.banana import banana_log_density as banana_log_density_np
 
 __all__ = ["Target", "banana", "kidney", "gaussian", "get", "NAMES",
            "banana_log_density_np", "kidney_log_density_np", "sample_banana", "sample_kidney"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chainer_va.download import DownloadError, sha256_of
+from va_core.download import DownloadError, sha256_of
 
 #: Dataset names in Table S3's order.
 DATASETS = ("cancer", "heart", "german", "sonar")

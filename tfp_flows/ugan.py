@@ -9,7 +9,7 @@ Loop [inferred, SPEC section 7]: at every iteration
      back-propagating through nu's density (nu's parameters fixed in this step). Since
      E_q[d/dtheta log q_theta] = 0, the pathwise gradient of E_q[log nu] is that of -H(q).
 
-Annealing (Corollary 2.2; SPEC section 1), with lambda_t from ``chainer_va.schedules``:
+Annealing (Corollary 2.2; SPEC section 1), with lambda_t from ``va_core.schedules``:
   - ``none``: KL(q||p)                            -> a = 1,            b = 1          (beta = 1)
   - ``lik``:  KL(q||p) - lambda E_q[log p]        -> a = 1,            b = 1 + lambda (beta = 1 + lambda)
   - ``ent``:  KL(q||p) - lambda H(q)              -> a = 1 + lambda,   b = 1          (beta = 1/(1 + lambda))
@@ -20,7 +20,7 @@ lambda > -1; every value the schedule takes is checked before training.
 ``train_direct_flow`` is the baseline of J.2: a MAF trained on KL(nu || mu) alone, with
 reparameterised samples of nu (same annealing options, default none).
 
-Runs write ``config.json`` (``chainer_va.runinfo``; the original record, kept: each resume adds
+Runs write ``config.json`` (``va_core.runinfo``; the original record, kept: each resume adds
 ``config_resume_<step>.json``), ``log.jsonl`` (one JSON line per logged step, appended as it is
 logged), ``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF checkpoints under
 ``checkpoints/`` (``tf.train.CheckpointManager``, the two newest kept; TF writes the data and the
@@ -47,9 +47,9 @@ import numpy as np
 import tfp_flows  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
-from chainer_va import runinfo, schedules
-from chainer_va.schedules import implied_beta
-from chainer_va import cli_checks
+from va_core import runinfo, schedules
+from va_core.schedules import implied_beta
+from va_core import cli_checks
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 
 __all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
@@ -674,7 +674,7 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
 
     ``anneal``: none | lik (KL - lambda E_q[log p], beta = 1 + lambda) | ent (KL - lambda H(q),
     beta = 1/(1 + lambda)); ``schedule``/``lambda0``/``schedule_options`` as in
-    ``chainer_va.schedules.make`` over ``steps`` iterations. ``hidden_units``/``flow_blocks``
+    ``va_core.schedules.make`` over ``steps`` iterations. ``hidden_units``/``flow_blocks``
     size the MAF density estimate nu (J.2.1 defaults: 8 blocks of [512, 512]). ``out``: folder for
     config.json, log.jsonl, snapshots and checkpoints. A folder that holds a run is refused
     (:class:`RunExistsError`) unless ``resume=True``, which continues it from its newest checkpoint
@@ -753,7 +753,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folder without a run, damaged files, divergence) print one line and return 2; argparse errors exit
     with 2 as well.
     """
-    from chainer_va import sample_distance
+    from va_core import sample_distance
     from tfp_flows import targets
 
     p = argparse.ArgumentParser(prog="python -m tfp_flows.ugan",
@@ -793,7 +793,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UganError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
-    from chainer_va.seeding import seed_everything
+    from va_core.seeding import seed_everything
 
     seed_everything(args.seed, tensorflow=True)
     target = targets.get(args.target)

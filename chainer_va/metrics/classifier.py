@@ -34,10 +34,10 @@ import chainer.functions as F
 import chainer.links as L
 import numpy as np
 
-from chainer_va import download, runinfo
+from va_core import download, runinfo
 from chainer_va.metrics.evaluation import check_pixels, weights_digest
 from chainer_va.nets import init_rng
-from chainer_va.runinfo import atomic_write_bytes
+from va_core.runinfo import atomic_write_bytes
 
 #: Training settings of the cached classifier (all part of its cache key). ``width``: the first conv's
 #: channels (the second has 2.5 times as many); ``hidden``: the FID feature's size.

@@ -21,9 +21,9 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from chainer_va import download
+from va_core import download
 from chainer_va.metrics import architecture as arch
-from chainer_va.runinfo import atomic_write_bytes
+from va_core.runinfo import atomic_write_bytes
 
 #: TensorFlow's published archive of the graph (used by the original IS code, TTUR and chainer-gan-lib).
 INCEPTION_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
@@ -162,7 +162,7 @@ def load_arrays(path: str | os.PathLike) -> Dict[str, np.ndarray]:
 
 
 def check_graph_bytes(data: bytes, source: str) -> None:
-    """Raise :class:`chainer_va.download.DownloadError` unless ``data`` is the pinned graph (size, md5).
+    """Raise :class:`va_core.download.DownloadError` unless ``data`` is the pinned graph (size, md5).
 
     A graph that fails this check can still be converted deliberately with
     ``python -m chainer_va.metrics.convert`` (structure checks only); the automatic path refuses it.

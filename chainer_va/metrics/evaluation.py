@@ -29,12 +29,12 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 import chainer
 import numpy as np
 
-from chainer_va import download
+from va_core import download
 from chainer_va.array_types import Array, DeviceSpec
 from chainer_va.latent import LatentSampler
 from chainer_va.metrics import scores
-from chainer_va import runinfo
-from chainer_va.runinfo import atomic_write_bytes
+from va_core import runinfo
+from va_core.runinfo import atomic_write_bytes
 
 #: chainer-gan-lib's sample counts and batch size (common/evaluation.py).
 IS_SAMPLES = 50000

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
-from chainer_va.runinfo import publish
+from va_core.runinfo import publish
 
 DATA_ENV = "CHAINER_VA_DATA"
 DEFAULT_CACHE = Path("~/.cache/chainer_va")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from chainer_va import schedules
+from va_core import schedules
 
 __all__ = ["out_folder_problem", "make_schedule", "positive_sizes", "given_options"]
 
@@ -33,7 +33,7 @@ def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[
 
 def make_schedule(name: str, lambda0: float, steps: int, options: Optional[dict] = None,
                   steps_flag: str = "--steps") -> schedules.Schedule:
-    """``chainer_va.schedules.make`` for a command line: options left at None are not passed; an option of
+    """``va_core.schedules.make`` for a command line: options left at None are not passed; an option of
     another schedule, or lgan's default knot interval on a run shorter than it, is a ValueError naming the
     flag to drop or pass (``steps_flag`` names the run length)."""
     options = {k: v for k, v in (options or {}).items() if v is not None}
