@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from chainer_va import data  # project package first (compat layer)
-from chainer_va.download import DownloadError, sha256_of
+from va_core.download import DownloadError, sha256_of
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from chainer_va.download import sha256_of  # project package first (compat layer)
+from va_core.download import sha256_of  # project package first (compat layer)
 
 CHECKSUMS = "SHA256SUMS"
 NOT_DATA = {"README.md", CHECKSUMS, "fetch.py", "verify.py"}
