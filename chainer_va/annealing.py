@@ -44,7 +44,7 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 import chainer
 import chainer.functions as F
 
-from va_core import schedules
+from va_core import schedules, tempering
 from chainer_va.array_types import Array
 from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource
@@ -216,14 +216,14 @@ class AnnealingTerm:
     def effective_lambda(self, lam: float, feature_size: int) -> float:
         """lambda_eff = 2 c sigma^2 lambda / D: the term's per-sample feature gradient is lambda_eff score(f) / B
         (lik/ent forms; nan for a term that is not tempering)."""
-        if self.tempering_form() not in schedules.TEMPERED_FORMS:
+        if self.tempering_form() not in tempering.TEMPERED_FORMS:
             return math.nan
         return 2.0 * self.coefficient(feature_size) * self.sigma ** 2 * lam / feature_size
 
     def effective_beta(self, lam: float, feature_size: int) -> float:
         """The inverse temperature the term targets in feature space (Corollary 2.2 at :meth:`effective_lambda`)."""
         lam_eff = self.effective_lambda(lam, feature_size)
-        return math.nan if math.isnan(lam_eff) else schedules.implied_beta(self.tempering_form(), lam_eff)
+        return math.nan if math.isnan(lam_eff) else tempering.implied_beta(self.tempering_form(), lam_eff)
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         """The term added to L_G at weight ``lam`` = lambda_t, from the fake batch's discriminator features
@@ -232,13 +232,13 @@ class AnnealingTerm:
 
     @classmethod
     def tempering_form(cls) -> str:
-        """The form :func:`schedules.implied_beta` and :func:`schedules.check_tempered` take: ``form``, else
+        """The form :func:`tempering.implied_beta` and :func:`tempering.check_tempered` take: ``form``, else
         the registered name."""
         return cls.form or cls.name
 
     def implied_beta(self, lam: float) -> float:
-        """Inverse temperature targeted at weight ``lam`` (Corollary 2.2; :func:`schedules.implied_beta`)."""
-        return schedules.implied_beta(self.tempering_form(), lam)
+        """Inverse temperature targeted at weight ``lam`` (Corollary 2.2; :func:`tempering.implied_beta`)."""
+        return tempering.implied_beta(self.tempering_form(), lam)
 
 
 _TERMS: Dict[str, type] = {}

@@ -48,7 +48,7 @@ from chainer import training
 from chainer.training import extensions as E
 
 from chainer_va import annealing, nets, updaters
-from va_core import cli_checks, runinfo, schedules
+from va_core import cli_checks, runinfo, schedules, tempering
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from va_core.interrupt import GracefulStop
 from chainer_va.extensions import (LINE_PROGRESS_SECONDS, LineProgress, PlainText, ResumablePlotReport,
@@ -79,7 +79,7 @@ class ConfigError(ValueError):
 
 
 class UntemperedScheduleError(ConfigError):
-    """lambda_t leaves the likelihood/entropy form without a tempered target (:func:`schedules.check_tempered`)."""
+    """lambda_t leaves the likelihood/entropy form without a tempered target (:func:`tempering.check_tempered`)."""
 
 
 class TrainingError(RuntimeError):
@@ -467,7 +467,7 @@ def _validate(config: Dict[str, Any]) -> None:
                           "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
     schedule = make_schedule(config)  # schedule options are checked by the schedule itself
     try:
-        schedules.check_tempered(annealing.get(config["anneal"]).tempering_form(), schedule)
+        tempering.check_tempered(annealing.get(config["anneal"]).tempering_form(), schedule)
     except ValueError as e:
         raise UntemperedScheduleError("--anneal {}: {}".format(config["anneal"], e)) from e
 

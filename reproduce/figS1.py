@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import tfp_flows  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
-from va_core import cli_checks, runinfo, sample_distance, schedules
+from va_core import cli_checks, runinfo, sample_distance, schedules, tempering
 from va_core.seeding import seed_everything
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
@@ -395,8 +395,8 @@ def _plot_snapshots(annealed, snaps, args, path, targets):
             if x is not None:
                 ax.scatter(x[:1000, 0], x[:1000, 1], s=1.5, alpha=0.5, color="C3")
             lam = _lambda_at(args, s)
-            ax.set_title("{} t={}\nlambda={:.2f} beta={:.2f}".format(name, s, lam, 1 + lam if args.anneal == "lik"
-                                                                  else 1 / (1 + lam)), fontsize=8)
+            ax.set_title("{} t={}\nlambda={:.2f} beta={:.2f}".format(
+                name, s, lam, tempering.implied_beta(args.anneal, lam)), fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()

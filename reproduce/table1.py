@@ -209,7 +209,7 @@ def untempered_runs_left_out(specs: Sequence["grid.RunSpec"], search: bool = Tru
 
     An oscillating schedule (sinusoidal, stepwise) swings lambda_t to about -lambda0, so the lambda0 = 10
     point of the search has no tempered target with the likelihood or entropy form (Corollary 2.2;
-    :func:`va_core.schedules.check_tempered`): those runs are left out and named. Without the search
+    :func:`va_core.tempering.check_tempered`): those runs are left out and named. Without the search
     (``search=False``) such a lambda0 was chosen by ``--lambda0``, and stops the grid with train's message,
     as any other bad setting (e.g. in ``--extra-train-args``) does.
     """

@@ -25,12 +25,13 @@ from typing import Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from va_core import tempering
+
 from rl.networks import DEFAULT_HIDDEN, QNetwork, SamplingPolicy
 from rl.soft_value import soft_value, squashed_log_prob, tanh_log_det, uniform_box_log_prob
 
 POLICY_UPDATES = ("maf", "svgd")
 VALUE_PROPOSALS = ("maf", "uniform")
-ANNEAL_FORMS = ("none", "ent", "lik")
 MAF_GRAD_CLIP = 100.0  # global-norm clip of the MAF's likelihood gradient (as tfp_flows.maf.fit_maf; guards early steps)
 
 
@@ -62,8 +63,8 @@ class SoftQConfig:
             self.value_proposal = "maf" if self.policy_update == "maf" else "uniform"
         if self.value_proposal not in VALUE_PROPOSALS:
             raise ValueError("value_proposal must be one of {}, got {!r}".format(VALUE_PROPOSALS, self.value_proposal))
-        if self.anneal not in ANNEAL_FORMS:
-            raise ValueError("anneal must be one of {}, got {!r}".format(ANNEAL_FORMS, self.anneal))
+        if self.anneal not in tempering.WEIGHTED_FORMS:
+            raise ValueError("anneal must be one of {}, got {!r}".format(tempering.WEIGHTED_FORMS, self.anneal))
         for name in ("batch_size", "particles", "value_samples", "target_update_interval", "maf_blocks"):
             if int(getattr(self, name)) < 1:
                 raise ValueError("{} must be >= 1, got {}".format(name, getattr(self, name)))
@@ -89,20 +90,6 @@ class SoftQConfig:
     def to_dict(self) -> dict:
         """The configuration as a plain dict (recorded in config.json and checkpoints)."""
         return asdict(self)
-
-
-def anneal_weights(anneal: str, lam: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """(entropy weight, energy weight) of the annealed reverse KL: c_ent E[log q] - c_lik E[Q]/alpha (SPEC section 1).
-
-    ``ent``: (1 + lam, 1) targets pi*^beta with beta = 1/(1 + lam); ``lik``: (1, 1 + lam), beta = 1 + lam;
-    ``none``: (1, 1).
-    """
-    one = tf.ones_like(lam)
-    if anneal == "ent":
-        return one + lam, one
-    if anneal == "lik":
-        return one, one + lam
-    return one, one
 
 
 class SoftQAgent(tf.Module):
@@ -226,7 +213,7 @@ class SoftQAgent(tf.Module):
         and d(mean log q)/du for the policy's entropy term.
         """
         c = self.config
-        c_ent, c_lik = anneal_weights(c.anneal, lam)
+        c_ent, c_lik = tempering.weights(c.anneal, lam, one=tf.ones_like(lam))
         xi = self._policy_noise(tf.shape(obs)[0])
         obs_rep = tf.repeat(obs[:, None, :], c.particles, axis=1)
         pi_vars = self.policy.trainable_variables

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import rl  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
-from va_core import runinfo, schedules
+from va_core import runinfo, schedules, tempering
 from va_core.seeding import seed_everything
 from va_core import cli_checks
 
@@ -170,7 +170,7 @@ def _check(cfg: dict) -> None:
     _resolve_annealing(cfg)
     # every lambda_t of the run (oscillating schedules swing to about -lambda0), not only lambda0
     try:
-        schedules.check_tempered(cfg["anneal"], make_schedule(cfg))
+        tempering.check_tempered(cfg["anneal"], make_schedule(cfg))
     except ValueError as e:
         raise UsageError(str(e)) from e
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rl  # noqa: F401  (compat layer, TF_USE_LEGACY_KERAS)
-from va_core import schedules
+from va_core import schedules, tempering
 from rl.replay import ReplayBuffer
 
 tf = pytest.importorskip("tensorflow")
@@ -162,10 +162,9 @@ def test_replay_buffer_rejects_bad_shapes_and_empty_sampling():
 @pytest.mark.parametrize("lam", [-0.5, 0.0, 1.0, 3.0])
 def test_anneal_weights_target_the_implied_temperature(anneal, lam):
     """c_ent E[log q] - c_lik E[Q] is minimised by q ∝ exp(Q)^(c_lik/c_ent): beta must match Corollary 2.2."""
-    from rl.agent import anneal_weights
-
-    c_ent, c_lik = (float(w) for w in anneal_weights(anneal, tf.constant(lam)))
-    assert c_lik / c_ent == pytest.approx(schedules.implied_beta(anneal, lam))
+    lam_t = tf.constant(lam)
+    c_ent, c_lik = (float(w) for w in tempering.weights(anneal, lam_t, one=tf.ones_like(lam_t)))  # as the agent calls it
+    assert c_lik / c_ent == pytest.approx(tempering.implied_beta(anneal, lam))
 
 
 # --------------------------------------------------------------------------- agent resume, CLI input

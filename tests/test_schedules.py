@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from va_core import schedules
+from va_core import schedules, tempering
 
 
 def test_lgan_triangle_reference_values():
@@ -90,13 +90,13 @@ def test_config_records_resolved_options():
 
 
 def test_implied_beta_corollary_2_2():
-    assert schedules.implied_beta("lik", 1.0) == 2.0
-    assert schedules.implied_beta("lik", -0.5) == 0.5
-    assert schedules.implied_beta("ent", 1.0) == 0.5
-    assert schedules.implied_beta("ent", -0.5) == 2.0
-    assert schedules.implied_beta("none", 3.0) == 1.0
+    assert tempering.implied_beta("lik", 1.0) == 2.0
+    assert tempering.implied_beta("lik", -0.5) == 0.5
+    assert tempering.implied_beta("ent", 1.0) == 0.5
+    assert tempering.implied_beta("ent", -0.5) == 2.0
+    assert tempering.implied_beta("none", 3.0) == 1.0
     # the LGAN release's term lam mean((sg r - f) f) has gradient lam (r - 2f): no tempered target
-    assert math.isnan(schedules.implied_beta("lgan", 0.5))
+    assert math.isnan(tempering.implied_beta("lgan", 0.5))
 
 
 def test_register_custom_schedule():

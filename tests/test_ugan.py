@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
-from va_core import schedules  # noqa: E402
+from va_core import schedules, tempering  # noqa: E402
 from tfp_flows import targets, ugan  # noqa: E402
 
 MEAN = np.array([1.0, -1.0])
@@ -34,7 +34,7 @@ def _check_moments(result, var_expected):
 @pytest.mark.parametrize("anneal,lam,beta", [("lik", 1.0, 2.0), ("lik", -0.5, 0.5),
                                              ("ent", 1.0, 0.5), ("ent", -0.5, 2.0)])
 def test_static_annealing_targets_tempered_gaussian(anneal, lam, beta):
-    assert schedules.implied_beta(anneal, lam) == pytest.approx(beta)
+    assert tempering.implied_beta(anneal, lam) == pytest.approx(beta)
     target = targets.gaussian(MEAN, STD)
     res = ugan.train_sampler(target.log_density, 2, anneal=anneal, schedule="static", lambda0=lam,
                              steps=STEPS, seed=0, **SMALL)
@@ -52,11 +52,15 @@ def test_schedule_ending_at_zero_reaches_the_target():
 
 
 def test_objective_weights_and_bad_input(tmp_path):
-    assert ugan.objective_weights("lik", -0.5) == (1.0, 0.5)
-    assert ugan.objective_weights("ent", -0.5) == (0.5, 1.0)
-    assert ugan.objective_weights("none", 0.0) == (1.0, 1.0)
+    assert tempering.weights("lik", -0.5) == (1.0, 0.5)
+    assert tempering.weights("ent", -0.5) == (0.5, 1.0)
+    assert tempering.weights("none", 0.0) == (1.0, 1.0)
     with pytest.raises(ValueError, match="beta = 1 \\+ lambda <= 0"):
-        ugan.objective_weights("lik", -1.5)
+        tempering.weights("lik", -1.5)
+    with pytest.raises(ValueError, match="beta = 1/\\(1 \\+ lambda\\) is not positive"):
+        tempering.weights("ent", -1.0)
+    with pytest.raises(ValueError, match="anneal must be one of none, lik, ent, got 'lgan'"):
+        tempering.weights("lgan", 0.5)
     ld = targets.banana.log_density
     with pytest.raises(ValueError, match="lambda > -1"):  # the sinusoid reaches -1.5
         ugan.train_sampler(ld, 2, anneal="ent", schedule="sinusoidal", lambda0=1.5, steps=100)

@@ -6,7 +6,7 @@ import chainer
 import chainer.links as L
 
 from chainer_va import annealing, nets, train, updaters
-from va_core import schedules
+from va_core import schedules, tempering
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
 
 TINY = ["--width", "0.0625", "--batchsize", "4", "--iterations", "10", "--channels", "1"]
@@ -86,7 +86,7 @@ def test_every_combination_trains(images, objective, anneal):
     for t, obs in enumerate(observations):
         assert obs["lambda"] == pytest.approx(schedule(t))
         if anneal != "lgan":
-            assert obs["beta"] == pytest.approx(schedules.implied_beta(anneal, schedule(t)))
+            assert obs["beta"] == pytest.approx(tempering.implied_beta(anneal, schedule(t)))
     after = snapshot_params(updater)
     for name in before:
         changed = [p for p in before[name] if not numpy.array_equal(before[name][p], after[name][p])]

@@ -47,16 +47,12 @@ import numpy as np
 import tfp_flows  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
-from va_core import runinfo, schedules
-from va_core.schedules import implied_beta
-from va_core import cli_checks
+from va_core import cli_checks, runinfo, schedules, tempering
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 
-__all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "objective_weights",
-           "config_differences", "format_differences", "ANNEAL_MODES", "RESUME_MAY_CHANGE", "UganError",
+__all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "config_differences", "format_differences", "RESUME_MAY_CHANGE", "UganError",
            "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
-ANNEAL_MODES = ("none", "lik", "ent")
 #: Offsets added to a run's seed for its sampling streams, kept apart from the training streams (seed,
 #: seed + 1, ...): unseeded ``SamplerResult.sample`` calls, the snapshot samples, the final samples.npy.
 #: Primes, so no small seed of one stream meets another's; changing them changes recorded samples.
@@ -75,27 +71,6 @@ DEFAULT_CHECKPOINT_EVERY = 1000
 DEFAULT_GRAD_CLIP = 100.0
 ADAM_BETA1 = 0.9
 ADAM_BETA2 = 0.999
-
-
-def objective_weights(anneal: str, lam: float):
-    """(a, b) of L = E_q[a log q - b log u] for the annealed objectives (SPEC section 1).
-
-    none: (1, 1); lik: (1, 1 + lam); ent: (1 + lam, 1). Raises where the implied beta is not
-    positive (likelihood: lam <= -1; entropy: lam <= -1).
-    """
-    if anneal not in ANNEAL_MODES:
-        raise ValueError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
-    if anneal == "none":
-        return 1.0, 1.0
-    if anneal == "lik":
-        if not 1.0 + lam > 0.0:
-            raise ValueError("likelihood annealing with lambda={} gives beta = 1 + lambda <= 0 (no tempered "
-                             "target); keep lambda > -1".format(lam))
-        return 1.0, 1.0 + lam
-    if not 1.0 + lam > 0.0:
-        raise ValueError("entropy annealing with lambda={} needs lambda > -1 (beta = 1/(1 + lambda) > 0); "
-                         "keep lambda > -1".format(lam))
-    return 1.0 + lam, 1.0
 
 
 class Generator(tf.Module):
@@ -188,7 +163,7 @@ def _check_log_density(log_density: Callable, dim: int):
 
 
 def _lambda_table(anneal: str, schedule: schedules.Schedule, steps: int) -> np.ndarray:
-    schedules.check_tempered(anneal, schedule)  # every lambda_t of the run keeps a tempered target
+    tempering.check_tempered(anneal, schedule)  # every lambda_t of the run keeps a tempered target
     return np.array([schedule(t) for t in range(steps)], np.float64)
 
 
@@ -382,8 +357,8 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
 
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise SettingsError("dim must be a positive integer, got {!r}".format(dim))
-    if anneal not in ANNEAL_MODES:
-        raise SettingsError("anneal must be one of {}, got {!r}".format(ANNEAL_MODES, anneal))
+    if anneal not in tempering.WEIGHTED_FORMS:
+        raise SettingsError("anneal must be one of {}, got {!r}".format(tempering.WEIGHTED_FORMS, anneal))
     positive_int("steps", steps)
     positive_int("batch_size", batch_size, 2)
     positive_int("log_every", log_every)
@@ -593,7 +568,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
         # time_s counts the training time of every process of the run: a resumed run goes on from the log
         t0 = time.time() - (history[-1].get("time_s", 0.0) if history else 0.0)
         last_print = time.time()
-        weights = np.array([objective_weights(anneal, float(l)) for l in lams], np.float32)
+        weights = np.array([tempering.weights(anneal, float(l)) for l in lams], np.float32)
         events = sorted({s for s in snap_set if start < s <= steps}
                         | set(range(log_every, steps + 1, log_every))
                         | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if manager is not None
@@ -611,7 +586,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             lam = float(lams[done - 1])
             if done % log_every == 0 or done == steps:
                 row = {"step": done, "lambda": lam,
-                       "beta": implied_beta(anneal, lam) if anneal != "none" else 1.0,
+                       "beta": tempering.implied_beta(anneal, lam),
                        "time_s": round(time.time() - t0, 3)}
                 row.update({k: float(v) for k, v in metrics.items()})
                 # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
@@ -760,7 +735,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--target", default="banana", choices=targets.NAMES)
     p.add_argument("--method", default="ugan", choices=("ugan", "direct"))
-    p.add_argument("--anneal", default="none", choices=ANNEAL_MODES)
+    p.add_argument("--anneal", default="none", choices=tempering.WEIGHTED_FORMS)
     p.add_argument("--schedule", default="static", choices=schedules.names())
     p.add_argument("--knot-interval", type=int, default=None,
                    help="lgan schedule: steps between knots (default {})".format(schedules.DEFAULT_KNOT_INTERVAL))

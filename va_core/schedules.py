@@ -4,7 +4,7 @@ Framework-free (plain Python floats) so that the Chainer GANs, the TFP U-GAN and
 them. ``make(name, lambda0, total_iterations, **options)`` returns a callable ``t -> lambda_t``.
 
 With a likelihood-annealing term, lambda_t targets p^beta with beta = 1 + lambda_t; with an
-entropy-annealing term, beta = 1 / (1 + lambda_t) (Corollary 2.2; :func:`implied_beta`).
+entropy-annealing term, beta = 1 / (1 + lambda_t) (Corollary 2.2; :mod:`va_core.tempering`).
 Variational annealing means lambda_t -> 0 by the end of training, so every schedule except
 ``static`` must end at 0, and options that prevent that are rejected.
 """
@@ -13,8 +13,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Dict, Iterable, Optional
 
-__all__ = ["Schedule", "make", "misplaced_option", "register", "names", "implied_beta", "check_tempered", "TEMPERED_FORMS",
-           "option_defaults"]
+__all__ = ["Schedule", "make", "misplaced_option", "register", "names", "option_defaults"]
 
 DEFAULT_END_FRACTION = 0.8  # T_max = 0.8 T: "slightly smaller than the total" (LGAN's script used 0.8)
 DEFAULT_CYCLES = 5  # "lambda_t loops over for five cycles" (supplement J.1)
@@ -126,50 +125,6 @@ def make(name: str, lambda0: float, total_iterations: int, **options) -> Schedul
     bound.apply_defaults()
     resolved = {k: v for k, v in bound.arguments.items() if k in allowed}
     return Schedule(name, lambda0, total_iterations, fn, resolved)
-
-
-#: Annealing forms with a tempered target p^beta (Corollary 2.2); both need 1 + lambda_t > 0.
-TEMPERED_FORMS = ("lik", "ent")
-
-
-def check_tempered(anneal: str, schedule: Schedule) -> None:
-    """Raise ValueError when a lambda_t the run takes (t = 0 .. T-1) leaves no tempered target p^beta.
-
-    Corollary 2.2: the likelihood form targets beta = 1 + lambda, the entropy form beta = 1 / (1 + lambda);
-    with 1 + lambda_t <= 0 neither exists (the objective is unbounded below). Oscillating schedules
-    (sinusoidal, stepwise, lgan) swing to about -lambda0, so they need |lambda0| < 1 with these forms.
-    Other annealing terms (``none``, ``lgan``'s own form) are not tempering and are not checked.
-    """
-    if anneal not in TEMPERED_FORMS or schedule.total_iterations < 1:
-        return
-    t, lam = min(((t, schedule(t)) for t in range(schedule.total_iterations)), key=lambda pair: pair[1])
-    if 1.0 + lam <= 0.0:
-        raise ValueError(
-            "the {} schedule with lambda0={:g} reaches lambda={:.4g} at iteration {}, where the {} form has no "
-            "tempered target ({}); keep lambda > -1 at every iteration: a smaller |lambda0|{}".format(
-                schedule.name, schedule.lambda0, lam, t, "likelihood" if anneal == "lik" else "entropy",
-                "beta = 1 + lambda <= 0" if anneal == "lik" else "beta = 1/(1 + lambda) is not positive",
-                "" if schedule.lambda0 <= -1.0 else " or a schedule that does not oscillate (linear, exponential)"))
-
-
-def implied_beta(anneal: str, lam: float) -> float:
-    """Inverse temperature targeted at weight ``lam`` (Corollary 2.2).
-
-    ``lik``: KL(q||p) - lam E_q[log p] targets p^beta with beta = 1 + lam.
-    ``ent``: KL(q||p) - lam H(q) targets p^beta with beta = 1 / (1 + lam) (needs lam > -1).
-    ``lgan``: nan. Its term lam mean((sg r(f) - f) f) has gradient lam (r - 2f) in f, which moves fakes
-    along -score_data for lam > 0 (down log p): no tempered target p^beta exists.
-    ``none`` and other names: 1.0 (the untempered target).
-    """
-    if anneal == "lik":
-        return 1.0 + lam
-    if anneal == "lgan":
-        return math.nan
-    if anneal == "ent":
-        if lam <= -1.0:
-            return math.inf
-        return 1.0 / (1.0 + lam)
-    return 1.0
 
 
 def _check_end_fraction(end_fraction: float) -> float:
