@@ -462,9 +462,9 @@ def _validate(config: Dict[str, Any]) -> None:
         annealing.get(config["anneal"]).check_scale(config.get("anneal_scale", "faithful"))
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    if config["anneal"] == "none" and config["lambda0"] != 0.0:
-        raise ConfigError("--lambda0 {} has no effect with --anneal none; choose an annealing term "
-                          "(lik, ent, lgan) or drop --lambda0".format(config["lambda0"]))
+    idle = tempering.idle_lambda0(config["anneal"], config["lambda0"], terms=("lik", "ent", "lgan"))
+    if idle:
+        raise ConfigError(idle)
     schedule = make_schedule(config)  # schedule options are checked by the schedule itself
     try:
         tempering.check_tempered(annealing.get(config["anneal"]).tempering_form(), schedule)

@@ -178,6 +178,9 @@ def _check(cfg: dict) -> None:
 def _resolve_annealing(cfg: dict) -> None:
     """Fill in the annealing flags left unset (:data:`ANNEALED_DEFAULTS`, or :data:`NO_ANNEALING` for a run
     that does not anneal); annealing flags given to a run that does not anneal are a :class:`UsageError`."""
+    idle = tempering.idle_lambda0(cfg["anneal"], cfg["lambda0"], terms=("ent", "lik"))
+    if idle and cfg["agent"] != "svgd":
+        raise UsageError(idle)
     if cfg["agent"] == "svgd" or cfg["anneal"] == "none":
         why = "--agent svgd (only the MAF policy anneals)" if cfg["agent"] == "svgd" else "--anneal none"
         idle = ["{} {}".format(_flag(k), cfg[k]) for k, v in NO_ANNEALING.items() if cfg[k] not in (None, v)]

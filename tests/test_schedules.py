@@ -130,3 +130,13 @@ def test_register_refuses_a_builder_whose_options_are_hidden():
     with pytest.raises(TypeError, match="named keyword argument with a default"):
         schedules.register("no_default")(lambda lambda0, total_iterations, width: (lambda t: 0.0))
     assert "hidden_options" not in schedules.names() and "no_default" not in schedules.names()
+
+
+def test_one_rule_for_a_lambda0_with_nothing_to_anneal():
+    assert tempering.idle_lambda0("none", 0.5) == (
+        "--lambda0 0.5 would have no effect with --anneal none; drop it, or pass --anneal lik or ent")
+    assert tempering.idle_lambda0("none", 2.0, style="python") == (
+        "lambda0=2 would have no effect with anneal='none'; drop it, or pass anneal='lik' or 'ent'")
+    assert tempering.idle_lambda0("none", -1.0, terms=("lik", "ent", "lgan")).endswith("pass --anneal lik, ent or lgan")
+    for anneal, lambda0 in (("none", 0.0), ("none", None), ("lik", 0.5), ("ent", 0.0)):
+        assert tempering.idle_lambda0(anneal, lambda0) is None

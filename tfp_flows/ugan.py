@@ -371,9 +371,9 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
     if not 0.0 < lr_final_fraction <= 1.0:
         raise SettingsError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
             lr_final_fraction))
-    if anneal == "none" and lambda0 != 0.0:
-        raise SettingsError("lambda0={} has no effect with anneal='none'; pass anneal='lik' or 'ent', or "
-                            "lambda0=0".format(lambda0))
+    idle = tempering.idle_lambda0(anneal, lambda0, style="python")
+    if idle:
+        raise SettingsError(idle)
     bad_snaps = [int(s) for s in snapshot_steps if not 0 <= int(s) <= steps]
     if bad_snaps:
         raise SettingsError("snapshot steps {} are outside 0..steps={}; drop them or train longer".format(

@@ -9,9 +9,9 @@ keeps a tempered target from here.
 from __future__ import annotations
 
 import math
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
-__all__ = ["TEMPERED_FORMS", "WEIGHTED_FORMS", "weights", "implied_beta", "check_tempered"]
+__all__ = ["TEMPERED_FORMS", "WEIGHTED_FORMS", "weights", "implied_beta", "check_tempered", "idle_lambda0"]
 
 #: Annealing forms with a tempered target p^beta (Corollary 2.2); both need 1 + lambda_t > 0.
 TEMPERED_FORMS = ("lik", "ent")
@@ -78,3 +78,18 @@ def weights(anneal: str, lam: Any, one: Any = 1.0) -> Tuple[Any, Any]:
     if anneal == "ent":
         return one + lam, one
     return one, one
+
+
+def idle_lambda0(anneal: str, lambda0: Optional[float], terms: Tuple[str, ...] = TEMPERED_FORMS,
+                 style: str = "cli") -> Optional[str]:
+    """The error every entry point gives for a lambda0 with nothing to anneal (``anneal`` none), else None.
+
+    ``terms``: the annealing terms the entry point offers instead; ``style``: ``cli`` words it with flags
+    (``--lambda0 0.5``), ``python`` with keyword arguments (``lambda0=0.5``)."""
+    if anneal != "none" or lambda0 is None or lambda0 == 0.0:
+        return None
+    names = [repr(t) for t in terms] if style == "python" else list(terms)
+    choices = names[0] if len(names) == 1 else "{} or {}".format(", ".join(names[:-1]), names[-1])
+    if style == "python":
+        return "lambda0={:g} would have no effect with anneal='none'; drop it, or pass anneal={}".format(lambda0, choices)
+    return "--lambda0 {:g} would have no effect with --anneal none; drop it, or pass --anneal {}".format(lambda0, choices)
