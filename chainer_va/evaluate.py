@@ -192,9 +192,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors, exit status 1 (as train)."""
     args = build_parser().parse_args(argv)
     try:
-        result = evaluate_run(args.run_dir, args.scorer, args.n_is, args.n_fid, args.splits, args.batchsize,
-                              args.reference, args.data_dir, args.weights, args.seed, args.device, args.force,
-                              not args.quiet, fid_chunk=args.fid_chunk)
+        result = evaluate_run(args.run_dir, args.scorer, n_is=args.n_is, n_fid=args.n_fid, splits=args.splits,
+                              batchsize=args.batchsize, reference=args.reference, data_dir=args.data_dir,
+                              weights=args.weights, seed=args.seed, device=args.device, force=args.force,
+                              progress=not args.quiet, fid_chunk=args.fid_chunk)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 1

@@ -293,8 +293,9 @@ class AffineBNActivation(chainer.FunctionNode):
         if self.with_bn:
             bn = self._bn
             var = bn.var if type(bn._impl).__name__ == "_IDeepBatchNormalizationImpl" else None  # as BN.backward
-            g, ggamma, gbeta = _run(BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, bn.inv_std,
-                                                           bn.key_axis, bn._impl, bn.forward_data),
+            grad = BatchNormalizationGrad(bn.eps, bn.expander, bn.axis, bn.mean, var, inv_std=bn.inv_std,
+                                          key_axis=bn.key_axis, impl=bn._impl, forward_data=bn.forward_data)
+            g, ggamma, gbeta = _run(grad,
                                     (self._z, retained[2], g))
         grads = self.affine.backward(x, W, g, indexes, call)
         if self.with_bn:

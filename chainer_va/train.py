@@ -102,13 +102,25 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0],
         argument_default=argparse.SUPPRESS if suppress_defaults else None)
+    for title, add_flags in (("objective and annealing", _objective_flags), ("optimisation", _optimisation_flags),
+                             ("data and networks", _data_flags), ("run", _run_flags)):
+        add_flags(_FlagAdder(parser.add_argument_group(title), suppress_defaults))
+    return parser
 
-    def add(*names, default=None, **kwargs):
-        if not suppress_defaults:
+
+class _FlagAdder:
+    """``add(*names, default=..., **kwargs)`` into an argument group; the default is left out when suppressed."""
+
+    def __init__(self, group, suppress_defaults: bool):
+        self.group, self.suppress_defaults = group, suppress_defaults
+
+    def __call__(self, *names, default=None, **kwargs):
+        if not self.suppress_defaults:
             kwargs["default"] = default
-        parser.add_argument(*names, **kwargs)
+        self.group.add_argument(*names, **kwargs)
 
-    g = parser.add_argument_group("objective and annealing")
+
+def _objective_flags(add: _FlagAdder) -> None:
     add("--objective", default="jsd", help="GAN objective: jsd (= DFM), rkl, wgan (WGAN-GP), or a plugin's")
     add("--anneal", default="none", help="annealing term: none, lik, ent, lgan, or a plugin's")
     add("--schedule", default="linear", help="lambda_t schedule: one of " + ", ".join(schedules.names()))
@@ -127,7 +139,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--dfm-weight", default=updaters.DFM_WEIGHT, type=float, help="jsd: DFM feature term weight (0.03)")
     add("--gp-weight", default=updaters.GP_WEIGHT, type=float, help="wgan: gradient penalty weight (10)")
     add("--n-critic", default=updaters.N_CRITIC, type=int, help="wgan: critic steps per generator step (5)")
-    g = parser.add_argument_group("optimisation")
+
+
+def _optimisation_flags(add: _FlagAdder) -> None:
     add("--iterations", default=150000, type=int, help="generator iterations T (paper: 150000)")
     add("--batchsize", default=64, type=int, help="batch size (64)")
     add("--lr", default=updaters.LR, type=float, help="Adam learning rate (1e-4)")
@@ -152,7 +166,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
              "skips D's weight gradients; same numbers, less arithmetic); all: Chainer's loss.backward() to "
              "every parameter (needed)")
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
-    g = parser.add_argument_group("data and networks")
+
+
+def _data_flags(add: _FlagAdder) -> None:
     add("--dataset", default="mnist5k",
         help="cifar10, celeba, mnist, fashion-mnist, mnist5k (bundled), or a .npy file of (N, C, H, W) in [-1, 1]")
     add("--data-dir", help="folder with the data set's files (default: the download cache)")
@@ -164,11 +180,13 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add("--latent-dim", default=nets.LATENT_DIM, type=int, help="dimension of z (128)")
     add("--limit", type=int, help="use only LIMIT training images: the first LIMIT in file order (mnist5k, stored "
         "sorted by digit: LIMIT/10 of each digit)")
-    g = parser.add_argument_group("run")
-    if suppress_defaults:
-        parser.add_argument("--device")
+
+
+def _run_flags(add: _FlagAdder) -> None:
+    if add.suppress_defaults:
+        add.group.add_argument("--device")
     else:
-        add_device_argument(parser)
+        add_device_argument(add.group)
     add("--out", default="result", help="output folder (default: result)")
     add("--resume", action="store_true", default=False, help="continue from the newest snapshot in --out")
     add("--config", help="YAML or JSON file with defaults for these flags (flags override it)")
@@ -183,7 +201,6 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         "stdout is not a terminal, a plain progress line at most every {:g} s".format(LINE_PROGRESS_SECONDS))
     add("--stop-at", type=int, help="end this process after iteration STOP_AT, as if interrupted (the "
         "schedule still spans --iterations); continue later with --resume")
-    return parser
 
 
 def _actions(parser: argparse.ArgumentParser) -> Dict[str, argparse.Action]:
@@ -611,7 +628,7 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
     updater = updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
-                          LatentSampler(config["latent_dim"], latent_seed), noise, pool, device=device,
+                          LatentSampler(config["latent_dim"], latent_seed), noise=noise, denoisers=pool, device=device,
                           **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True),
                           **objective_options)
     updater.backprop_all = config.get("backprop", "needed") == "all"

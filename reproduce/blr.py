@@ -694,11 +694,10 @@ def write_reports(out: Path, rows: list[dict], args) -> None:
             rs = [r for r in rows if r["dataset"] == ds and r["sampler"] == s]
             if not rs:
                 continue
-            lines.append("| {} | {} | {} | {} | {} | {} | {} | {} | {:.0f} |".format(
-                ds, LABELS[s], _ms(r["test_accuracy"] for r in rs), _ms(r["test_loglik"] for r in rs),
-                _ms(r["prob_mae_vs_nuts"] for r in rs), _ms(r["w_mean_err_vs_nuts"] for r in rs),
-                _ms(r["w_std_err_vs_nuts"] for r in rs), _ms(r["w_std_ratio_vs_nuts"] for r in rs),
-                np.mean([r["seconds"] for r in rs])))
+            cells = [ds, LABELS[s]] + [_ms(r[key] for r in rs) for key in (
+                "test_accuracy", "test_loglik", "prob_mae_vs_nuts", "w_mean_err_vs_nuts", "w_std_err_vs_nuts",
+                "w_std_ratio_vs_nuts")] + ["{:.0f}".format(np.mean([r["seconds"] for r in rs]))]
+            lines.append("| {} |".format(" | ".join(str(c) for c in cells)))
     nuts_rows = [r for r in rows if r["sampler"] == "nuts"]
     worst = max((r["max_rhat"] for r in nuts_rows), default=float("nan"))
     lines += ["", "## NUTS convergence (per split)", "",
@@ -826,8 +825,9 @@ def _run(args, out: Path) -> int:
                                  max_rhat=info.get("max_rhat"), min_ess=info.get("min_ess"),
                                  divergences=info.get("divergences"), attempts=info.get("attempts")))
                 extra = " R-hat {:.4f} ESS {:.0f}".format(info["max_rhat"], info["min_ess"]) if name == "nuts" else ""
-                log("[{}/{}] {} seed {} {:<16} acc {:.3f} LL {:.3f} |p-p_NUTS| {:.4f} ({:.0f} s{}; elapsed {:.0f} s){}".format(
-                    done, total, ds, seed, name, m.accuracy, m.log_likelihood, d.prob_mae, result.seconds,
+                which = "[{}/{}] {} seed {} {:<16}".format(done, total, ds, seed, name)
+                log("{} acc {:.3f} LL {:.3f} |p-p_NUTS| {:.4f} ({:.0f} s{}; elapsed {:.0f} s){}".format(
+                    which, m.accuracy, m.log_likelihood, d.prob_mae, result.seconds,
                     ", cached" if result.from_cache else "", time.time() - t0, extra))
             if rows:
                 write_reports(out, rows, args)   # after every split, so partial results are always on disk

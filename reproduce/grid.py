@@ -90,8 +90,8 @@ def build_grid(out_root: str, objectives: Sequence[str] = OBJECTIVES, variants: 
             run_dir = str(Path(out_root) / name / "seed{}".format(seed))
             args = ["--objective", objective, "--anneal", anneal, "--schedule", schedule, "--lambda0", repr(lam),
                     "--seed", str(seed), "--out", run_dir] + VARIANT_ARGS.get(variant, []) + list(common_args)
-            specs.append(RunSpec(objective, variant, anneal, schedule, lam, seed, run_dir, args,
-                                 dict(eval_kwargs or {})))
+            specs.append(RunSpec(objective, variant, anneal, schedule, lam, seed, run_dir, train_args=args,
+                                 eval_kwargs=dict(eval_kwargs or {})))
     return specs
 
 

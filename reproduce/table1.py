@@ -425,14 +425,14 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str, real: Opti
     for row in rows:
         lib = "{} / {}".format(row.get("chainer_gan_lib_IS"), row.get("chainer_gan_lib_FID")) \
             if row.get("chainer_gan_lib_IS") is not None else ""
-        lines.append("| {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} |".format(
-            row["cell"], "" if row.get("lambda0") is None else "{:g}".format(row["lambda0"]),
-            row.get("seeds_done", 0), row["seeds_planned"],
-            _fmt(row.get("IS"), row.get("IS_std")), _fmt(row.get("FID"), row.get("FID_std")),
-            "n/a" if row.get("paper_IS") is None else row["paper_IS"],
-            "" if row.get("diff_IS") is None else "{:+.2f}".format(row["diff_IS"]),
-            "n/a" if row.get("paper_FID") is None else row["paper_FID"],
-            "" if row.get("diff_FID") is None else "{:+.2f}".format(row["diff_FID"]), lib))
+        cells = [row["cell"], "" if row.get("lambda0") is None else "{:g}".format(row["lambda0"]),
+                 "{}/{}".format(row.get("seeds_done", 0), row["seeds_planned"]),
+                 _fmt(row.get("IS"), row.get("IS_std")), _fmt(row.get("FID"), row.get("FID_std")),
+                 "n/a" if row.get("paper_IS") is None else row["paper_IS"],
+                 "" if row.get("diff_IS") is None else "{:+.2f}".format(row["diff_IS"]),
+                 "n/a" if row.get("paper_FID") is None else row["paper_FID"],
+                 "" if row.get("diff_FID") is None else "{:+.2f}".format(row["diff_FID"]), lib]
+        lines.append("| {} |".format(" | ".join(str(c) for c in cells)))
     left_out = sorted({(p["cell"], p["lambda0"]) for p in info.get("skipped", ())})
     if left_out:
         lines += ["", "Left out (lambda_t would leave the likelihood/entropy form without a tempered target, "
