@@ -24,6 +24,7 @@ User errors print one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -206,11 +207,44 @@ def main(argv=None) -> int:
         return 2
 
 
-def _main(args) -> int:
+@dataclasses.dataclass
+class _Plan:
+    """The runs of one invocation: (target, sampler, annealing, lambda0) each, their targets and shared settings."""
+
+    args: argparse.Namespace
+    runs: list
+    target_of: dict
+    out: Path
+    snaps: list
+
+    def run_kwargs(self, name: str, method: str, anneal: str, lam: float) -> dict:
+        """The keyword arguments of ugan.train_sampler / train_direct_flow for one run."""
+        args = self.args
+        kw = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
+                  flow_blocks=args.flow_blocks, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
+                  snapshot_size=args.eval_samples, progress=True, resume=args.resume,
+                  out=self.out / "{}_{}_{}".format(name, method, anneal), anneal=anneal,
+                  schedule=args.schedule if anneal != "none" else "static", lambda0=lam,
+                  schedule_options={"knot_interval": args.knot_interval} if anneal != "none" else None,
+                  snapshot_steps=self.snaps if (method == "ugan" and anneal != "none") else (),
+                  extra_config={"target": name})
+        if method == "ugan":
+            kw["generator_hidden"] = args.generator_hidden
+        return kw
+
+    def train(self, method: str, name: str, **kw):
+        from tfp_flows import ugan
+
+        fn = ugan.train_sampler if method == "ugan" else ugan.train_direct_flow
+        return fn(self.target_of[name].log_density, self.target_of[name].dim, **kw)
+
+
+def _plan(args) -> _Plan:
+    """Check the flags, limit the threads, seed everything; the runs to make."""
     import tensorflow as tf
     import threadpoolctl
 
-    from tfp_flows import targets, ugan
+    from tfp_flows import targets, ugan  # noqa: F401  (ugan: imported before the checks, as it always was)
 
     if args.steps < 1 or args.eval_samples < 2 or args.threads < 1:
         raise FigS1Error("--steps and --threads must be >= 1 and --eval-samples >= 2, got {}, {} and {}".format(
@@ -233,35 +267,21 @@ def _main(args) -> int:
               file=sys.stderr)
     threadpoolctl.threadpool_limits(args.threads)
     seed_everything(args.seed, tensorflow=True)
-    out = Path(args.out)
     snaps = args.snapshots or sorted({0} | {int(round(f * args.steps)) for f in (0.1, 0.25, 0.4, 0.6, 0.8, 1.0)})
-    common = dict(steps=args.steps, seed=args.seed, batch_size=args.batch_size, hidden_units=args.hidden_units,
-                  flow_blocks=args.flow_blocks, lr=args.lr, lr_final_fraction=args.lr_final_fraction,
-                  snapshot_size=args.eval_samples, progress=True, resume=args.resume)
+    return _Plan(args, runs, target_of, Path(args.out), snaps)
 
-    def run_kwargs(name, method, anneal, lam):
-        kw = dict(common, out=out / "{}_{}_{}".format(name, method, anneal), anneal=anneal,
-                  schedule=args.schedule if anneal != "none" else "static", lambda0=lam,
-                  schedule_options={"knot_interval": args.knot_interval} if anneal != "none" else None,
-                  snapshot_steps=snaps if (method == "ugan" and anneal != "none") else (),
-                  extra_config={"target": name})
-        if method == "ugan":
-            kw["generator_hidden"] = args.generator_hidden
-        return kw
 
-    def train(method, name, **kw):
-        fn = ugan.train_sampler if method == "ugan" else ugan.train_direct_flow
-        return fn(target_of[name].log_density, target_of[name].dim, **kw)
-
-    # every check before anything is written: the folder's record, then each run folder's
+def _check_runs_and_record(plan: _Plan) -> dict:
+    """Every check before anything is written (the folder's record, then each run folder's); then the record.
+    Returns the runs a --resume finds finished: {run folder name: (quality, final samples, snapshots)}."""
+    args, out = plan.args, plan.out
     _check_out_folder(args, out)
     finished = {}
-    for name, method, anneal, lam in runs:
-        kw = run_kwargs(name, method, anneal, lam)
-        train(method, name, check_only=True, **kw)
+    for name, method, anneal, lam in plan.runs:
+        kw = plan.run_kwargs(name, method, anneal, lam)
+        plan.train(method, name, check_only=True, **kw)
         if args.resume and (kw["out"] / "quality.json").exists():
-            finished[kw["out"].name] = _load_finished(kw["out"], snaps, method == "ugan" and anneal != "none")
-
+            finished[kw["out"].name] = _load_finished(kw["out"], plan.snaps, method == "ugan" and anneal != "none")
     out.mkdir(parents=True, exist_ok=True)
     if (out / runinfo.CONFIG_FILENAME).exists():  # the first invocation's record stays
         k = 1
@@ -270,57 +290,43 @@ def _main(args) -> int:
         runinfo.write_run_config(out, vars(args), seed=args.seed, filename="config_resume_{}.json".format(k))
     else:
         runinfo.write_run_config(out, vars(args), seed=args.seed)
+    return finished
 
-    quality = {}
-    finals = {}
-    annealed_snapshots = {}
-    t_all = time.time()
-    for name, method, anneal, lam in runs:
-        target = target_of[name]
-        kw = run_kwargs(name, method, anneal, lam)
-        run_dir = kw["out"]
-        key = run_dir.name
-        if key in finished:
-            quality[key], finals[key], snapshots = finished[key]
-            if "log_u_gap" not in quality[key]:  # finished before the gap was recorded
-                exact = exact_samples(target, args)
-                quality[key].update(log_u_gap(target, finals[key], exact))
-            if method == "ugan" and anneal != "none":
-                annealed_snapshots[name] = snapshots
-            print("reuse finished", key)
-            continue
-        t = time.time()
-        res = train(method, name, **kw)
-        if res.history:  # the training time as the log records it (time_s goes on across --resume), then evaluation's
-            t = time.time() - res.history[-1]["time_s"]
-        model = res.sample(args.eval_samples, seed=args.seed + MODEL_SAMPLES_SEED_OFFSET)
-        exact = exact_samples(target, args)
-        q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,
-             "schedule": kw["schedule"], "steps": args.steps,
-             "energy_distance": sample_distance.energy_distance(model, exact),
-             "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples,
-             "mean_log_u": float(target.log_density_np(model).mean()),
-             "exact_mean_log_u": float(target.log_density_np(exact).mean()),
-             **log_u_gap(target, model, exact),
-             "seconds": round(time.time() - t, 1)}
-        runinfo.atomic_write_bytes(run_dir / "final_samples.npy", _npy(model))
-        runinfo.atomic_write_json(run_dir / "quality.json", q)
-        quality[key] = q
-        finals[key] = model
-        if method == "ugan" and anneal != "none":
-            annealed_snapshots[name] = dict(res.snapshots)
-        print(key, json.dumps({k: q[k] for k in ("energy_distance", "mmd2", "seconds")}), flush=True)
 
-    # noise floor: two independent exact samples of the same size
-    for name in {r[0] for r in runs}:
-        target = target_of[name]
-        a = exact_samples(target, args)
-        b = exact_samples(target, args, offset=FLOOR_SAMPLES_SEED_OFFSET)
-        quality["{}_exact_floor".format(name)] = {
-            "target": name, "method": "exact vs exact", "anneal": "-", "lambda0": 0.0, "schedule": "-",
+def _train_and_score(plan: _Plan, name: str, method: str, anneal: str, lam: float):
+    """Train one run and score its final samples against exact ones: (quality row, samples, snapshots)."""
+    args, target = plan.args, plan.target_of[name]
+    kw = plan.run_kwargs(name, method, anneal, lam)
+    t = time.time()
+    res = plan.train(method, name, **kw)
+    if res.history:  # the training time as the log records it (time_s goes on across --resume), then evaluation's
+        t = time.time() - res.history[-1]["time_s"]
+    model = res.sample(args.eval_samples, seed=args.seed + MODEL_SAMPLES_SEED_OFFSET)
+    exact = exact_samples(target, args)
+    q = {"target": name, "method": method, "anneal": anneal, "lambda0": lam,
+         "schedule": kw["schedule"], "steps": args.steps,
+         "energy_distance": sample_distance.energy_distance(model, exact),
+         "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples,
+         "mean_log_u": float(target.log_density_np(model).mean()),
+         "exact_mean_log_u": float(target.log_density_np(exact).mean()),
+         **log_u_gap(target, model, exact),
+         "seconds": round(time.time() - t, 1)}
+    runinfo.atomic_write_bytes(kw["out"] / "final_samples.npy", _npy(model))
+    runinfo.atomic_write_json(kw["out"] / "quality.json", q)
+    print(kw["out"].name, json.dumps({k: q[k] for k in ("energy_distance", "mmd2", "seconds")}), flush=True)
+    return q, model, dict(res.snapshots)
+
+
+def _floor_row(target, name: str, args) -> dict:
+    """The noise floor: two independent exact samples of the same size."""
+    a = exact_samples(target, args)
+    b = exact_samples(target, args, offset=FLOOR_SAMPLES_SEED_OFFSET)
+    return {"target": name, "method": "exact vs exact", "anneal": "-", "lambda0": 0.0, "schedule": "-",
             "energy_distance": sample_distance.energy_distance(a, b), "mmd2": sample_distance.mmd2(a, b),
             "mean_log_u": float(target.log_density_np(a).mean()), **log_u_gap(target, a, b), "seconds": 0.0}
-    runinfo.atomic_write_json(out / "quality.json", quality)
+
+
+def _table(quality: dict) -> str:
     lines = ["| target | sampler | annealing | energy distance | MMD^2 | mean log u | gap to exact (SE) | seconds |",
              "|---|---|---|---|---|---|---|---|"]
     for key in sorted(quality):
@@ -330,10 +336,36 @@ def _main(args) -> int:
         numbers = "{:.4f} | {:.5f} | {:.3f} | {:+.3f} ({:.3f})".format(
             q["energy_distance"], q["mmd2"], q["mean_log_u"], q["log_u_gap"], q["log_u_gap_se"])
         lines.append("| {} | {} | {} | {} | {} |".format(q["target"], q["method"], ann, numbers, q["seconds"]))
-    table = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def _main(args) -> int:
+    from tfp_flows import targets
+
+    plan = _plan(args)
+    finished = _check_runs_and_record(plan)
+    quality, finals, annealed_snapshots = {}, {}, {}
+    t_all = time.time()
+    for name, method, anneal, lam in plan.runs:
+        key = plan.run_kwargs(name, method, anneal, lam)["out"].name
+        if key in finished:
+            quality[key], finals[key], snapshots = finished[key]
+            if "log_u_gap" not in quality[key]:  # finished before the gap was recorded
+                quality[key].update(log_u_gap(plan.target_of[name], finals[key],
+                                              exact_samples(plan.target_of[name], args)))
+            print("reuse finished", key)
+        else:
+            quality[key], finals[key], snapshots = _train_and_score(plan, name, method, anneal, lam)
+        if method == "ugan" and anneal != "none":
+            annealed_snapshots[name] = snapshots
+    for name in {r[0] for r in plan.runs}:
+        quality["{}_exact_floor".format(name)] = _floor_row(plan.target_of[name], name, args)
+    out = plan.out
+    runinfo.atomic_write_json(out / "quality.json", quality)
+    table = _table(quality)
     runinfo.atomic_write_text(out / "table.md", table)
     print(table)
-    _plot_snapshots(annealed_snapshots, snaps, args, out / "figS1.png", targets)
+    _plot_snapshots(annealed_snapshots, plan.snaps, args, out / "figS1.png", targets)
     _plot_finals(finals, args, out / "figS1_final.png", targets)
     if args.publish_docs:
         for path in publish_docs(out):

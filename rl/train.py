@@ -24,12 +24,7 @@ given with ``--resume`` must equal the recorded ones, except ``--progress-every`
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import os
-import re
-import shutil
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -42,13 +37,11 @@ from va_core import runinfo, schedules, tempering
 from va_core.seeding import seed_everything
 from va_core import cli_checks
 
-CHECKPOINT_DIR = "checkpoints"
-LATEST = "latest.json"
-LOG = "log.txt"
-LOG_DISCARDED = "log_discarded.txt"
-KEEP_CHECKPOINTS = 2  # the newest checkpoint and the one before it (the fallback if the newest is damaged)
+from rl.run_folder import (LOG, CheckpointError, Logs, cut_log, has_checkpoint, latest_step,  # noqa: F401
+                           load_checkpoint, log, one_line, save_checkpoint)
+
 CHECKPOINT_FORMAT = 2  # state.json layout: 2 adds the interrupted episode, the log size and the wall clock
-_STEP_DIR = re.compile(r"^step_(\d{9,})$")
+
 #: Settings that may differ from the recorded ones on --resume (they do not change what is computed,
 #: except that another thread count may change floating-point rounding).
 RESUME_MAY_DIFFER = ("progress_every", "threads")
@@ -67,10 +60,6 @@ NO_ANNEALING = dict(anneal="none", schedule="static", lambda0=0.0, knot_interval
 
 class UsageError(ValueError):
     """A flag value, environment or output folder the run cannot use (``python -m rl.train`` exits with 2)."""
-
-
-class CheckpointError(RuntimeError):
-    """None of a run's checkpoints can be read (``python -m rl.train`` exits with 1)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -235,231 +224,6 @@ def episode_seed(seed: int, episode: int) -> int:
     return int(np.random.SeedSequence(int(seed), spawn_key=(0x5EED, int(episode))).generate_state(1)[0])
 
 
-class Logs:
-    """Episode and evaluation records, rewritten atomically as CSV files and stored in checkpoints."""
-
-    EPISODE_HEADER = ["step", "return", "length"]
-    EVAL_HEADER = ["step", "mean_return", "std_return", "wall_seconds", "returns"]
-
-    def __init__(self, out: Path, episodes: Optional[list] = None, evals: Optional[list] = None):
-        self.out, self.episodes, self.evals = out, list(episodes or []), list(evals or [])
-
-    @staticmethod
-    def _csv(header: List[str], rows: List[list]) -> str:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(header)
-        w.writerows(rows)
-        return buf.getvalue()
-
-    def write(self) -> None:
-        """Rewrite episodes.csv and eval.csv from the records (on a start or a resume: drops later rows)."""
-        runinfo.atomic_write_text(self.out / "episodes.csv", self._csv(self.EPISODE_HEADER, self.episodes))
-        runinfo.atomic_write_text(self.out / "eval.csv", self._csv(self.EVAL_HEADER, self.evals))
-
-    def add_episode(self, step: int, ret: float, length: int) -> None:
-        """Record a finished training episode and rewrite episodes.csv."""
-        self.episodes.append([step, ret, length])
-        runinfo.atomic_write_text(self.out / "episodes.csv", self._csv(self.EPISODE_HEADER, self.episodes))
-
-    def add_eval(self, step: int, returns: List[float], seconds: float) -> None:
-        """Record an evaluation (population std over its episodes) and rewrite eval.csv."""
-        self.evals.append([step, float(np.mean(returns)), float(np.std(returns)), seconds,
-                           " ".join("{:.3f}".format(r) for r in returns)])
-        runinfo.atomic_write_text(self.out / "eval.csv", self._csv(self.EVAL_HEADER, self.evals))
-
-
-# ------------------------------------------------------------------------------------------ checkpoints
-def _checkpoint_name(step: int) -> str:
-    return "step_{:09d}".format(step)
-
-
-def _step_dirs(out: Path) -> List[Tuple[int, Path]]:
-    """(step, folder) of every renamed-into-place checkpoint folder, newest first."""
-    root = out / CHECKPOINT_DIR
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        m = _STEP_DIR.match(p.name)
-        if m and p.is_dir():
-            found.append((int(m.group(1)), p))
-    return sorted(found, key=lambda sp: sp[0], reverse=True)
-
-
-def _read_pointer(out: Path) -> Tuple[Optional[str], Optional[str]]:
-    """(folder name in latest.json, problem): (None, None) without a pointer, (None, why) if it is damaged."""
-    pointer = out / CHECKPOINT_DIR / LATEST
-    if not pointer.exists():
-        return None, None
-    try:
-        name = json.loads(pointer.read_text())["dir"]
-        if not isinstance(name, str) or not _STEP_DIR.match(name):
-            raise ValueError("no checkpoint folder name in it")
-        return name, None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        return None, "{} is damaged ({}: {})".format(pointer, type(e).__name__, _one_line(e))
-
-
-def has_checkpoint(out: str | os.PathLike) -> bool:
-    """Whether ``out`` holds a checkpoint folder (readable or not) or a checkpoint pointer."""
-    out = Path(out)
-    return bool(_step_dirs(out)) or (out / CHECKPOINT_DIR / LATEST).exists()
-
-
-def latest_step(out: str | os.PathLike) -> Optional[int]:
-    """Step of the checkpoint a resume of the run in ``out`` tries first (None without any); does not load it.
-
-    That is the one latest.json names, or the newest folder if the pointer is missing or damaged.
-    """
-    out = Path(out)
-    name, _ = _read_pointer(out)
-    if name is not None and (out / CHECKPOINT_DIR / name).is_dir():
-        return int(_STEP_DIR.match(name).group(1))
-    dirs = _step_dirs(out)
-    return dirs[0][0] if dirs else None
-
-
-def _candidates(out: Path) -> Tuple[List[Path], List[str]]:
-    """Checkpoint folders to try, in order (the pointer's first, then newest first), and problems found."""
-    name, problem = _read_pointer(out)
-    problems = [problem] if problem else []
-    order = [p for _, p in _step_dirs(out)]
-    if name is not None:
-        target = out / CHECKPOINT_DIR / name
-        if target.is_dir():
-            order = [target] + [p for p in order if p != target]
-        else:
-            problems.append("{} names {}, which does not exist".format(out / CHECKPOINT_DIR / LATEST, target))
-    return order, problems
-
-
-def _fsync_tree(folder: Path) -> None:
-    for p in sorted(folder.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def save_checkpoint(out: Path, agent, replay, state: dict) -> Path:
-    """Write a complete checkpoint folder under a temporary name, rename it into place, flip the pointer
-    atomically, then remove all but this and the previous checkpoint (:data:`KEEP_CHECKPOINTS`)."""
-    root = out / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    step = int(state["step"])
-    name = _checkpoint_name(step)
-    tmp = root / (".tmp_" + name)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    agent.checkpoint().write(str(tmp / "agent"))
-    replay.save(tmp / "replay.npz")
-    runinfo.atomic_write_json(tmp / "state.json", state)
-    _fsync_tree(tmp)
-    final = root / name
-    stale = None
-    if final.exists():  # left by a process that stopped before flipping the pointer, or a damaged one
-        stale = root / (".old_" + name)
-        if stale.exists():
-            shutil.rmtree(stale)
-        os.replace(final, stale)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    runinfo.atomic_write_json(root / LATEST, {"dir": name, "step": step})
-    if stale is not None:
-        shutil.rmtree(stale)
-    older = [p for s, p in _step_dirs(out) if s < step][:KEEP_CHECKPOINTS - 1]
-    for s, p in _step_dirs(out):
-        if p != final and p not in older:  # older ones, and newer ones from a discarded continuation
-            shutil.rmtree(p)
-    for p in root.iterdir():  # leftovers of a save that was killed half-way
-        if p.is_dir() and (p.name.startswith(".tmp_") or p.name.startswith(".old_")):
-            shutil.rmtree(p)
-    return final
-
-
-def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def load_checkpoint(out: Path, agent, obs_dim: int, act_dim: int):
-    """Restore ``agent`` from the newest readable checkpoint of ``out``.
-
-    Returns (folder, state dict, replay buffer, warnings): a damaged checkpoint (unreadable state.json,
-    replay.npz or agent files, or inconsistent contents) is skipped with a warning naming it, and the
-    previous one is tried. Raises :class:`CheckpointError` naming every folder tried if none loads.
-    """
-    from rl.replay import ReplayBuffer
-
-    order, notes = _candidates(out)
-    tried = []
-    for folder in order:
-        try:
-            with open(folder / "state.json") as f:
-                state = json.load(f)
-            for key in ("step", "episode", "numpy_rng", "episodes", "evals"):
-                if key not in state:
-                    raise KeyError("state.json has no {!r}".format(key))
-            replay = ReplayBuffer.load(folder / "replay.npz")
-            if (replay.obs_dim, replay.act_dim) != (obs_dim, act_dim):
-                raise ValueError("replay buffer holds ({}, {})-dimensional observations/actions, the environment "
-                                 "({}, {})".format(replay.obs_dim, replay.act_dim, obs_dim, act_dim))
-            if len(replay) != min(int(state["step"]), replay.capacity):
-                raise ValueError("replay buffer holds {} transitions after {} steps".format(
-                    len(replay), state["step"]))
-            agent.checkpoint().read(str(folder / "agent")).assert_existing_objects_matched()
-        except Exception as e:  # noqa: BLE001 - any failure to read a checkpoint means: try the previous one
-            problem = "checkpoint {} is damaged ({}: {})".format(folder, type(e).__name__, _one_line(e))
-            notes.append(problem)
-            tried.append(str(folder))
-            continue
-        warnings = ["{}; resuming from {} instead".format(n, folder) for n in notes]
-        if notes:  # point at the checkpoint that loaded (a damaged newer one is removed by the next save)
-            runinfo.atomic_write_json(out / CHECKPOINT_DIR / LATEST, {"dir": folder.name, "step": int(state["step"])})
-        return folder, state, replay, warnings
-    raise CheckpointError("no readable checkpoint in {} ({}); the run cannot be resumed: start it again with "
-                          "another --out (or move this folder away)".format(
-                              out / CHECKPOINT_DIR, "; ".join(notes) if notes else "tried: " + ", ".join(tried)))
-
-
-# ----------------------------------------------------------------------------------------------- logs
-def _log(out: Path, line: str) -> None:
-    print(line, flush=True)
-    with open(out / LOG, "a") as f:
-        f.write(line + "\n")
-
-
-def _cut_log(out: Path, size: int, why: str) -> None:
-    """Cut log.txt back to ``size`` bytes; the cut lines go to the end of log_discarded.txt (nothing is lost)."""
-    path = out / LOG
-    if not path.exists() or path.stat().st_size <= size:
-        return
-    with open(path, "rb") as f:
-        f.seek(size)
-        tail = f.read()
-    with open(out / LOG_DISCARDED, "ab") as f:
-        f.write("--- {}: lines cut from {} ---\n".format(why, LOG).encode())
-        f.write(tail if tail.endswith(b"\n") else tail + b"\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.truncate(path, size)
-
-
 # -------------------------------------------------------------------------------------------- training
 def _restore_episode(env, seed: int, episode: int, state: dict):
     """The environment at the checkpoint: reset with the episode's seed, then the recorded actions replayed.
@@ -491,25 +255,48 @@ def _restore_episode(env, seed: int, episode: int, state: dict):
     return obs, ret, len(actions), actions, None
 
 
-def train(cfg: dict, out: Path, resume: bool = False, stop_at: Optional[int] = None) -> dict:
-    """Run (or resume) one training run with the resolved configuration ``cfg`` in ``out``.
+@dataclasses.dataclass
+class _Run:
+    """A run in progress: the agent and environments, and the state a checkpoint saves and restores."""
 
-    ``resume``: continue from the newest readable checkpoint (a fresh start if there is none).
-    ``stop_at``: stop after that step, with a checkpoint there. Returns the final state: step,
-    episodes, evals, stopped (True if ``stop_at`` ended it before ``cfg["steps"]``), checkpoint.
-    """
-    import tensorflow as tf  # noqa: F401  (imported before the agent: seeds, threads)
+    cfg: dict
+    out: Path
+    agent: object
+    env: object
+    eval_env: object
+    replay: object = None
+    rng: Optional[np.random.Generator] = None
+    logs: Optional["Logs"] = None
+    step: int = 0
+    episode: int = 0
+    obs: object = None
+    ep_return: float = 0.0
+    ep_len: int = 0
+    episode_actions: list = dataclasses.field(default_factory=list)
+    wall_before: float = 0.0
+    started: float = dataclasses.field(default_factory=time.time)
 
+    def checkpoint_state(self) -> dict:
+        """What :func:`save_checkpoint` writes beside the networks and the replay buffer."""
+        log_bytes = (self.out / LOG).stat().st_size if (self.out / LOG).exists() else 0
+        return dict(
+            format=CHECKPOINT_FORMAT, step=self.step, episode=self.episode, numpy_rng=self.rng.bit_generator.state,
+            episodes=self.logs.episodes, evals=self.logs.evals, config=self.cfg, log_bytes=log_bytes,
+            wall_seconds=self.wall_before + time.time() - self.started, obs=np.asarray(self.obs).tolist(),
+            ep_return=self.ep_return, ep_len=self.ep_len, episode_actions=[a.tolist() for a in self.episode_actions],
+            episode_action_dtypes=[str(a.dtype) for a in self.episode_actions])
+
+
+def _new_run(cfg: dict, out: Path) -> _Run:
+    """Seed everything, make the environments and build the agent (J.3's sizes from ``cfg``)."""
     from rl.agent import SoftQAgent, SoftQConfig
-    from rl.evaluation import deterministic_policy, make_env, run_episodes, scale_action
-    from rl.replay import ReplayBuffer
+    from rl.evaluation import make_env
 
     seed = cfg["seed"]
     seed_everything(seed, tensorflow=True)
     env = make_env(cfg["env"], cfg["max_episode_steps"])
     eval_env = make_env(cfg["env"], cfg["max_episode_steps"])
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    low, high = env.action_space.low, env.action_space.high
     agent = SoftQAgent(SoftQConfig(
         obs_dim=obs_dim, act_dim=act_dim, policy_update=cfg["agent"], anneal=cfg["anneal"],
         hidden=(cfg["hidden"],) * 2, maf_blocks=cfg["maf_blocks"], maf_hidden=(cfg["maf_hidden"],) * 2,
@@ -517,107 +304,138 @@ def train(cfg: dict, out: Path, resume: bool = False, stop_at: Optional[int] = N
         value_samples=cfg["value_samples"], reward_scale=cfg["reward_scale"], discount=cfg["discount"],
         target_update_interval=cfg["target_update"], seed=seed))
     agent.build()
+    return _Run(cfg, out, agent, env, eval_env)
+
+
+def _resume(run: _Run, loaded, stop_at: Optional[int]) -> None:
+    """Continue ``run`` from a loaded checkpoint: step, RNG, logs, replay buffer and the episode in progress."""
+    ckpt, state, run.replay, warnings = loaded
+    run.step, run.episode = int(state["step"]), int(state["episode"])
+    if stop_at is not None and stop_at <= run.step:
+        raise UsageError("--stop-at {} is not after the step of the checkpoint resumed from ({})".format(
+            stop_at, run.step))
+    run.rng = np.random.default_rng()
+    run.rng.bit_generator.state = state["numpy_rng"]
+    run.logs = Logs(run.out, state["episodes"], state["evals"])
+    run.logs.write()
+    if "log_bytes" in state:
+        cut_log(run.out, int(state["log_bytes"]), "resumed from {}".format(ckpt.name))
+    run.obs, run.ep_return, run.ep_len, run.episode_actions, note = _restore_episode(
+        run.env, run.cfg["seed"], run.episode, state)
+    for w in warnings + ([note] if note else []):
+        print("warning: " + w, file=sys.stderr, flush=True)
+        with open(run.out / LOG, "a") as f:
+            f.write("warning: " + w + "\n")
+    run.wall_before = float(state.get("wall_seconds", run.logs.evals[-1][3] if run.logs.evals else 0.0))
+    log(run.out, "resumed from {} at step {} (episode {}, {} steps into it)".format(
+        ckpt, run.step, run.episode, run.ep_len))
+
+
+def _start(run: _Run) -> None:
+    """Start ``run`` from step 0: an empty replay buffer, fresh logs, the first episode."""
+    from rl.replay import ReplayBuffer
+
+    run.replay = ReplayBuffer(run.agent.config.obs_dim, run.agent.config.act_dim, run.cfg["replay_capacity"])
+    run.rng = np.random.default_rng(run.cfg["seed"])
+    run.logs = Logs(run.out)
+    run.logs.write()
+    cut_log(run.out, 0, "a new start (no checkpoint)")
+    run.obs, _ = run.env.reset(seed=episode_seed(run.cfg["seed"], 0))
+
+
+def _env_step(run: _Run) -> None:
+    """One environment step: a uniform action before ``start_steps``, then the policy's; into the buffer."""
+    from rl.evaluation import scale_action
+
+    act_dim = run.agent.config.act_dim
+    if run.step < run.cfg["start_steps"]:
+        action = run.rng.uniform(-1.0, 1.0, size=act_dim)
+    else:
+        noise = run.rng.standard_normal((1, act_dim)).astype(np.float32)
+        action = run.agent.act(np.asarray(run.obs, np.float32)[None], noise)[0]
+    env_action = np.array(scale_action(action, run.env.action_space.low, run.env.action_space.high))
+    next_obs, reward, terminated, truncated, _ = run.env.step(env_action)
+    run.episode_actions.append(env_action)
+    run.replay.add(run.obs, action, reward, next_obs, terminated)
+    run.ep_return += float(reward)
+    run.ep_len += 1
+    run.step += 1
+    run.obs = next_obs
+    if terminated or truncated:
+        run.episode += 1
+        run.logs.add_episode(run.step, run.ep_return, run.ep_len)
+        run.obs, _ = run.env.reset(seed=episode_seed(run.cfg["seed"], run.episode))
+        run.ep_return, run.ep_len, run.episode_actions = 0.0, 0, []
+
+
+def train(cfg: dict, out: Path, resume: bool = False, stop_at: Optional[int] = None) -> dict:
+    """Run (or resume) one training run with the resolved configuration ``cfg`` in ``out`` (soft Q-learning, J.3).
+
+    ``resume``: continue from the newest readable checkpoint (a fresh start if there is none).
+    ``stop_at``: stop after that step, with a checkpoint there. Returns the final state: step,
+    episodes, evals, stopped (True if ``stop_at`` ended it before ``cfg["steps"]``), checkpoint.
+    """
+    import tensorflow as tf  # noqa: F401  (imported before the agent: seeds, threads)
+
+    from rl.evaluation import deterministic_policy, run_episodes
+
+    run = _new_run(cfg, out)
     schedule = make_schedule(cfg)
     lam_at = (lambda t: 0.0) if cfg["anneal"] == "none" or cfg["agent"] == "svgd" else schedule
-
-    loaded = load_checkpoint(out, agent, obs_dim, act_dim) if resume and has_checkpoint(out) else None
+    loaded = load_checkpoint(out, run.agent, run.agent.config.obs_dim, run.agent.config.act_dim) \
+        if resume and has_checkpoint(out) else None
     if loaded is not None:
-        ckpt, state, replay, warnings = loaded
-        step, episode = int(state["step"]), int(state["episode"])
-        if stop_at is not None and stop_at <= step:
-            raise UsageError("--stop-at {} is not after the step of the checkpoint resumed from ({})".format(
-                stop_at, step))
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["numpy_rng"]
-        logs = Logs(out, state["episodes"], state["evals"])
-        logs.write()
-        if "log_bytes" in state:
-            _cut_log(out, int(state["log_bytes"]), "resumed from {}".format(ckpt.name))
-        obs, ep_return, ep_len, episode_actions, note = _restore_episode(env, seed, episode, state)
-        for w in warnings + ([note] if note else []):
-            print("warning: " + w, file=sys.stderr, flush=True)
-            with open(out / LOG, "a") as f:
-                f.write("warning: " + w + "\n")
-        wall_before = float(state.get("wall_seconds", logs.evals[-1][3] if logs.evals else 0.0))
-        _log(out, "resumed from {} at step {} (episode {}, {} steps into it)".format(ckpt, step, episode, ep_len))
+        _resume(run, loaded, stop_at)
     else:
-        step, episode = 0, 0
-        replay = ReplayBuffer(obs_dim, act_dim, cfg["replay_capacity"])
-        rng = np.random.default_rng(seed)
-        logs = Logs(out)
-        logs.write()
-        _cut_log(out, 0, "a new start (no checkpoint)")
-        obs, _ = env.reset(seed=episode_seed(seed, 0))
-        ep_return, ep_len, episode_actions = 0.0, 0, []
-        wall_before = 0.0
-    policy = deterministic_policy(agent)
+        _start(run)
+    policy = deterministic_policy(run.agent)
     stats: dict = {}
-    started, last_t, last_step = time.time(), time.time(), step
-    last_ckpt = None
+    run.started = last_t = time.time()
+    last_step, last_ckpt = run.step, None
 
     def evaluate(t: int) -> None:
-        returns = run_episodes(eval_env, policy, cfg["eval_episodes"])
-        logs.add_eval(t, returns, wall_before + time.time() - started)
-        _log(out, "eval step {}: return {:.2f} +- {:.2f} over {} episodes".format(
+        returns = run_episodes(run.eval_env, policy, cfg["eval_episodes"])
+        run.logs.add_eval(t, returns, run.wall_before + time.time() - run.started)
+        log(out, "eval step {}: return {:.2f} +- {:.2f} over {} episodes".format(
             t, np.mean(returns), np.std(returns), len(returns)))
 
-    def checkpoint(t: int) -> Path:
-        log_bytes = (out / LOG).stat().st_size if (out / LOG).exists() else 0
-        return save_checkpoint(out, agent, replay, dict(
-            format=CHECKPOINT_FORMAT, step=t, episode=episode, numpy_rng=rng.bit_generator.state,
-            episodes=logs.episodes, evals=logs.evals, config=cfg, log_bytes=log_bytes,
-            wall_seconds=wall_before + time.time() - started, obs=np.asarray(obs).tolist(),
-            ep_return=ep_return, ep_len=ep_len, episode_actions=[a.tolist() for a in episode_actions],
-            episode_action_dtypes=[str(a.dtype) for a in episode_actions]))
-
-    if step == 0:
+    if run.step == 0:
         evaluate(0)
     stopped = False
-    while step < cfg["steps"]:
-        if step < cfg["start_steps"]:
-            action = rng.uniform(-1.0, 1.0, size=act_dim)
-        else:
-            noise = rng.standard_normal((1, act_dim)).astype(np.float32)
-            action = agent.act(np.asarray(obs, np.float32)[None], noise)[0]
-        env_action = np.array(scale_action(action, low, high))
-        next_obs, reward, terminated, truncated, _ = env.step(env_action)
-        episode_actions.append(env_action)
-        replay.add(obs, action, reward, next_obs, terminated)
-        ep_return += float(reward)
-        ep_len += 1
-        step += 1
-        obs = next_obs
-        if terminated or truncated:
-            episode += 1
-            logs.add_episode(step, ep_return, ep_len)
-            obs, _ = env.reset(seed=episode_seed(seed, episode))
-            ep_return, ep_len, episode_actions = 0.0, 0, []
-        if step >= cfg["start_steps"] and len(replay) >= cfg["batch_size"] and step % cfg["train_every"] == 0:
+    while run.step < cfg["steps"]:
+        _env_step(run)
+        step = run.step
+        if step >= cfg["start_steps"] and len(run.replay) >= cfg["batch_size"] and step % cfg["train_every"] == 0:
             lam = lam_at(step)
             for _ in range(cfg["updates_per_train"]):
-                stats = agent.train_step(replay.sample(cfg["batch_size"], rng), lam)
+                stats = run.agent.train_step(run.replay.sample(cfg["batch_size"], run.rng), lam)
         if step % cfg["progress_every"] == 0 or step == cfg["steps"]:
-            now = time.time()
-            rate = (step - last_step) / max(now - last_t, 1e-9)
-            last_t, last_step = now, step
-            eta = (cfg["steps"] - step) / max(rate, 1e-9)
-            last_ep = "{:.2f}".format(logs.episodes[-1][1]) if logs.episodes else "-"
-            _log(out, "step {}/{} ({:.0f} steps/s, eta {:.0f} s) episodes {} last return {} {}".format(
-                step, cfg["steps"], rate, eta, episode, last_ep,
-                " ".join("{}={:.3g}".format(k, v) for k, v in sorted(stats.items()))))
+            last_t, last_step = _progress_line(run, stats, last_t, last_step)
         if step % cfg["eval_every"] == 0 or step == cfg["steps"]:
             evaluate(step)
         if step == stop_at and step < cfg["steps"]:
-            _log(out, "stopping at step {} (--stop-at) with a checkpoint; continue with --resume".format(step))
+            log(out, "stopping at step {} (--stop-at) with a checkpoint; continue with --resume".format(step))
         if step % cfg["checkpoint_every"] == 0 or step == cfg["steps"] or step == stop_at:
-            last_ckpt = checkpoint(step)
+            last_ckpt = save_checkpoint(out, run.agent, run.replay, run.checkpoint_state())
         if stop_at is not None and step >= stop_at and step < cfg["steps"]:
             stopped = True
             break
-    env.close()
-    eval_env.close()
-    return {"step": step, "episodes": logs.episodes, "evals": logs.evals, "stopped": stopped,
+    run.env.close()
+    run.eval_env.close()
+    return {"step": run.step, "episodes": run.logs.episodes, "evals": run.logs.evals, "stopped": stopped,
             "checkpoint": last_ckpt}
+
+
+def _progress_line(run: _Run, stats: dict, last_t: float, last_step: int):
+    """Log the step, its rate, the ETA, the last episode's return and the agent's statistics; the new marks."""
+    now, cfg = time.time(), run.cfg
+    rate = (run.step - last_step) / max(now - last_t, 1e-9)
+    eta = (cfg["steps"] - run.step) / max(rate, 1e-9)
+    last_ep = "{:.2f}".format(run.logs.episodes[-1][1]) if run.logs.episodes else "-"
+    log(run.out, "step {}/{} ({:.0f} steps/s, eta {:.0f} s) episodes {} last return {} {}".format(
+        run.step, cfg["steps"], rate, eta, run.episode, last_ep,
+        " ".join("{}={:.3g}".format(k, v) for k, v in sorted(stats.items()))))
+    return now, run.step
 
 
 # ---------------------------------------------------------------------------------------- command line
@@ -655,7 +473,7 @@ def read_recorded_config(out: Path) -> dict:
             raise ValueError("no configuration mapping")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UsageError("{} is missing or damaged ({}: {}), so the run in {} cannot be resumed; move the folder "
-                         "away or choose another --out".format(path, type(e).__name__, _one_line(e), out)) from e
+                         "away or choose another --out".format(path, type(e).__name__, one_line(e), out)) from e
     return recorded
 
 
@@ -712,7 +530,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = train(cfg, out, resume=continuing, stop_at=args.stop_at)
     final = result["evals"][-1]
     if not result["stopped"]:
-        _log(out, "done: {} steps, final evaluation return {:.2f} +- {:.2f}".format(
+        log(out, "done: {} steps, final evaluation return {:.2f} +- {:.2f}".format(
             result["step"], final[1], final[2]))
     return 0
 

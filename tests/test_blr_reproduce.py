@@ -44,8 +44,8 @@ class StubSamplers:
     def __call__(self, settings, split):
         self.calls.append(settings)
         dim = split.x_train.shape[1] + 1
-        rng = np.random.default_rng(int(self.bs.settings_digest(settings), 16))
-        samples = 0.3 * rng.normal(size=self.bs.expected_shape(settings, dim))
+        rng = np.random.default_rng(int(self.bs.blr_cache.settings_digest(settings), 16))
+        samples = 0.3 * rng.normal(size=self.bs.blr_cache.expected_shape(settings, dim))
         info = {}
         if settings["sampler"] == "nuts":
             info = dict(max_rhat=self.rhat(settings), min_ess=100.0, accept=0.9, divergences=0,
@@ -156,9 +156,9 @@ def test_each_setting_changes_the_cache_identity_of_exactly_the_samplers_it_affe
     for name in sorted(ALL):
         a, b = bs.sampler_settings(name, base, "heart", 0), bs.sampler_settings(name, changed, "heart", 0)
         if name in affected:
-            assert a != b and bs.cache_path(tmp_path, a) != bs.cache_path(tmp_path, b), name
+            assert a != b and bs.blr_cache.cache_path(tmp_path, a) != bs.blr_cache.cache_path(tmp_path, b), name
         else:
-            assert a == b and bs.cache_path(tmp_path, a) == bs.cache_path(tmp_path, b), name
+            assert a == b and bs.blr_cache.cache_path(tmp_path, a) == bs.blr_cache.cache_path(tmp_path, b), name
 
 
 def test_german_encoding_and_split_identify_the_data(bs):
@@ -229,7 +229,7 @@ def test_cache_file_stores_its_settings_and_results_round_trip(bs, stub, tmp_pat
     args = bs.parse_args(_flags(out))
     settings = bs.sampler_settings("svgd", args, "heart", 0)
     assert settings in calls
-    path = bs.cache_path(out / "cache", settings)
+    path = bs.blr_cache.cache_path(out / "cache", settings)
     assert re.fullmatch(r"heart_s0_svgd_[0-9a-f]{12}\.npz", path.name)
     with np.load(path) as f:
         assert json.loads(str(f["settings"])) == settings
@@ -242,14 +242,14 @@ def test_damaged_cache_file_is_recomputed_with_a_warning_and_replaced(bs, stub, 
     out = tmp_path / "blr"
     assert bs.main(_flags(out)) == 0
     stub.take()
-    path = bs.cache_path(out / "cache", bs.sampler_settings("svgd", bs.parse_args(_flags(out)), "heart", 0))
+    path = bs.blr_cache.cache_path(out / "cache", bs.sampler_settings("svgd", bs.parse_args(_flags(out)), "heart", 0))
     with np.load(path) as f:
         good = f["samples"]
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])                        # a truncated zip
     with pytest.raises(Exception, match="File is not a zip file"):  # what reading it used to give
         np.load(path)
-    with pytest.warns(bs.CacheWarning, match=re.escape("damaged cache file {}".format(path)) + ".*recomputing"):
+    with pytest.warns(bs.blr_cache.CacheWarning, match=re.escape("damaged cache file {}".format(path)) + ".*recomputing"):
         assert bs.main(_flags(out)) == 0
     assert stub.take()[0] == ["svgd"]
     with np.load(path) as f:                                        # replaced by the recomputed result
@@ -264,10 +264,10 @@ def test_cache_file_with_other_settings_inside_is_recomputed(bs, stub, tmp_path)
     assert bs.main(_flags(out)) == 0
     stub.take()
     args = bs.parse_args(_flags(out))
-    svgd_file = bs.cache_path(out / "cache", bs.sampler_settings("svgd", args, "heart", 0))
-    other = bs.cache_path(out / "cache", bs.sampler_settings("ugan", args, "heart", 0))
+    svgd_file = bs.blr_cache.cache_path(out / "cache", bs.sampler_settings("svgd", args, "heart", 0))
+    other = bs.blr_cache.cache_path(out / "cache", bs.sampler_settings("ugan", args, "heart", 0))
     svgd_file.write_bytes(other.read_bytes())                       # e.g. a file copied by hand
-    with pytest.warns(bs.CacheWarning, match=re.escape(str(svgd_file)) + " holds a result for other settings"):
+    with pytest.warns(bs.blr_cache.CacheWarning, match=re.escape(str(svgd_file)) + " holds a result for other settings"):
         assert bs.main(_flags(out)) == 0
     assert stub.take()[0] == ["svgd"]
 
@@ -276,9 +276,9 @@ def test_report_only_warns_about_a_damaged_file_and_leaves_it_out(bs, stub, tmp_
     out = tmp_path / "blr"
     assert bs.main(_flags(out)) == 0
     stub.take()
-    path = bs.cache_path(out / "cache", bs.sampler_settings("ugan", bs.parse_args(_flags(out)), "heart", 0))
+    path = bs.blr_cache.cache_path(out / "cache", bs.sampler_settings("ugan", bs.parse_args(_flags(out)), "heart", 0))
     path.write_bytes(b"not a zip file")
-    with pytest.warns(bs.CacheWarning, match=re.escape(str(path)) + ".*run without --report-only"):
+    with pytest.warns(bs.blr_cache.CacheWarning, match=re.escape(str(path)) + ".*run without --report-only"):
         assert bs.main(_flags(out, "--report-only")) == 0
     assert stub.take()[0] == []
     assert sorted(_csv(out)) == ["nuts", "svgd"]
@@ -417,17 +417,17 @@ def _legacy_folder(bs, out, flags):
 def test_old_cache_files_are_adopted_for_the_settings_config_json_records(bs, stub, tmp_path):
     out = tmp_path / "blr"
     old = _legacy_folder(bs, out, _flags(out))
-    with pytest.warns(bs.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\).*not adopted"):
+    with pytest.warns(bs.blr_cache.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\).*not adopted"):
         assert bs.main(_flags(out)) == 0
     assert stub.take()[0] == ["ugan"]                               # NUTS and SVGD came from the old files
     args = bs.parse_args(_flags(out))
     for name, old_name in [("nuts", "heart_s0_nuts_noncentred_ta0.95_float64.npz"),
                            ("svgd", "heart_s0_svgd_liu_wang.npz")]:
-        with np.load(bs.cache_path(out / "cache", bs.sampler_settings(name, args, "heart", 0))) as f:
+        with np.load(bs.blr_cache.cache_path(out / "cache", bs.sampler_settings(name, args, "heart", 0))) as f:
             np.testing.assert_array_equal(f["samples"], old[old_name])
             assert str(f["adopted_from"]) == old_name and float(f["seconds"]) == 12.5
         assert (out / "cache" / old_name).is_file()                 # the old files are kept
-    assert json.loads((out / "config.json").read_text())["config"]["cache_format"] == bs.CACHE_FORMAT
+    assert json.loads((out / "config.json").read_text())["config"]["cache_format"] == bs.blr_cache.CACHE_FORMAT
     # config.json is now format 2: a later run never adopts old files again, whatever their names
     assert bs.migrate_legacy_cache(out) == 0
 
@@ -435,7 +435,7 @@ def test_old_cache_files_are_adopted_for_the_settings_config_json_records(bs, st
 def test_old_cache_files_are_not_adopted_by_runs_with_other_settings(bs, stub, tmp_path):
     out = tmp_path / "blr"
     _legacy_folder(bs, out, _flags(out, "--svgd-steps", "1000"))
-    with pytest.warns(bs.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\)"):
+    with pytest.warns(bs.blr_cache.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\)"):
         assert bs.main(_flags(out, "--n-samples", "21")) == 0
     # the old SVGD file was made with 1000 steps (config.json): this run's 3 steps recompute it; NUTS is
     # adopted (same NUTS settings) and the 21-draw U-GAN file is not adopted for the recorded 20 draws
@@ -484,7 +484,7 @@ def test_end_to_end_with_real_nuts_and_svgd(bs, tmp_path):
     table = (out / "blr.md").read_text()
     assert "| heart | NUTS (reference) |" in table and "| heart | SVGD |" in table
     args = bs.parse_args(flags)
-    files = [bs.cache_path(out / "cache", bs.sampler_settings(n, args, "heart", 0)) for n in ("nuts", "svgd")]
+    files = [bs.blr_cache.cache_path(out / "cache", bs.sampler_settings(n, args, "heart", 0)) for n in ("nuts", "svgd")]
     stamps = [p.stat().st_mtime_ns for p in files]
     assert bs.main(flags) == 0                                      # all cached: nothing re-run
     assert [p.stat().st_mtime_ns for p in files] == stamps

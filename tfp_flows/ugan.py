@@ -33,10 +33,10 @@ an error that names it and the fix, before anything in the folder is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -49,8 +49,13 @@ import tensorflow as tf
 
 from va_core import cli_checks, runinfo, schedules, tempering
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
+from tfp_flows.run_folder import (CHECKPOINT_DIR, RESUME_MAY_CHANGE, DamagedFileError, ResumeMismatchError,
+                                  RunExistsError, RunState, UganError, check_folder, checkpoint_numbers,
+                                  config_differences, format_differences, npy_bytes, one_line, open_folder,
+                                  recorded_config)
 
-__all__ = ["Generator", "SamplerResult", "train_sampler", "train_direct_flow", "config_differences", "format_differences", "RESUME_MAY_CHANGE", "UganError",
+__all__ = ["Generator", "SamplerResult", "SamplerSettings", "RunOptions", "train_sampler", "train_direct_flow",
+           "config_differences", "format_differences", "RESUME_MAY_CHANGE", "UganError",
            "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
 #: Offsets added to a run's seed for its sampling streams, kept apart from the training streams (seed,
@@ -159,7 +164,7 @@ def _check_log_density(log_density: Callable, dim: int):
         tf.function(log_density)(probe[:2])
     except Exception as e:  # noqa: BLE001  (numpy code on a symbolic tensor: NotImplementedError, TypeError, ...)
         raise ValueError("log_density must be TensorFlow-traceable (use targets.X.log_density, not log_density_np): "
-                         "calling it inside tf.function failed: {}".format(_one_line(e))) from e
+                         "calling it inside tf.function failed: {}".format(one_line(e))) from e
 
 
 def _lambda_table(anneal: str, schedule: schedules.Schedule, steps: int) -> np.ndarray:
@@ -177,332 +182,161 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, mininterval=2.0, file=sys.stderr)
 
 
-class UganError(Exception):
-    """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
-    names the problem and the fix. The CLI prints it as one line and exits with status 2."""
-
-
 class SettingsError(UganError, ValueError):
     """A bad argument value or combination of arguments."""
-
-
-class RunExistsError(UganError, FileExistsError):
-    """``out`` already holds a run and ``resume`` was not asked for (nothing was written)."""
-
-
-class ResumeMismatchError(UganError, ValueError):
-    """``resume=True`` with settings that differ from the run recorded in ``out/config.json``."""
-
-
-class DamagedFileError(UganError, RuntimeError):
-    """A file of a run folder (checkpoint, snapshot, log, config record) cannot be read back."""
 
 
 class DivergedError(UganError, FloatingPointError):
     """A logged loss, nu's negative log-likelihood or the entropy estimate became non-finite."""
 
 
-#: Keys of the recorded configuration that a resumed run may change: they decide only when rows are
-#: logged and checkpoints written, not the training itself (steps run in the same order whatever the
-#: chunking). Everything else, ``extra_config`` (the CLI's ``target``) included, must be equal.
-RESUME_MAY_CHANGE = ("log_every", "checkpoint_every")
-CHECKPOINT_DIR = "checkpoints"
-LOG_FILE = "log.jsonl"
-_CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
+@dataclasses.dataclass(frozen=True)
+class SamplerSettings:
+    """What a run trains: the keyword arguments of :func:`train_sampler` (``kind`` "ugan") and
+    :func:`train_direct_flow` (``kind`` "direct"), with their defaults."""
+
+    kind: str
+    dim: int
+    anneal: str = "none"
+    schedule: str = "static"
+    lambda0: float = 0.0
+    steps: int = DEFAULT_STEPS
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH
+    hidden_units: Sequence[int] = DEFAULT_FLOW_HIDDEN
+    flow_blocks: int = DEFAULT_FLOW_BLOCKS
+    lr: float = DEFAULT_LR
+    flow_lr: Optional[float] = None
+    flow_steps: int = DEFAULT_FLOW_STEPS
+    generator_hidden: Sequence[int] = DEFAULT_GENERATOR_HIDDEN
+    noise_dim: Optional[int] = None
+    generator_activation: str = "relu"
+    max_log_scale: float = DEFAULT_MAX_LOG_SCALE
+    lr_final_fraction: float = 1.0
+    schedule_options: Optional[dict] = None
+    log_every: int = DEFAULT_LOG_EVERY
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
+    snapshot_steps: Sequence[int] = ()
+    snapshot_size: int = 5000
 
 
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join("{}: {}".format(type(error).__name__, error).split())
-    return text if len(text) <= limit else text[:limit] + "..."
+@dataclasses.dataclass
+class RunOptions:
+    """Where and how a run goes: its folder, resuming, progress output, extra record keys, a per-log-row
+    callback, and ``check_only`` (every check, nothing trained or written)."""
+
+    out: Optional[os.PathLike] = None
+    resume: bool = False
+    progress: bool = False
+    extra_config: Optional[dict] = None
+    callback: Optional[Callable[[dict], None]] = None
+    check_only: bool = False
 
 
-def _json_normalised(obj):
-    """``obj`` as it reads back from config.json (tuples become lists, numpy scalars plain numbers)."""
-    return json.loads(json.dumps(obj, default=str))
+def _positive_int(name: str, value, least: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise SettingsError("{} must be an integer >= {}, got {!r}".format(name, least, value))
 
 
-def config_differences(recorded: dict, config: dict) -> Dict[str, tuple]:
-    """``{key: (recorded value, new value)}`` for every key whose value differs between a run's recorded
-    configuration and a new one, a key only one side has included (its missing value shown as the
-    string ``"(absent)"``); the keys in :data:`RESUME_MAY_CHANGE` are not compared."""
-    recorded = _json_normalised(recorded)
-    config = _json_normalised(config)
-    diff = {}
-    for key in sorted(set(recorded) | set(config)):
-        if key in RESUME_MAY_CHANGE:
-            continue
-        old, new = recorded.get(key, "(absent)"), config.get(key, "(absent)")
-        if old != new:
-            diff[key] = (old, new)
-    return diff
-
-
-def format_differences(diff: Dict[str, tuple]) -> str:
-    """``"key: old -> new, ..."`` for :func:`config_differences`' result."""
-    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
-
-
-def _checkpoint_numbers(ckdir: Path) -> List[int]:
-    """Steps of the checkpoints in ``ckdir`` (sorted). A checkpoint counts when its ``.index`` file
-    exists: TensorFlow writes the data file first and the index last, each through a temporary file."""
-    if not ckdir.is_dir():
-        return []
-    return sorted(int(m.group(1)) for m in (_CKPT_RE.match(p.name) for p in ckdir.iterdir()) if m)
-
-
-def _checkpoint_files(ckdir: Path, number: int) -> List[Path]:
-    return sorted(ckdir.glob("ckpt-{}.*".format(number)))
-
-
-def _write_checkpoint_state(ckdir: Path, numbers: Sequence[int]) -> None:
-    """Rewrite TF's ``checkpoint`` index from the checkpoint files present (newest last), so that
-    ``tf.train.CheckpointManager`` neither keeps checkpoints deleted by hand on its list (and sweeps a
-    good one too early) nor misses an index that was damaged. No checkpoint: the index is removed."""
-    state = ckdir / "checkpoint"
-    if not numbers:
-        if state.exists():
-            state.unlink()
-        return
-    stamps = [(ckdir / "ckpt-{}.index".format(n)).stat().st_mtime for n in numbers]
-    lines = ['model_checkpoint_path: "ckpt-{}"'.format(numbers[-1])]
-    lines += ['all_model_checkpoint_paths: "ckpt-{}"'.format(n) for n in numbers]
-    lines += ["all_model_checkpoint_timestamps: {!r}".format(float(t)) for t in stamps]
-    lines.append("last_preserved_timestamp: {!r}".format(float(min(stamps)) - 1.0))
-    runinfo.atomic_write_text(state, "\n".join(lines) + "\n")
-
-
-def _read_log(path: Path, upto_step: int) -> List[dict]:
-    """The rows of ``log.jsonl`` with ``step <= upto_step``. Rows are appended as they are logged, so a
-    killed run may leave rows past its last checkpoint (dropped here: the resumed run logs them again)
-    and a torn last line (ignored: it was being written when the run was killed, past the checkpoint)."""
-    if not path.exists():
-        return []
-    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-    rows = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            step = int(row["step"])
-        except (ValueError, KeyError, TypeError) as e:
-            if i == len(lines) - 1:
-                continue
-            raise DamagedFileError("{} line {} is damaged ({}); delete that line, or the whole file (it is the "
-                                   "run's record only: the checkpoints hold the training state), and resume "
-                                   "again".format(path, i + 1, _one_line(e))) from None
-        if step <= upto_step:
-            rows.append(row)
-    return rows
-
-
-def _load_snapshot(path: Path, shape: tuple) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-        if array.shape != shape:
-            raise ValueError("shape {} instead of {}".format(array.shape, shape))
-        return array
-    except (OSError, ValueError, EOFError) as e:
-        raise DamagedFileError("snapshot {} is damaged ({}); a checkpoint cannot rebuild it: delete it to "
-                               "resume without that snapshot, or start again in another out folder".format(
-                                   path, _one_line(e))) from None
-
-
-def _recorded_config(out_path: Path) -> dict:
-    try:
-        return runinfo.read_run_config(out_path)["config"]
-    except FileNotFoundError:
-        raise DamagedFileError("{} holds checkpoints but no {}, so the run's settings cannot be checked; put "
-                               "the run's {} back, or start again in another out folder".format(
-                                   out_path, runinfo.CONFIG_FILENAME, runinfo.CONFIG_FILENAME)) from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DamagedFileError("{} is damaged ({}), so the run's settings cannot be checked; put the run's "
-                               "record back, or start again in another out folder".format(
-                                   out_path / runinfo.CONFIG_FILENAME, _one_line(e))) from None
-
-
-def _restore(ckpt, step_var, ckdir: Path, numbers: List[int]) -> int:
-    """Restore the newest checkpoint; a damaged one is a :class:`DamagedFileError` naming its files and
-    the previous checkpoint kept (``max_to_keep=2``), which deleting the damaged files falls back to."""
-    number = numbers[-1]
-    try:
-        ckpt.restore(str(ckdir / "ckpt-{}".format(number))).assert_existing_objects_matched()
-        if int(step_var.numpy()) != number:
-            raise ValueError("it holds step {}, not {}".format(int(step_var.numpy()), number))
-    except (IndexError, ValueError, AssertionError, tf.errors.OpError) as e:
-        names = ", ".join(p.name for p in _checkpoint_files(ckdir, number))
-        if len(numbers) > 1:
-            fix = "delete its files to resume from the previous checkpoint ckpt-{} (step {})".format(
-                numbers[-2], numbers[-2])
-        else:
-            fix = "no earlier checkpoint is kept: delete its files to restart the run from step 0, or start " \
-                  "again in another out folder"
-        raise DamagedFileError("checkpoint {} ({}) cannot be restored ({}); {}".format(
-            ckdir / "ckpt-{}".format(number), names, _one_line(e), fix)) from None
-    return number
-
-
-def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: str, lambda0: float,
-           steps: int, seed: int, batch_size: int, hidden_units: Sequence[int], flow_blocks: int, lr: float,
-           flow_lr: Optional[float], flow_steps: int, generator_hidden: Sequence[int], noise_dim: Optional[int],
-           generator_activation: str, max_log_scale: float, lr_final_fraction: float,
-           schedule_options: Optional[dict],
-           out, resume: bool, log_every: int, checkpoint_every: int, snapshot_steps: Sequence[int],
-           snapshot_size: int, progress: bool, extra_config: Optional[dict],
-           callback: Optional[Callable[[dict], None]] = None,
-           check_only: bool = False) -> Optional[SamplerResult]:
-    def positive_int(name, value, least=1):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-            raise SettingsError("{} must be an integer >= {}, got {!r}".format(name, least, value))
-
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise SettingsError("dim must be a positive integer, got {!r}".format(dim))
-    if anneal not in tempering.WEIGHTED_FORMS:
-        raise SettingsError("anneal must be one of {}, got {!r}".format(tempering.WEIGHTED_FORMS, anneal))
-    positive_int("steps", steps)
-    positive_int("batch_size", batch_size, 2)
-    positive_int("log_every", log_every)
-    positive_int("checkpoint_every", checkpoint_every)
-    positive_int("snapshot_size", snapshot_size)
-    if kind == "ugan":
-        positive_int("flow_steps", flow_steps)
-    if not lr > 0 or (flow_lr is not None and not flow_lr > 0):
-        raise SettingsError("learning rates must be positive, got lr={} flow_lr={}".format(lr, flow_lr))
-    if not 0.0 < lr_final_fraction <= 1.0:
+def _checked(s: SamplerSettings, run: RunOptions) -> SamplerSettings:
+    """``s`` checked (a :class:`SettingsError` naming the fix) and normalised: int sizes, flow_lr, noise_dim."""
+    if isinstance(s.dim, bool) or not isinstance(s.dim, (int, np.integer)) or s.dim < 1:
+        raise SettingsError("dim must be a positive integer, got {!r}".format(s.dim))
+    if s.anneal not in tempering.WEIGHTED_FORMS:
+        raise SettingsError("anneal must be one of {}, got {!r}".format(tempering.WEIGHTED_FORMS, s.anneal))
+    for name, least in (("steps", 1), ("batch_size", 2), ("log_every", 1), ("checkpoint_every", 1),
+                        ("snapshot_size", 1)) + ((("flow_steps", 1),) if s.kind == "ugan" else ()):
+        _positive_int(name, getattr(s, name), least)
+    if not s.lr > 0 or (s.flow_lr is not None and not s.flow_lr > 0):
+        raise SettingsError("learning rates must be positive, got lr={} flow_lr={}".format(s.lr, s.flow_lr))
+    if not 0.0 < s.lr_final_fraction <= 1.0:
         raise SettingsError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
-            lr_final_fraction))
-    idle = tempering.idle_lambda0(anneal, lambda0, style="python")
+            s.lr_final_fraction))
+    idle = tempering.idle_lambda0(s.anneal, s.lambda0, style="python")
     if idle:
         raise SettingsError(idle)
-    bad_snaps = [int(s) for s in snapshot_steps if not 0 <= int(s) <= steps]
+    bad_snaps = [int(t) for t in s.snapshot_steps if not 0 <= int(t) <= s.steps]
     if bad_snaps:
         raise SettingsError("snapshot steps {} are outside 0..steps={}; drop them or train longer".format(
-            bad_snaps, steps))
-    if resume and out is None:
+            bad_snaps, s.steps))
+    if run.resume and run.out is None:
         raise SettingsError("resume=True needs out= (the folder holding the checkpoints)")
-    if out is not None and (problem := cli_checks.out_folder_problem(out)):
+    if run.out is not None and (problem := cli_checks.out_folder_problem(run.out)):
         raise SettingsError(problem)
-    steps = int(steps)
-    dim = int(dim)
-    flow_lr = lr if flow_lr is None else flow_lr
-    noise_dim = dim if noise_dim is None else int(noise_dim)
+    return dataclasses.replace(s, steps=int(s.steps), dim=int(s.dim), flow_lr=s.lr if s.flow_lr is None else s.flow_lr,
+                               noise_dim=int(s.dim) if s.noise_dim is None else int(s.noise_dim))
+
+
+def _lambdas(s: SamplerSettings, log_density: Callable):
+    """The schedule and its lambda_t table (t = 0 .. steps-1); the log-density is checked on the way."""
     try:
-        sched = cli_checks.make_schedule(schedule, lambda0, steps, schedule_options)
-        lams = _lambda_table(anneal, sched, steps)
-        _check_log_density(log_density, dim)
+        sched = cli_checks.make_schedule(s.schedule, s.lambda0, s.steps, s.schedule_options)
+        lams = _lambda_table(s.anneal, sched, s.steps)
+        _check_log_density(log_density, s.dim)
     except (ValueError, TypeError) as e:
         raise SettingsError(str(e)) from None
+    return sched, lams
 
+
+def _run_config(s: SamplerSettings, sched: schedules.Schedule, log_density: Callable,
+                extra_config: Optional[dict]) -> dict:
+    """The run's record (config.json): every setting that decides its numbers."""
+    ugan = s.kind == "ugan"
     config = {
-        "kind": kind, "dim": dim, "anneal": anneal, "schedule": schedule, "schedule_config": sched.config(),
-        "lambda0": float(lambda0), "steps": steps, "seed": int(seed), "batch_size": int(batch_size),
-        "hidden_units": [int(h) for h in hidden_units], "flow_blocks": int(flow_blocks), "lr": float(lr),
-        "flow_lr": float(flow_lr), "flow_steps": int(flow_steps),
-        "generator_hidden": [int(h) for h in generator_hidden] if kind == "ugan" else None,
-        "noise_dim": noise_dim if kind == "ugan" else None, "generator_activation": generator_activation,
-        "max_log_scale": float(max_log_scale), "lr_final_fraction": float(lr_final_fraction), "log_every": int(log_every),
-        "checkpoint_every": int(checkpoint_every), "snapshot_steps": sorted({int(s) for s in snapshot_steps}),
-        "snapshot_size": int(snapshot_size), "adam_betas": [ADAM_BETA1, ADAM_BETA2],
-        "log_density": getattr(log_density, "__name__", repr(log_density)),
+        "kind": s.kind, "dim": s.dim, "anneal": s.anneal, "schedule": s.schedule, "schedule_config": sched.config(),
+        "lambda0": float(s.lambda0), "steps": s.steps, "seed": int(s.seed), "batch_size": int(s.batch_size),
+        "hidden_units": [int(h) for h in s.hidden_units], "flow_blocks": int(s.flow_blocks), "lr": float(s.lr),
+        "flow_lr": float(s.flow_lr), "flow_steps": int(s.flow_steps),
+        "generator_hidden": [int(h) for h in s.generator_hidden] if ugan else None,
+        "noise_dim": s.noise_dim if ugan else None, "generator_activation": s.generator_activation,
+        "max_log_scale": float(s.max_log_scale), "lr_final_fraction": float(s.lr_final_fraction),
+        "log_every": int(s.log_every), "checkpoint_every": int(s.checkpoint_every),
+        "snapshot_steps": sorted({int(t) for t in s.snapshot_steps}), "snapshot_size": int(s.snapshot_size),
+        "adam_betas": [ADAM_BETA1, ADAM_BETA2], "log_density": getattr(log_density, "__name__", repr(log_density)),
     }
     config.update(extra_config or {})
+    return config
 
-    import tf_keras
 
+def _networks(s: SamplerSettings):
+    """nu (the MAF density estimate) and, for a U-GAN, the generator; their weights seeded by ``s.seed``."""
     try:
-        flow = MAF(dim, hidden_units=hidden_units, num_blocks=flow_blocks, max_log_scale=max_log_scale,
-                   seed=seed, name="nu")
+        flow = MAF(s.dim, hidden_units=s.hidden_units, num_blocks=s.flow_blocks, max_log_scale=s.max_log_scale,
+                   seed=s.seed, name="nu")
         generator = None
-        if kind == "ugan":
-            generator = Generator(dim, noise_dim, generator_hidden, generator_activation, seed=seed + 1)
+        if s.kind == "ugan":
+            generator = Generator(s.dim, s.noise_dim, s.generator_hidden, s.generator_activation, seed=s.seed + 1)
     except ValueError as e:
         raise SettingsError(str(e)) from None
+    return flow, generator
 
-    out_path = Path(out) if out is not None else None
-    ckdir = out_path / CHECKPOINT_DIR if out_path is not None else None
-    numbers: List[int] = []
-    has_record = False
-    if out_path is not None:
-        # check the folder before anything is written to it
-        numbers = _checkpoint_numbers(ckdir)
-        has_record = (out_path / runinfo.CONFIG_FILENAME).exists()
-        if (numbers or has_record) and not resume:
-            held = ([runinfo.CONFIG_FILENAME] if has_record else []) + (
-                ["{}/ckpt-{}".format(CHECKPOINT_DIR, numbers[-1])] if numbers else [])
-            raise RunExistsError("{} already holds a run ({}); pass resume=True (--resume) to continue it with the "
-                                 "same settings, or choose a new out folder (nothing was written)".format(
-                                     out_path, ", ".join(held)))
-        if resume and (numbers or has_record):
-            diff = config_differences(_recorded_config(out_path), config)
-            if diff:
-                raise ResumeMismatchError(
-                    "cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with "
-                    "the recorded settings, or choose another out folder (--out) for the new ones "
-                    "(only {} may change on resume)".format(out_path, out_path / runinfo.CONFIG_FILENAME,
-                                                             format_differences(diff), ", ".join(RESUME_MAY_CHANGE)))
 
-    gen_vars = generator.trainable_variables if generator is not None else None
-    flow_vars = flow.trainable_variables
+def _optimisers(s: SamplerSettings, flow, generator):
+    """Adam for nu and the generator (built, so that a restore fills their slots), constant or decaying
+    linearly to ``lr_final_fraction`` of their rate; nu takes ``flow_steps`` updates per U-GAN step."""
+    import tf_keras
+
     def rate(base_lr, updates_per_step=1):
-        """Constant, or linear decay to lr_final_fraction * base_lr over the run. The schedule reads its
-        optimiser's own update count, so an optimiser updated ``updates_per_step`` times per training step
-        decays over ``steps * updates_per_step`` updates."""
-        if lr_final_fraction == 1.0:
+        # the decay reads its optimiser's own update count: over steps * updates_per_step updates
+        if s.lr_final_fraction == 1.0:
             return base_lr
-        return tf_keras.optimizers.schedules.PolynomialDecay(base_lr, steps * updates_per_step,
-                                                             base_lr * lr_final_fraction, power=1.0)
+        return tf_keras.optimizers.schedules.PolynomialDecay(base_lr, s.steps * updates_per_step,
+                                                             base_lr * s.lr_final_fraction, power=1.0)
 
-    # nu takes flow_steps maximum-likelihood updates per U-GAN step, one per direct-VI step
-    flow_updates = max(flow_steps, 1) if kind == "ugan" else 1
-    flow_opt = tf_keras.optimizers.Adam(rate(flow_lr, flow_updates), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2)
-    gen_opt = tf_keras.optimizers.Adam(rate(lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2) if generator else None
-    rng = tf.random.Generator.from_seed(int(seed) + 2)
-    step_var = tf.Variable(0, dtype=tf.int64, name="step")
-    # build optimiser slots now so that a restore fills them (and the trace does not create variables)
-    flow_opt.build(flow_vars)
-    if gen_opt is not None:
-        gen_opt.build(gen_vars)
+    flow_updates = max(s.flow_steps, 1) if s.kind == "ugan" else 1
+    flow_opt = tf_keras.optimizers.Adam(rate(s.flow_lr, flow_updates), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2)
+    gen_opt = tf_keras.optimizers.Adam(rate(s.lr), beta_1=ADAM_BETA1, beta_2=ADAM_BETA2) if generator else None
+    return flow_opt, gen_opt
 
-    manager = None
-    history: List[dict] = []
-    snapshots: Dict[int, np.ndarray] = {}
-    start = 0
-    log_handle = None
-    if out_path is not None:
-        ckpt = tf.train.Checkpoint(flow=flow, flow_opt=flow_opt, rng=rng, step=step_var,
-                                   **({"generator": generator, "gen_opt": gen_opt} if generator else {}))
-        if numbers:
-            start = _restore(ckpt, step_var, ckdir, numbers)
-            for s in config["snapshot_steps"]:
-                f = out_path / "snapshots" / "step_{}.npy".format(s)
-                if s <= start:
-                    if f.exists():
-                        snapshots[s] = _load_snapshot(f, (int(snapshot_size), dim))
-                    elif not check_only:
-                        print("note: {} is missing; the resumed run has no snapshot at step {}".format(f, s),
-                              file=sys.stderr)
-            history = _read_log(out_path / LOG_FILE, start)
-        if check_only:
-            return None
-        # every check passed: from here on the folder is written
-        if numbers or ckdir.exists():
-            _write_checkpoint_state(ckdir, numbers)
-        manager = tf.train.CheckpointManager(ckpt, str(ckdir), max_to_keep=2)
-        if has_record:  # the original record stays; each resume adds its own
-            name = "config_resume_{:08d}.json".format(start)
-            k = 2
-            while (out_path / name).exists():
-                name = "config_resume_{:08d}_{}.json".format(start, k)
-                k += 1
-            runinfo.write_run_config(out_path, config, seed=seed, filename=name)
-        else:
-            runinfo.write_run_config(out_path, config, seed=seed)
-        runinfo.atomic_write_text(out_path / LOG_FILE, "".join(json.dumps(r) + "\n" for r in history))
-        log_handle = open(out_path / LOG_FILE, "a")
-    elif check_only:
-        return None
 
-    clip = DEFAULT_GRAD_CLIP
+def _train_chunk(s: SamplerSettings, log_density: Callable, flow, generator, flow_opt, gen_opt, rng):
+    """The step of J.2 as one graph call over several steps with per-step weights (a_t, b_t) of
+    L = E_q[a log q - b log u] (:func:`va_core.tempering.weights`).
+
+    U-GAN: ``flow_steps`` maximum-likelihood steps of nu on the generator's samples, then one generator
+    step on L with log q read from nu. Direct: one step of nu on L with its own reparameterised samples."""
+    clip, flow_vars = DEFAULT_GRAD_CLIP, flow.trainable_variables
+    gen_vars = generator.trainable_variables if generator is not None else None
 
     def flow_fit(x):
         with tf.GradientTape() as tape:
@@ -514,10 +348,10 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
 
     def ugan_step(a, b):
         nll = tf.constant(0.0)
-        for _ in range(flow_steps):
-            x_fit = tf.stop_gradient(generator(rng.normal([batch_size, noise_dim])))
+        for _ in range(s.flow_steps):
+            x_fit = tf.stop_gradient(generator(rng.normal([s.batch_size, s.noise_dim])))
             nll = flow_fit(x_fit)
-        z = rng.normal([batch_size, noise_dim])
+        z = rng.normal([s.batch_size, s.noise_dim])
         with tf.GradientTape() as tape:
             x = generator(z)
             log_q = flow.log_prob(x)
@@ -530,7 +364,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
 
     def direct_step(a, b):
         with tf.GradientTape() as tape:
-            z = rng.normal([batch_size, dim])
+            z = rng.normal([s.batch_size, s.dim])
             x = flow.bijector.forward(z)
             log_q = flow.base.log_prob(z) - flow.bijector.forward_log_det_jacobian(z, event_ndims=1)
             log_u = log_density(x)
@@ -540,7 +374,7 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
         flow_opt.apply_gradients(zip(grads, flow_vars))
         return loss, -tf.reduce_mean(log_q), -tf.reduce_mean(log_q), tf.reduce_mean(log_u)
 
-    one_step = ugan_step if kind == "ugan" else direct_step
+    one_step = ugan_step if s.kind == "ugan" else direct_step
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)])
     def train_chunk(a_seq, b_seq):
@@ -550,32 +384,88 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
             metrics = one_step(a_seq[i], b_seq[i])
         return dict(zip(("loss", "flow_nll", "entropy", "mean_log_u"), metrics))
 
-    result = SamplerResult(kind, dim, flow, generator, history, snapshots, config, out_path)
-    snap_set = set(config["snapshot_steps"])
+    return train_chunk
+
+
+def _train(s: SamplerSettings, log_density: Callable, run: RunOptions) -> Optional[SamplerResult]:
+    """Check, build, restore and train one run (:func:`train_sampler`, :func:`train_direct_flow`)."""
+    s = _checked(s, run)
+    sched, lams = _lambdas(s, log_density)
+    config = _run_config(s, sched, log_density, run.extra_config)
+    flow, generator = _networks(s)
+    out_path = Path(run.out) if run.out is not None else None
+    numbers, has_record = check_folder(out_path, config, run.resume)
+    flow_opt, gen_opt = _optimisers(s, flow, generator)
+    rng = tf.random.Generator.from_seed(int(s.seed) + 2)
+    step_var = tf.Variable(0, dtype=tf.int64, name="step")
+    flow_opt.build(flow.trainable_variables)  # the slots exist now: a restore fills them, the trace adds none
+    if gen_opt is not None:
+        gen_opt.build(generator.trainable_variables)
+    state = RunState()
+    if out_path is not None:
+        ckpt = tf.train.Checkpoint(flow=flow, flow_opt=flow_opt, rng=rng, step=step_var,
+                                   **({"generator": generator, "gen_opt": gen_opt} if generator else {}))
+        state = open_folder(out_path, ckpt, step_var, config, numbers, has_record, run.check_only)
+    if run.check_only:
+        return None
+    train_chunk = _train_chunk(s, log_density, flow, generator, flow_opt, gen_opt, rng)
+    result = SamplerResult(s.kind, s.dim, flow, generator, state.history, state.snapshots, config, out_path)
+    _loop(s, lams, train_chunk, result, state, step_var, (flow_opt, gen_opt), run)
+    if out_path is not None:
+        final = result.sample(s.snapshot_size, seed=int(s.seed) + FINAL_SAMPLES_SEED_OFFSET)
+        runinfo.atomic_write_bytes(out_path / "samples.npy", npy_bytes(final))
+    return result
+
+
+def _training_events(s: SamplerSettings, start: int, checkpoints: bool) -> List[int]:
+    """The steps at which the loop stops to log, snapshot or checkpoint (and the last step)."""
+    return sorted({int(t) for t in s.snapshot_steps if start < int(t) <= s.steps}
+                  | set(range(s.log_every, s.steps + 1, s.log_every))
+                  | (set(range(s.checkpoint_every, s.steps + 1, s.checkpoint_every)) if checkpoints else set())
+                  | {s.steps})
+
+
+def _log_row(s: SamplerSettings, done: int, lam: float, metrics: dict, t0: float, optimisers) -> dict:
+    """The log line of step ``done``; a non-finite loss is a :class:`DivergedError`."""
+    flow_opt, gen_opt = optimisers
+    row = {"step": done, "lambda": lam, "beta": tempering.implied_beta(s.anneal, lam),
+           "time_s": round(time.time() - t0, 3)}
+    row.update({k: float(v) for k, v in metrics.items()})
+    # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
+    row["flow_lr"] = float(flow_opt.learning_rate)
+    row["lr"] = float(gen_opt.learning_rate) if gen_opt is not None else row["flow_lr"]
+    if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
+        raise DivergedError(
+            "training diverged by step {}: {}; resuming would repeat it (the run is deterministic): "
+            "start a new run (another out folder) with a smaller lr (--lr, now {}), a smaller bound "
+            "on nu's log-scales (max_log_scale, --max-log-scale, now {}) or another seed".format(
+                done, json.dumps(row), s.lr, s.max_log_scale))
+    return row
+
+
+def _loop(s: SamplerSettings, lams: np.ndarray, train_chunk, result: SamplerResult, state: RunState, step_var,
+          optimisers, run: RunOptions) -> None:
+    """Train from ``state.start`` to ``s.steps`` in chunks between events; log, snapshot and checkpoint there."""
+    history, snapshots, out_path = state.history, state.snapshots, result.out
+    snap_set = {int(t) for t in s.snapshot_steps}
 
     def take_snapshot(t):
-        samples = result.sample(snapshot_size, seed=int(seed) + SNAPSHOT_SEED_OFFSET)
+        samples = result.sample(s.snapshot_size, seed=int(s.seed) + SNAPSHOT_SEED_OFFSET)
         snapshots[t] = samples
         if out_path is not None:
-            buf = _npy_bytes(samples)
-            runinfo.atomic_write_bytes(out_path / "snapshots" / "step_{}.npy".format(t), buf)
+            runinfo.atomic_write_bytes(out_path / "snapshots" / "step_{}.npy".format(t), npy_bytes(samples))
 
     bar = None
     try:
-        if start == 0 and 0 in snap_set and 0 not in snapshots:
+        if state.start == 0 and 0 in snap_set and 0 not in snapshots:
             take_snapshot(0)
-        bar = _progress(steps, start, progress, "{} {}".format(kind, anneal))
+        bar = _progress(s.steps, state.start, run.progress, "{} {}".format(s.kind, s.anneal))
         # time_s counts the training time of every process of the run: a resumed run goes on from the log
         t0 = time.time() - (history[-1].get("time_s", 0.0) if history else 0.0)
         last_print = time.time()
-        weights = np.array([tempering.weights(anneal, float(l)) for l in lams], np.float32)
-        events = sorted({s for s in snap_set if start < s <= steps}
-                        | set(range(log_every, steps + 1, log_every))
-                        | (set(range(checkpoint_every, steps + 1, checkpoint_every)) if manager is not None
-                           else set())
-                        | {steps})
-        t = start
-        for done in events:
+        weights = np.array([tempering.weights(s.anneal, float(l)) for l in lams], np.float32)
+        t = state.start
+        for done in _training_events(s, state.start, state.manager is not None):
             if done <= t:
                 continue
             metrics = train_chunk(tf.constant(weights[t:done, 0]), tf.constant(weights[t:done, 1]))
@@ -583,53 +473,28 @@ def _train(kind: str, log_density: Callable, dim: int, anneal: str, schedule: st
                 bar.update(done - t)
             t = done
             step_var.assign(done)
-            lam = float(lams[done - 1])
-            if done % log_every == 0 or done == steps:
-                row = {"step": done, "lambda": lam,
-                       "beta": tempering.implied_beta(anneal, lam),
-                       "time_s": round(time.time() - t0, 3)}
-                row.update({k: float(v) for k, v in metrics.items()})
-                # the learning rates of the step's last updates (they decay when lr_final_fraction < 1)
-                row["flow_lr"] = float(flow_opt.learning_rate)
-                row["lr"] = float(gen_opt.learning_rate) if gen_opt is not None else row["flow_lr"]
-                if not all(math.isfinite(row[k]) for k in ("loss", "flow_nll", "entropy")):
-                    raise DivergedError(
-                        "training diverged by step {}: {}; resuming would repeat it (the run is deterministic): "
-                        "start a new run (another out folder) with a smaller lr (--lr, now {}), a smaller bound "
-                        "on nu's log-scales (max_log_scale, --max-log-scale, now {}) or another seed".format(
-                            done, json.dumps(row), lr, max_log_scale))
+            if done % s.log_every == 0 or done == s.steps:
+                row = _log_row(s, done, float(lams[done - 1]), metrics, t0, optimisers)
                 history.append(row)
-                if log_handle is not None:  # appended at once: a killed run keeps its log up to the kill
-                    log_handle.write(json.dumps(row) + "\n")
-                    log_handle.flush()
-                if bar is None and progress and time.time() - last_print > 5.0:
+                if state.log_handle is not None:  # appended at once: a killed run keeps its log up to the kill
+                    state.log_handle.write(json.dumps(row) + "\n")
+                    state.log_handle.flush()
+                if bar is None and run.progress and time.time() - last_print > 5.0:
                     print("[{} {}] step {}/{} loss {:.4f} entropy {:.3f}".format(
-                        kind, anneal, done, steps, row["loss"], row["entropy"]), flush=True)
+                        s.kind, s.anneal, done, s.steps, row["loss"], row["entropy"]), flush=True)
                     last_print = time.time()
             if done in snap_set:
                 take_snapshot(done)
-            if manager is not None and (done % checkpoint_every == 0 or done == steps):
-                os.fsync(log_handle.fileno())  # the log is ahead of, never behind, the checkpoint
-                manager.save(checkpoint_number=done)
-            if callback is not None and history and history[-1]["step"] == done:
-                callback(history[-1])
+            if state.manager is not None and (done % s.checkpoint_every == 0 or done == s.steps):
+                os.fsync(state.log_handle.fileno())  # the log is ahead of, never behind, the checkpoint
+                state.manager.save(checkpoint_number=done)
+            if run.callback is not None and history and history[-1]["step"] == done:
+                run.callback(history[-1])
     finally:
         if bar is not None:  # closed on errors too: an error message then starts on its own line
             bar.close()
-        if log_handle is not None:
-            log_handle.close()
-    if out_path is not None:
-        runinfo.atomic_write_bytes(out_path / "samples.npy", _npy_bytes(result.sample(snapshot_size,
-                                                                                     seed=int(seed) + FINAL_SAMPLES_SEED_OFFSET)))
-    return result
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
+        if state.log_handle is not None:
+            state.log_handle.close()
 
 
 def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedule: str = "static",
@@ -663,10 +528,15 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
     None without training or writing anything. A non-finite loss raises :class:`DivergedError`.
     Returns a :class:`SamplerResult` with ``.sample(n)`` and ``.history``.
     """
-    return _train("ugan", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
-                  flow_blocks, lr, flow_lr, flow_steps, generator_hidden, noise_dim, generator_activation,
-                  max_log_scale, lr_final_fraction, schedule_options, out, resume, log_every, checkpoint_every, snapshot_steps,
-                  snapshot_size, progress, extra_config, callback, check_only)
+    settings = SamplerSettings(
+        kind="ugan", dim=dim, anneal=anneal, schedule=schedule, lambda0=lambda0, steps=steps, seed=seed,
+        batch_size=batch_size, hidden_units=hidden_units, flow_blocks=flow_blocks, lr=lr, flow_lr=flow_lr,
+        flow_steps=flow_steps, generator_hidden=generator_hidden, noise_dim=noise_dim,
+        generator_activation=generator_activation, max_log_scale=max_log_scale, lr_final_fraction=lr_final_fraction,
+        schedule_options=schedule_options, log_every=log_every, checkpoint_every=checkpoint_every,
+        snapshot_steps=snapshot_steps, snapshot_size=snapshot_size)
+    return _train(settings, log_density, RunOptions(out=out, resume=resume, progress=progress, extra_config=extra_config,
+                                                    callback=callback, check_only=check_only))
 
 
 def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEPS, seed: int = 0,
@@ -683,11 +553,14 @@ def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEP
     """The direct baseline of J.2: a MAF nu trained on KL(nu || mu) = E_nu[log nu - log u] alone
     (reparameterised forward samples); same return type, run records, resume rules, errors and
     ``check_only`` as :func:`train_sampler`."""
-    return _train("direct", log_density, dim, anneal, schedule, lambda0, steps, seed, batch_size, hidden_units,
-                  flow_blocks, lr, None, 0, (), None, "relu", max_log_scale, lr_final_fraction, schedule_options,
-                  out, resume,
-                  log_every, checkpoint_every, snapshot_steps, snapshot_size, progress, extra_config, callback,
-                  check_only)
+    settings = SamplerSettings(
+        kind="direct", dim=dim, anneal=anneal, schedule=schedule, lambda0=lambda0, steps=steps, seed=seed,
+        batch_size=batch_size, hidden_units=hidden_units, flow_blocks=flow_blocks, lr=lr, flow_lr=None, flow_steps=0,
+        generator_hidden=(), noise_dim=None, generator_activation="relu", max_log_scale=max_log_scale,
+        lr_final_fraction=lr_final_fraction, schedule_options=schedule_options, log_every=log_every,
+        checkpoint_every=checkpoint_every, snapshot_steps=snapshot_steps, snapshot_size=snapshot_size)
+    return _train(settings, log_density, RunOptions(out=out, resume=resume, progress=progress, extra_config=extra_config,
+                                                    callback=callback, check_only=check_only))
 
 
 def _parse_ints(text: str) -> List[int]:
@@ -706,11 +579,11 @@ def _resume_settings(args, given: set) -> None:
     ``rl.train`` does), so that only flags given explicitly can differ. Refuses a folder holding no run."""
     out = Path(args.out)
     if not (out / runinfo.CONFIG_FILENAME).exists():
-        if _checkpoint_numbers(out / CHECKPOINT_DIR):
-            _recorded_config(out)  # checkpoints without a record: its DamagedFileError names the fix
+        if checkpoint_numbers(out / CHECKPOINT_DIR):
+            recorded_config(out)  # checkpoints without a record: its DamagedFileError names the fix
         raise SettingsError("--resume: {} holds no run (no {}); drop --resume to start one there, or pass the folder "
                             "of the run to continue".format(out, runinfo.CONFIG_FILENAME))
-    recorded = _recorded_config(out)
+    recorded = recorded_config(out)
     for option, key in _RECORDED.items():
         if option not in given and recorded.get(key) is not None:
             setattr(args, option, recorded[key])

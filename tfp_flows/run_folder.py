@@ -1,0 +1,263 @@
+"""A U-GAN run folder: the run's record, its checkpoints, its log and its snapshots, and the rules that let a
+killed run resume exactly (what :mod:`tfp_flows.ugan` trains stays there).
+
+``out/config.json`` is the run's record (``va_core.runinfo``; a resumed run adds ``config_resume_<step>.json``),
+``out/checkpoints/`` TensorFlow's checkpoints (the newest two), ``out/log.jsonl`` one row per logged step
+(appended as logged, cut back to the checkpoint on resume), ``out/snapshots/step_<t>.npy`` samples at chosen
+steps, ``out/samples.npy`` the final samples. A damaged file is a :class:`DamagedFileError` naming the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from va_core import runinfo
+
+class UganError(Exception):
+    """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
+    names the problem and the fix. The CLI prints it as one line and exits with status 2."""
+
+
+class RunExistsError(UganError, FileExistsError):
+    """``out`` already holds a run and ``resume`` was not asked for (nothing was written)."""
+
+
+class ResumeMismatchError(UganError, ValueError):
+    """``resume=True`` with settings that differ from the run recorded in ``out/config.json``."""
+
+
+class DamagedFileError(UganError, RuntimeError):
+    """A file of a run folder (checkpoint, snapshot, log, config record) cannot be read back."""
+
+
+#: Keys of the recorded configuration that a resumed run may change: they decide only when rows are
+#: logged and checkpoints written, not the training itself (steps run in the same order whatever the
+#: chunking). Everything else, ``extra_config`` (the CLI's ``target``) included, must be equal.
+RESUME_MAY_CHANGE = ("log_every", "checkpoint_every")
+CHECKPOINT_DIR = "checkpoints"
+LOG_FILE = "log.jsonl"
+_CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join("{}: {}".format(type(error).__name__, error).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_normalised(obj):
+    """``obj`` as it reads back from config.json (tuples become lists, numpy scalars plain numbers)."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def config_differences(recorded: dict, config: dict) -> Dict[str, tuple]:
+    """``{key: (recorded value, new value)}`` for every key whose value differs between a run's recorded
+    configuration and a new one, a key only one side has included (its missing value shown as the
+    string ``"(absent)"``); the keys in :data:`RESUME_MAY_CHANGE` are not compared."""
+    recorded = _json_normalised(recorded)
+    config = _json_normalised(config)
+    diff = {}
+    for key in sorted(set(recorded) | set(config)):
+        if key in RESUME_MAY_CHANGE:
+            continue
+        old, new = recorded.get(key, "(absent)"), config.get(key, "(absent)")
+        if old != new:
+            diff[key] = (old, new)
+    return diff
+
+
+def format_differences(diff: Dict[str, tuple]) -> str:
+    """``"key: old -> new, ..."`` for :func:`config_differences`' result."""
+    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
+
+
+def checkpoint_numbers(ckdir: Path) -> List[int]:
+    """Steps of the checkpoints in ``ckdir`` (sorted). A checkpoint counts when its ``.index`` file
+    exists: TensorFlow writes the data file first and the index last, each through a temporary file."""
+    if not ckdir.is_dir():
+        return []
+    return sorted(int(m.group(1)) for m in (_CKPT_RE.match(p.name) for p in ckdir.iterdir()) if m)
+
+
+def checkpoint_files(ckdir: Path, number: int) -> List[Path]:
+    return sorted(ckdir.glob("ckpt-{}.*".format(number)))
+
+
+def write_checkpoint_state(ckdir: Path, numbers: Sequence[int]) -> None:
+    """Rewrite TF's ``checkpoint`` index from the checkpoint files present (newest last), so that
+    ``tf.train.CheckpointManager`` neither keeps checkpoints deleted by hand on its list (and sweeps a
+    good one too early) nor misses an index that was damaged. No checkpoint: the index is removed."""
+    state = ckdir / "checkpoint"
+    if not numbers:
+        if state.exists():
+            state.unlink()
+        return
+    stamps = [(ckdir / "ckpt-{}.index".format(n)).stat().st_mtime for n in numbers]
+    lines = ['model_checkpoint_path: "ckpt-{}"'.format(numbers[-1])]
+    lines += ['all_model_checkpoint_paths: "ckpt-{}"'.format(n) for n in numbers]
+    lines += ["all_model_checkpoint_timestamps: {!r}".format(float(t)) for t in stamps]
+    lines.append("last_preserved_timestamp: {!r}".format(float(min(stamps)) - 1.0))
+    runinfo.atomic_write_text(state, "\n".join(lines) + "\n")
+
+
+def read_log(path: Path, upto_step: int) -> List[dict]:
+    """The rows of ``log.jsonl`` with ``step <= upto_step``. Rows are appended as they are logged, so a
+    killed run may leave rows past its last checkpoint (dropped here: the resumed run logs them again)
+    and a torn last line (ignored: it was being written when the run was killed, past the checkpoint)."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            step = int(row["step"])
+        except (ValueError, KeyError, TypeError) as e:
+            if i == len(lines) - 1:
+                continue
+            raise DamagedFileError("{} line {} is damaged ({}); delete that line, or the whole file (it is the "
+                                   "run's record only: the checkpoints hold the training state), and resume "
+                                   "again".format(path, i + 1, one_line(e))) from None
+        if step <= upto_step:
+            rows.append(row)
+    return rows
+
+
+def load_snapshot(path: Path, shape: tuple) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+        if array.shape != shape:
+            raise ValueError("shape {} instead of {}".format(array.shape, shape))
+        return array
+    except (OSError, ValueError, EOFError) as e:
+        raise DamagedFileError("snapshot {} is damaged ({}); a checkpoint cannot rebuild it: delete it to "
+                               "resume without that snapshot, or start again in another out folder".format(
+                                   path, one_line(e))) from None
+
+
+def recorded_config(out_path: Path) -> dict:
+    try:
+        return runinfo.read_run_config(out_path)["config"]
+    except FileNotFoundError:
+        raise DamagedFileError("{} holds checkpoints but no {}, so the run's settings cannot be checked; put "
+                               "the run's {} back, or start again in another out folder".format(
+                                   out_path, runinfo.CONFIG_FILENAME, runinfo.CONFIG_FILENAME)) from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DamagedFileError("{} is damaged ({}), so the run's settings cannot be checked; put the run's "
+                               "record back, or start again in another out folder".format(
+                                   out_path / runinfo.CONFIG_FILENAME, one_line(e))) from None
+
+
+def restore(ckpt, step_var, ckdir: Path, numbers: List[int]) -> int:
+    """Restore the newest checkpoint; a damaged one is a :class:`DamagedFileError` naming its files and
+    the previous checkpoint kept (``max_to_keep=2``), which deleting the damaged files falls back to."""
+    number = numbers[-1]
+    try:
+        ckpt.restore(str(ckdir / "ckpt-{}".format(number))).assert_existing_objects_matched()
+        if int(step_var.numpy()) != number:
+            raise ValueError("it holds step {}, not {}".format(int(step_var.numpy()), number))
+    except (IndexError, ValueError, AssertionError, tf.errors.OpError) as e:
+        names = ", ".join(p.name for p in checkpoint_files(ckdir, number))
+        if len(numbers) > 1:
+            fix = "delete its files to resume from the previous checkpoint ckpt-{} (step {})".format(
+                numbers[-2], numbers[-2])
+        else:
+            fix = "no earlier checkpoint is kept: delete its files to restart the run from step 0, or start " \
+                  "again in another out folder"
+        raise DamagedFileError("checkpoint {} ({}) cannot be restored ({}); {}".format(
+            ckdir / "ckpt-{}".format(number), names, one_line(e), fix)) from None
+    return number
+
+
+def check_folder(out_path: Optional[Path], config: dict, resume: bool):
+    """(checkpoint numbers, whether a record exists) of the out folder, checked before anything is written:
+    a run there needs ``resume``, and a resumed run its recorded settings."""
+    if out_path is None:
+        return [], False
+    numbers = checkpoint_numbers(out_path / CHECKPOINT_DIR)
+    has_record = (out_path / runinfo.CONFIG_FILENAME).exists()
+    if (numbers or has_record) and not resume:
+        held = ([runinfo.CONFIG_FILENAME] if has_record else []) + (
+            ["{}/ckpt-{}".format(CHECKPOINT_DIR, numbers[-1])] if numbers else [])
+        raise RunExistsError("{} already holds a run ({}); pass resume=True (--resume) to continue it with the "
+                             "same settings, or choose a new out folder (nothing was written)".format(
+                                 out_path, ", ".join(held)))
+    if resume and (numbers or has_record):
+        diff = config_differences(recorded_config(out_path), config)
+        if diff:
+            raise ResumeMismatchError(
+                "cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with "
+                "the recorded settings, or choose another out folder (--out) for the new ones "
+                "(only {} may change on resume)".format(out_path, out_path / runinfo.CONFIG_FILENAME,
+                                                         format_differences(diff), ", ".join(RESUME_MAY_CHANGE)))
+    return numbers, has_record
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a (resumed) run starts from: its step, log rows, snapshots, checkpoint manager and open log."""
+
+    start: int = 0
+    history: List[dict] = dataclasses.field(default_factory=list)
+    snapshots: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+    manager: Optional[tf.train.CheckpointManager] = None
+    log_handle: Optional[object] = None
+
+
+def restore_snapshots(out_path: Path, config: dict, start: int, shape: tuple, quiet: bool) -> Dict[int, np.ndarray]:
+    snapshots = {}
+    for t in config["snapshot_steps"]:
+        f = out_path / "snapshots" / "step_{}.npy".format(t)
+        if t <= start:
+            if f.exists():
+                snapshots[t] = load_snapshot(f, shape)
+            elif not quiet:
+                print("note: {} is missing; the resumed run has no snapshot at step {}".format(f, t), file=sys.stderr)
+    return snapshots
+
+
+def open_folder(out_path: Path, ckpt, step_var, config: dict, numbers: List[int], has_record: bool,
+                 check_only: bool) -> Optional[RunState]:
+    """Restore the newest checkpoint, snapshots and log of ``out_path``; unless ``check_only`` (None then),
+    write the run's record and reopen its log for appending."""
+    state = RunState()
+    ckdir = out_path / CHECKPOINT_DIR
+    if numbers:
+        state.start = restore(ckpt, step_var, ckdir, numbers)
+        state.snapshots = restore_snapshots(out_path, config, state.start,
+                                             (int(config["snapshot_size"]), int(config["dim"])), check_only)
+        state.history = read_log(out_path / LOG_FILE, state.start)
+    if check_only:
+        return None
+    # every check passed: from here on the folder is written
+    if numbers or ckdir.exists():
+        write_checkpoint_state(ckdir, numbers)
+    state.manager = tf.train.CheckpointManager(ckpt, str(ckdir), max_to_keep=2)
+    if has_record:  # the original record stays; each resume adds its own
+        name = "config_resume_{:08d}.json".format(state.start)
+        k = 2
+        while (out_path / name).exists():
+            name = "config_resume_{:08d}_{}.json".format(state.start, k)
+            k += 1
+        runinfo.write_run_config(out_path, config, seed=config["seed"], filename=name)
+    else:
+        runinfo.write_run_config(out_path, config, seed=config["seed"])
+    runinfo.atomic_write_text(out_path / LOG_FILE, "".join(json.dumps(r) + "\n" for r in state.history))
+    state.log_handle = open(out_path / LOG_FILE, "a")
+    return state
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a .npy file."""
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
