@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-import tfp_flows  # noqa: F401  (compat layer + TF_USE_LEGACY_KERAS before TF)
+import tfp_flows  # noqa: F401  (TF_USE_LEGACY_KERAS before TF)
 from va_core import cli_checks, runinfo
 from va_core.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
 import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)

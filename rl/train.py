@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-import rl  # noqa: F401  (project package first: compat layer, TF_USE_LEGACY_KERAS)
+import rl  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
 from va_core import runinfo, schedules, tempering
 from va_core.seeding import seed_everything
 from va_core import cli_checks
