@@ -431,8 +431,8 @@ def config_differences(saved: Dict[str, Any], argv: List[str]) -> Dict[str, tupl
     (``None``: channels, image size). Used by the Table 1 grid before it reuses a finished run.
     """
     wanted = resolve_config([arg for arg in argv if arg != "--resume"])
-    return {key: (saved[key], value) for key, value in wanted.items()
-            if key not in RESUME_MUTABLE and key in saved and value is not None and saved[key] != value}
+    compared = [key for key, value in wanted.items() if key in saved and value is not None]
+    return runinfo.settings_differences(saved, wanted, RESUME_MUTABLE, keys=compared)
 
 
 def _validate(config: Dict[str, Any]) -> None:

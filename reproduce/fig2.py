@@ -125,8 +125,7 @@ def load_dae(path, link, settings: dict) -> None:
     except Fig2Error:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, TypeError) as e:
-        raise Fig2Error("{} is damaged ({}: {}); {}".format(path, type(e).__name__, " ".join(str(e).split()),
-                                                           retrain)) from None
+        raise Fig2Error("{} is damaged ({}); {}".format(path, runinfo.one_line(e), retrain)) from None
 
 
 def publish_docs(out, docs_dir=None) -> list:

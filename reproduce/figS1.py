@@ -98,14 +98,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _differences(recorded: dict, wanted: dict, skip) -> dict:
-    recorded = json.loads(json.dumps(recorded, default=str))
-    wanted = json.loads(json.dumps(wanted, default=str))
-    return {k: (recorded.get(k, "(absent)"), wanted.get(k, "(absent)"))
-            for k in sorted(set(recorded) | set(wanted))
-            if k not in skip and recorded.get(k, "(absent)") != wanted.get(k, "(absent)")}
-
-
 def _describe(diff: dict) -> str:
     return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
 
@@ -123,7 +115,7 @@ def _plan_runs(args):
 
 def _check_publish(args) -> None:
     defaults = vars(parse_args([]))
-    diff = _differences(defaults, vars(args), PUBLISH_MAY_CHANGE)
+    diff = runinfo.settings_differences(defaults, vars(args), PUBLISH_MAY_CHANGE)
     if diff:
         raise FigS1Error("--publish-docs copies the figures into docs/images/, which show the documented default "
                          "settings; these differ from the defaults (default -> given): {}; drop --publish-docs "
@@ -144,7 +136,7 @@ def _check_out_folder(args, out: Path) -> None:
         raise FigS1Error("{} is damaged ({}: {}), so the settings cannot be checked; put the record back, or "
                          "choose another --out".format(record, type(e).__name__, e)) from None
     recorded.setdefault("knot_interval", None)  # a record from before --knot-interval existed
-    diff = _differences(recorded, vars(args), RESUME_MAY_CHANGE)
+    diff = runinfo.settings_differences(recorded, vars(args), RESUME_MAY_CHANGE)
     if diff:
         raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
                          "the recorded flags, or choose another --out for the new settings (nothing was "
@@ -176,8 +168,8 @@ def _load_finished(run_dir: Path, snaps, annealed: bool):
         quality = json.loads(done_file.read_text())
         finals = np.load(run_dir / "final_samples.npy", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise FigS1Error("finished run {} has a damaged or missing file ({}: {}); {}".format(
-            run_dir, type(e).__name__, " ".join(str(e).split()), fix)) from None
+        raise FigS1Error("finished run {} has a damaged or missing file ({}); {}".format(
+            run_dir, runinfo.one_line(e), fix)) from None
     snapshots = {}
     if annealed:
         for s in snaps:

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from va_core import runinfo
+from va_core.runinfo import one_line
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest.json"
@@ -95,7 +96,7 @@ def _read_pointer(out: Path) -> Tuple[Optional[str], Optional[str]]:
             raise ValueError("no checkpoint folder name in it")
         return name, None
     except (OSError, ValueError, KeyError, TypeError) as e:
-        return None, "{} is damaged ({}: {})".format(pointer, type(e).__name__, one_line(e))
+        return None, "{} is damaged ({})".format(pointer, one_line(e))
 
 
 def has_checkpoint(out: str | os.PathLike) -> bool:
@@ -189,11 +190,6 @@ def save_checkpoint(out: Path, agent, replay, state: dict) -> Path:
     return final
 
 
-def one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def load_checkpoint(out: Path, agent, obs_dim: int, act_dim: int):
     """Restore ``agent`` from the newest readable checkpoint of ``out``.
 
@@ -221,7 +217,7 @@ def load_checkpoint(out: Path, agent, obs_dim: int, act_dim: int):
                     len(replay), state["step"]))
             agent.checkpoint().read(str(folder / "agent")).assert_existing_objects_matched()
         except Exception as e:  # noqa: BLE001 - any failure to read a checkpoint means: try the previous one
-            problem = "checkpoint {} is damaged ({}: {})".format(folder, type(e).__name__, one_line(e))
+            problem = "checkpoint {} is damaged ({})".format(folder, one_line(e))
             notes.append(problem)
             tried.append(str(folder))
             continue

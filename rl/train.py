@@ -34,11 +34,12 @@ import numpy as np
 
 import rl  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
 from va_core import runinfo, schedules, tempering
+from va_core.runinfo import one_line
 from va_core.seeding import seed_everything
 from va_core import cli_checks
 
 from rl.run_folder import (LOG, CheckpointError, Logs, cut_log, has_checkpoint, latest_step,  # noqa: F401
-                           load_checkpoint, log, one_line, save_checkpoint)
+                           load_checkpoint, log, save_checkpoint)
 
 CHECKPOINT_FORMAT = 2  # state.json layout: 2 adds the interrupted episode, the log size and the wall clock
 
@@ -454,8 +455,9 @@ def explicit_flags(argv: List[str]) -> Dict[str, object]:
 
 
 def config_differences(recorded: dict, wanted: dict, ignore=RESUME_MAY_DIFFER) -> Dict[str, Tuple[object, object]]:
-    """{key: (recorded value, wanted value)} for every key of ``wanted`` (but ``ignore``) whose values differ."""
-    return {k: (recorded.get(k), v) for k, v in wanted.items() if k not in ignore and recorded.get(k) != v}
+    """{key: (recorded value, wanted value)} for every key of ``wanted`` (but ``ignore``) whose values differ
+    (:func:`va_core.runinfo.settings_differences`; a key the record lacks reads None)."""
+    return runinfo.settings_differences(recorded, wanted, ignore, keys=wanted.keys(), absent=None)
 
 
 def describe_differences(diffs: Dict[str, Tuple[object, object]], theirs: str = "recorded",
@@ -472,8 +474,8 @@ def read_recorded_config(out: Path) -> dict:
         if not isinstance(recorded, dict):
             raise ValueError("no configuration mapping")
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError("{} is missing or damaged ({}: {}), so the run in {} cannot be resumed; move the folder "
-                         "away or choose another --out".format(path, type(e).__name__, one_line(e), out)) from e
+        raise UsageError("{} is missing or damaged ({}), so the run in {} cannot be resumed; move the folder "
+                         "away or choose another --out".format(path, one_line(e), out)) from e
     return recorded
 
 

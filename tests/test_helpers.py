@@ -172,3 +172,16 @@ def test_run_lock_refuses_a_second_holder_and_removes_a_folder_left_empty(tmp_pa
     assert (out / "result.json").is_file()
     with runinfo.exclusive_run_lock(out):  # released: the next job takes it
         pass
+
+
+def test_one_settings_difference_finder_and_one_line_errors():
+    recorded = {"steps": 600, "hidden": [64, 64], "lr": 1e-3, "threads": 1, "old_key": 3}
+    wanted = {"steps": 700, "hidden": (64, 64), "lr": 1e-3, "threads": 4, "new_key": "x"}
+    assert runinfo.settings_differences(recorded, wanted, may_change=("threads",)) == {
+        "new_key": ("(absent)", "x"), "old_key": (3, "(absent)"), "steps": (600, 700)}  # a tuple reads back as a list
+    assert runinfo.settings_differences(recorded, wanted, keys=wanted.keys(), absent=None) == {
+        "new_key": (None, "x"), "steps": (600, 700), "threads": (1, 4)}
+    assert runinfo.settings_differences(recorded, dict(recorded)) == {}
+    assert runinfo.one_line(ValueError("bad\n  value\tthere")) == "ValueError: bad value there"
+    long = runinfo.one_line(OSError("x" * 400), limit=20)
+    assert long == "OSError: xxxxxxxxxxx..." and "\n" not in long

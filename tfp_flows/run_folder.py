@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from va_core import runinfo
+from va_core.runinfo import one_line
 
 class UganError(Exception):
     """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
@@ -47,34 +48,8 @@ LOG_FILE = "log.jsonl"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
 
 
-def one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join("{}: {}".format(type(error).__name__, error).split())
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _json_normalised(obj):
-    """``obj`` as it reads back from config.json (tuples become lists, numpy scalars plain numbers)."""
-    return json.loads(json.dumps(obj, default=str))
-
-
-def config_differences(recorded: dict, config: dict) -> Dict[str, tuple]:
-    """``{key: (recorded value, new value)}`` for every key whose value differs between a run's recorded
-    configuration and a new one, a key only one side has included (its missing value shown as the
-    string ``"(absent)"``); the keys in :data:`RESUME_MAY_CHANGE` are not compared."""
-    recorded = _json_normalised(recorded)
-    config = _json_normalised(config)
-    diff = {}
-    for key in sorted(set(recorded) | set(config)):
-        if key in RESUME_MAY_CHANGE:
-            continue
-        old, new = recorded.get(key, "(absent)"), config.get(key, "(absent)")
-        if old != new:
-            diff[key] = (old, new)
-    return diff
-
-
 def format_differences(diff: Dict[str, tuple]) -> str:
-    """``"key: old -> new, ..."`` for :func:`config_differences`' result."""
+    """``"key: old -> new, ..."`` for :func:`va_core.runinfo.settings_differences`' result."""
     return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
 
 
@@ -192,7 +167,7 @@ def check_folder(out_path: Optional[Path], config: dict, resume: bool):
                              "same settings, or choose a new out folder (nothing was written)".format(
                                  out_path, ", ".join(held)))
     if resume and (numbers or has_record):
-        diff = config_differences(recorded_config(out_path), config)
+        diff = runinfo.settings_differences(recorded_config(out_path), config, RESUME_MAY_CHANGE)
         if diff:
             raise ResumeMismatchError(
                 "cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with "

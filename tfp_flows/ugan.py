@@ -51,11 +51,10 @@ from va_core import cli_checks, runinfo, schedules, tempering
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 from tfp_flows.run_folder import (CHECKPOINT_DIR, RESUME_MAY_CHANGE, DamagedFileError, ResumeMismatchError,
                                   RunExistsError, RunState, UganError, check_folder, checkpoint_numbers,
-                                  config_differences, format_differences, npy_bytes, one_line, open_folder,
-                                  recorded_config)
+                                  format_differences, npy_bytes, one_line, open_folder, recorded_config)
 
 __all__ = ["Generator", "SamplerResult", "SamplerSettings", "RunOptions", "train_sampler", "train_direct_flow",
-           "config_differences", "format_differences", "RESUME_MAY_CHANGE", "UganError",
+           "format_differences", "RESUME_MAY_CHANGE", "UganError",
            "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
 #: Offsets added to a run's seed for its sampling streams, kept apart from the training streams (seed,

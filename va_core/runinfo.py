@@ -196,3 +196,28 @@ def copy_files(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, names) ->
     if missing:
         raise FileNotFoundError("{} missing; nothing was copied".format(", ".join(missing)))
     return [atomic_write_bytes(dst_dir / dst, (src_dir / src).read_bytes()) for src, dst in names]
+
+
+def settings_differences(recorded: Mapping[str, Any], wanted: Mapping[str, Any], may_change=(),
+                         keys=None, absent: Any = "(absent)") -> dict:
+    """``{key: (recorded value, wanted value)}`` where a run's recorded settings and the wanted ones differ:
+    the one settings-difference finder of every entry point (its resume check and its reuse check).
+
+    Values are compared as they read back from a record (JSON: tuples become lists, numpy scalars
+    numbers). Compared: ``keys`` (default: every key of either side) but those in ``may_change``; a key
+    one side lacks reads as ``absent``. Sorted by key."""
+    recorded, wanted = json.loads(json.dumps(recorded, default=str)), json.loads(json.dumps(wanted, default=str))
+    keys = set(recorded) | set(wanted) if keys is None else keys
+    diffs = {}
+    for key in sorted(keys):
+        old, new = recorded.get(key, absent), wanted.get(key, absent)
+        if key not in may_change and old != new:
+            diffs[key] = (old, new)
+    return diffs
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of ``error`` on one line, at most ``limit`` characters: how every entry point
+    names an exception inside its own one-line error message."""
+    text = " ".join("{}: {}".format(type(error).__name__, error).split())
+    return text if len(text) <= limit else text[:limit] + "..."
