@@ -98,10 +98,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _describe(diff: dict) -> str:
-    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
-
-
 def _plan_runs(args):
     """(target, method, anneal, lambda0) of every run, in order."""
     runs = []
@@ -119,7 +115,7 @@ def _check_publish(args) -> None:
     if diff:
         raise FigS1Error("--publish-docs copies the figures into docs/images/, which show the documented default "
                          "settings; these differ from the defaults (default -> given): {}; drop --publish-docs "
-                         "(the results stay in {})".format(_describe(diff), args.out))
+                         "(the results stay in {})".format(runinfo.format_differences(diff), args.out))
 
 
 def _check_out_folder(args, out: Path) -> None:
@@ -140,7 +136,7 @@ def _check_out_folder(args, out: Path) -> None:
     if diff:
         raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
                          "the recorded flags, or choose another --out for the new settings (nothing was "
-                         "written)".format(out, record, _describe(diff)))
+                         "written)".format(out, record, runinfo.format_differences(diff)))
 
 
 def exact_samples(target, args, n: int | None = None, offset: int = EXACT_SAMPLES_SEED_OFFSET) -> np.ndarray:

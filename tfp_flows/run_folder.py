@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from va_core import runinfo
-from va_core.runinfo import one_line
+X
 
 class UganError(Exception):
     """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
@@ -46,11 +46,6 @@ RESUME_MAY_CHANGE = ("log_every", "checkpoint_every")
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log.jsonl"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
-
-
-def format_differences(diff: Dict[str, tuple]) -> str:
-    """``"key: old -> new, ..."`` for :func:`va_core.runinfo.settings_differences`' result."""
-    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
 
 
 def checkpoint_numbers(ckdir: Path) -> List[int]:

@@ -221,3 +221,8 @@ def one_line(error: BaseException, limit: int = 300) -> str:
     names an exception inside its own one-line error message."""
     text = " ".join("{}: {}".format(type(error).__name__, error).split())
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def format_differences(diff: Mapping[str, tuple]) -> str:
+    """``"key: old -> new, ..."`` for :func:`settings_differences`' result."""
+    return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
