@@ -20,7 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from va_core import runinfo
-X
+from va_core.runinfo import format_differences, one_line
+
 
 class UganError(Exception):
     """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
