@@ -46,7 +46,7 @@ import numpy
 
 import chainer_va  # noqa: F401  (the compat layer before chainer)
 import chainer
-from chainer_va import latent as latent_module
+from chainer_va import latent as latent_module, speedups
 from va_core import runinfo
 from chainer_va.device import add_device_argument, get_device
 
@@ -355,13 +355,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kernels", action="store_true",
                         help="GPU only: also count kernels and GPU busy time with torch.profiler")
     parser.add_argument("--out", default=None, help="also write the numbers as JSON here (after each term)")
-    for name in ("layers", "losses", "adam"):
-        parser.add_argument("--" + name, default="fused", choices=("fused", "chainer"),
-                            help="as train's --{}: chainer profiles the step without that speed-up".format(name))
-    parser.add_argument("--noise", default="prefetch", choices=("prefetch", "inline"),
-                        help="as train's --noise: inline draws the denoiser noise inside the step")
-    parser.add_argument("--backprop", default="needed", choices=("needed", "all"),
-                        help="as train's --backprop: all also computes gradients no update reads")
+    speedups.add_flags(parser.add_argument)  # as train's: the second choice profiles the step without it
     args = parser.parse_args(argv)
     device = get_device(args.device)
     images = numpy.random.RandomState(0).uniform(

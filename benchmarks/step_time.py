@@ -127,10 +127,7 @@ class NetworkCache:
             else:
                 rng.set_state(self._networks[key][1])
                 self.copied += 1
-            copy = self._networks[key][0].copy(mode="copy")  # the kept network stays on the host, untouched
-            for name, value in train._fused_layers(config, type(copy)).items():
-                setattr(copy, name, value)
-            return copy
+            return self._networks[key][0].copy(mode="copy")  # the kept network stays on the host, untouched
         return made
 
     @contextlib.contextmanager

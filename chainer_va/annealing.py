@@ -44,7 +44,7 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 import chainer
 import chainer.functions as F
 
-from va_core import schedules, tempering
+from va_core import tempering
 from chainer_va.array_types import Array
 from chainer_va.fused_losses import scaled_mean_residual_product, scaled_mean_square
 from chainer_va.latent import NoiseSource
@@ -159,13 +159,9 @@ def feature_size(f: Union[chainer.Variable, Array]) -> int:
     return int(f.size // len(f))
 
 
-def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser, scale: Optional[float] = None,
-                    fused: bool = True) -> chainer.Variable:
-    """[scale *] mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 scale (f - r(f)) / N.
-
-    ``fused``: one function node (:func:`chainer_va.fused_losses.scaled_mean_square`, same numbers).
-    """
-    return scaled_mean_square(f, denoiser.reconstruct(f), scale, fused)
+def residual_energy(f: chainer.Variable, denoiser: FeatureDenoiser, scale: Optional[float] = None) -> chainer.Variable:
+    """[scale *] mean (f - sg r(f))^2: DFM's feature-matching term; its f-gradient is 2 scale (f - r(f)) / N."""
+    return scaled_mean_square(f, denoiser.reconstruct(f), scale)
 
 
 class AnnealingTerm:
@@ -175,8 +171,7 @@ class AnnealingTerm:
     objective keeps its own 0.03 feature term next to this one. ``form`` is the tempering form of
     Corollary 2.2 the term implements (``"lik"``, ``"ent"``; ``"lgan"`` and ``"none"`` are not tempering):
     a subclass registered under another name inherits it, and with it the targeted beta and the check
-    that every lambda_t keeps a tempered target. ``fused_losses``: build the term as one function node
-    where it is a chain (:mod:`chainer_va.fused_losses`; ``--losses``, same numbers). ``scale``: one of
+    that every lambda_t keeps a tempered target. ``scale``: one of
     :data:`ANNEAL_SCALES` (module docstring); :meth:`coefficient` gives the c it implies.
     """
 
@@ -188,10 +183,8 @@ class AnnealingTerm:
     #: Why ``scale="calibrated"`` is not defined for this term (None: it is)
     calibration_refused: Optional[str] = None
 
-    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, fused_losses: bool = True,
-                 scale: str = "faithful"):
+    def __init__(self, denoisers: DenoiserPool, weight: float = ANNEAL_WEIGHT, scale: str = "faithful"):
         self.weight = float(weight)
-        self.fused_losses = bool(fused_losses)
         self.scale = self.check_scale(scale)
         self.denoisers = {source: denoisers.get(source) for source in self.sources}
         self.sigma = self.denoisers[self.sources[0]].sigma if self.sources else denoisers.sigma
@@ -290,7 +283,7 @@ class LikelihoodAnnealing(AnnealingTerm):
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         c = self.coefficient(feature_size(f_fake))
-        return residual_energy(f_fake, self.denoisers["data"], c * lam, self.fused_losses)
+        return residual_energy(f_fake, self.denoisers["data"], c * lam)
 
 
 @register("ent")
@@ -302,7 +295,7 @@ class EntropyAnnealing(AnnealingTerm):
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
         c = self.coefficient(feature_size(f_fake))
-        return residual_energy(f_fake, self.denoisers["fake"], -c * lam, self.fused_losses)
+        return residual_energy(f_fake, self.denoisers["fake"], -c * lam)
 
 
 @register("lgan")
@@ -320,5 +313,4 @@ class LGANAnnealing(AnnealingTerm):
                            "sigma^2, so no c makes it target a tempered p^beta")
 
     def generator_loss(self, f_fake: chainer.Variable, lam: float) -> Optional[chainer.Variable]:
-        return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam,
-                                            self.fused_losses)
+        return scaled_mean_residual_product(f_fake, self.denoisers["data"].reconstruct(f_fake), lam)

@@ -35,7 +35,7 @@ from typing import Iterable
 import numpy as np
 
 import chainer_va
-from va_core.download import DATA_ENV, DownloadError, cache_dir, fetch, sha256_of
+from va_core.download import DATA_ENV, cache_dir, fetch, sha256_of
 
 DATASETS = ("cifar10", "celeba", "mnist", "fashion-mnist", "mnist5k")
 SPLITS = ("train", "test")

@@ -29,6 +29,9 @@ layers do. Either way second-order gradients are Chainer's too (tested). A layer
 support it and says so, naming ``--layers chainer``; none of the shipped objectives needs it. A layer
 with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
 inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
+
+Whether a layer runs fused is ``chainer.config.fused_layers`` when it is applied (``--layers``;
+:mod:`chainer_va.speedups`, default True), so the networks take no switch.
 """
 from __future__ import annotations
 
@@ -51,6 +54,8 @@ from chainer.functions.math.sum import Sum
 from chainer.functions.normalization.batch_normalization import (BatchNormalization,
                                                                  BatchNormalizationGrad,
                                                                  FixedBatchNormalization)
+
+from chainer_va import speedups  # noqa: F401  (defines chainer.config.fused_layers)
 
 __all__ = ["AffineBNActivation", "ConvolutionInputGrad", "LeakyReLULinear", "HeadInputGrad", "fused_layer",
            "fused_head", "can_fuse", "ACTIVATIONS"]
@@ -273,7 +278,7 @@ class AffineBNActivation(chainer.FunctionNode):
         if graph and self.with_bn:
             raise NotImplementedError(
                 "a fused layer with BatchNormalization (chainer_va.fused_layers) does not support double "
-                "backprop; train with --layers chainer (or build the network with fused=False) for "
+                "backprop; train with --layers chainer (chainer.config.fused_layers = False) for "
                 "higher-order gradients through BN layers")
         if self.with_bn and not self.train:
             raise NotImplementedError("the fused layer's backward through BN exists only in training mode")
@@ -398,9 +403,11 @@ def _bn_inputs(bn: L.BatchNormalization) -> tuple:
 
 
 def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], activation: Optional[str],
-                slope: float = 0.2, fused: bool = True) -> chainer.Variable:
+                slope: float = 0.2, fused: Optional[bool] = None) -> chainer.Variable:
     """``act(bn(affine(x)))`` (act = F.relu, F.leaky_relu(., slope), F.tanh or none; bn optional), as one
-    node when ``fused`` and :func:`can_fuse`, else with Chainer's own links and functions."""
+    node when ``fused`` (None: ``chainer.config.fused_layers``) and :func:`can_fuse`, else with Chainer's
+    own links and functions."""
+    fused = chainer.config.fused_layers if fused is None else fused
     if not fused or not can_fuse(affine, bn, x, activation, slope):
         h = affine(x)
         h = bn(h) if bn is not None else h
@@ -461,8 +468,10 @@ class LeakyReLULinear(chainer.FunctionNode):
         return tuple(wrap(grads[i]) if i in grads else None for i in indexes)
 
 
-def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: bool = True) -> chainer.Variable:
-    """``linear(F.leaky_relu(f, slope))`` (the linear flattening f), as one node when ``fused``."""
+def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: Optional[bool] = None) -> chainer.Variable:
+    """``linear(F.leaky_relu(f, slope))`` (the linear flattening f), as one node when ``fused`` (None:
+    ``chainer.config.fused_layers``)."""
+    fused = chainer.config.fused_layers if fused is None else fused
     if not fused or type(linear) is not L.Linear or linear.W.array is None or linear.b is None \
             or _hooks_see_links(linear) or _negative_slope("leaky_relu", slope) \
             or chainer.config.in_recomputing:

@@ -14,8 +14,10 @@ that function's Chainer ``backward`` applies, in the same order (``Square``: ``g
 gradient are bit-identical to the unfused chain (tested), on any device. The node's output gets the
 rank the chain's last output would have, so backprop visits every other node in Chainer's order.
 
-A fused chain supports first-order backprop only (``loss.backward()``, ``chainer.grad`` without
-double backprop); asked to build a differentiable gradient it raises, naming ``--losses chainer``.
+Whether a chain runs fused is ``chainer.config.fused_losses`` when it is applied (``--losses``;
+:mod:`chainer_va.speedups`, default True), so the loss terms below take no switch. A fused chain supports
+first-order backprop only (``loss.backward()``, ``chainer.grad`` without double backprop); asked to build
+a differentiable gradient it raises, naming ``--losses chainer``.
 None of the shipped objectives differentiates a loss's gradient (the WGAN-GP penalty differentiates
 the critic's input gradient, which lies before the chain).
 """
@@ -37,6 +39,7 @@ from chainer.functions.math.sqrt import Sqrt as _Sqrt
 from chainer.functions.math.square import Square as _Square
 from chainer.functions.math.sum import Sum as _Sum, SumTo
 
+from chainer_va import speedups  # noqa: F401  (defines chainer.config.fused_losses)
 from chainer_va.fused_layers import _run
 
 __all__ = ["Step", "Negate", "AddConstant", "Subtract", "SubtractFrom", "TimesInput", "Square", "Softplus",
@@ -294,7 +297,8 @@ class UnaryChain(chainer.FunctionNode):
         if chainer.config.enable_backprop:
             raise NotImplementedError(
                 "a fused loss (chainer_va.fused_losses) does not support double backprop through the loss; "
-                "train with --losses chainer (or pass fused=False) for higher-order gradients of a loss")
+                "train with --losses chainer (chainer.config.fused_losses = False) for higher-order gradients of a "
+                "loss")
         g = grad_outputs[0].array
         contributions = []  # to the input from steps that read it again, in the order backprop adds them
         for step in reversed(self.steps):
@@ -304,14 +308,14 @@ class UnaryChain(chainer.FunctionNode):
         return chainer.Variable(_add_as_backprop_does(contributions + [g])),
 
 
-def unary_chain(x, steps: Sequence[Step], fused: bool = True) -> chainer.Variable:
-    """Apply ``steps`` in order to ``x``: as one :class:`UnaryChain` node when ``fused``, else as
-    Chainer's own nodes. Both give the same numbers.
+def unary_chain(x, steps: Sequence[Step], fused: Optional[bool] = None) -> chainer.Variable:
+    """Apply ``steps`` in order to ``x``: as one :class:`UnaryChain` node when ``fused`` (None:
+    ``chainer.config.fused_losses``), else as Chainer's own nodes. Both give the same numbers.
 
     With a step that reads ``x`` again (:class:`TimesInput`), the node hands backprop the sum of x's
     contributions from the chain as one; that equals Chainer's sum where no other node's contribution
     to x comes between them (the objectives' tests check the shipped ones)."""
-    if not fused:
+    if not (chainer.config.fused_losses if fused is None else fused):
         h = x
         for step in steps:
             step.chain_input = x
@@ -331,32 +335,32 @@ def unary_chain(x, steps: Sequence[Step], fused: bool = True) -> chainer.Variabl
 
 
 # -- the loss terms of the objectives (SPEC section 2) -----------------------------------------------
-def mean_softplus(x, negate: bool = False, fused: bool = True) -> chainer.Variable:
+def mean_softplus(x, negate: bool = False) -> chainer.Variable:
     """``mean softplus(-x)`` if ``negate`` else ``mean softplus(x)``: the logistic GAN losses (DFM)."""
-    return unary_chain(x, ([Negate()] if negate else []) + [Softplus(), Mean()], fused)
+    return unary_chain(x, ([Negate()] if negate else []) + [Softplus(), Mean()])
 
 
-def mean_negative(x, fused: bool = True) -> chainer.Variable:
+def mean_negative(x) -> chainer.Variable:
     """``mean(-x)``: the Wasserstein and RKL generator/critic terms."""
-    return unary_chain(x, [Negate(), Mean()], fused)
+    return unary_chain(x, [Negate(), Mean()])
 
 
-def scaled_mean_square(x, center, scale: Optional[float] = None, fused: bool = True) -> chainer.Variable:
+def scaled_mean_square(x, center, scale: Optional[float] = None) -> chainer.Variable:
     """``scale * mean (x - center)^2`` with ``center`` a constant array (DFM's feature term with
     center = sg r(f)); without ``scale``, no multiplication."""
     steps = [Subtract(center), Square(), Mean()]
-    return unary_chain(x, steps + ([Scale(scale)] if scale is not None else []), fused)
+    return unary_chain(x, steps + ([Scale(scale)] if scale is not None else []))
 
 
-def scaled_mean_residual_product(x, center, scale: float, fused: bool = True) -> chainer.Variable:
+def scaled_mean_residual_product(x, center, scale: float) -> chainer.Variable:
     """``scale * mean((center - x) * x)`` with ``center`` a constant array: the LGAN release's annealing
     term with center = sg r_data(f)."""
-    return unary_chain(x, [SubtractFrom(center), TimesInput(), Mean(), Scale(scale)], fused)
+    return unary_chain(x, [SubtractFrom(center), TimesInput(), Mean(), Scale(scale)])
 
 
-def gradient_norm_penalty(grad, weight: float, fused: bool = True) -> chainer.Variable:
+def gradient_norm_penalty(grad, weight: float) -> chainer.Variable:
     """``weight * mean_i (||grad_i||_2 - 1)^2`` over the batch axis: the WGAN-GP penalty on the critic's
     input gradient (Gulrajani et al. 2017, eq. 3)."""
     steps = [Reshape((len(grad), -1)), Square(), Sum(axis=1), Sqrt(), AddConstant(-1.0), Square(), Mean(),
              Scale(weight)]
-    return unary_chain(grad, steps, fused)
+    return unary_chain(grad, steps)

@@ -100,10 +100,9 @@ class Generator(chainer.Chain):
     """DCGAN generator (Table S1 for 32x32, Table S2 for 128x128): z (B, latent_dim) -> x (B, C, size, size) in [-1, 1]."""
 
     def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 3, width: float = 1.0,
-                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)  # each Linear/Deconv + BN + ReLU layer, and Deconv + tanh, as one node (fused_layers)
         self.latent_dim = int(latent_dim)
         self.out_channels = _check_channels(out_channels, "out_channels")
         self.size = _check_size(size)
@@ -132,21 +131,20 @@ class Generator(chainer.Chain):
                 self.out = L.Deconvolution2D(c_in, self.out_channels, 4, 2, 1, initialW=w)
 
     def forward(self, z):
-        h = fused_layer(z, self.l0, self.bn0, "relu", fused=self.fused)
+        h = fused_layer(z, self.l0, self.bn0, "relu")
         h = F.reshape(h, (len(z), self.bottom_channels, BOTTOM_WIDTH, BOTTOM_WIDTH))
         for dc, bn in self._hidden:
-            h = fused_layer(h, getattr(self, dc), getattr(self, bn), "relu", fused=self.fused)
-        return fused_layer(h, self.out, None, "tanh", fused=self.fused)
+            h = fused_layer(h, getattr(self, dc), getattr(self, bn), "relu")
+        return fused_layer(h, self.out, None, "tanh")
 
 
 class DFMDiscriminator(chainer.Chain):
     """DFM discriminator (Tables S1/S2): x -> (feature f (B, 512, 2, 2), logit (B, 1))."""
 
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)  # each conv [+ BN] [+ lReLU], and the head, as one node (chainer_va.fused_layers)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -174,21 +172,20 @@ class DFMDiscriminator(chainer.Chain):
             self.l_out = L.Linear(top * 4, 1, initialW=w)
 
     def forward(self, x):
-        h = fused_layer(x, self.c0, None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
+        h = fused_layer(x, self.c0, None, "leaky_relu", LEAKY_SLOPE)
         for c, bn in self._hidden:
-            h = fused_layer(h, getattr(self, c), getattr(self, bn), "leaky_relu", LEAKY_SLOPE, fused=self.fused)
-        feature = fused_layer(h, self.c_feature, self.bn_feature, None, fused=self.fused)
-        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
+            h = fused_layer(h, getattr(self, c), getattr(self, bn), "leaky_relu", LEAKY_SLOPE)
+        feature = fused_layer(h, self.c_feature, self.bn_feature, None)
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE)
 
 
 class WGANCritic(chainer.Chain):
     """WGAN-GP critic of chainer-gan-lib, no normalisation: x -> (feature (B, 512, 4, 4), logit (B, 1))."""
 
     def __init__(self, in_channels: int = 3, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)  # each conv [+ lReLU], and the head, as one node (fused_layers; double backprop too)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -213,19 +210,18 @@ class WGANCritic(chainer.Chain):
     def forward(self, x):
         h = x
         for name in self._convs[:-1]:
-            h = fused_layer(h, getattr(self, name), None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
-        feature = fused_layer(h, getattr(self, self._convs[-1]), None, None, fused=self.fused)
-        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
+            h = fused_layer(h, getattr(self, name), None, "leaky_relu", LEAKY_SLOPE)
+        feature = fused_layer(h, getattr(self, self._convs[-1]), None, None)
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE)
 
 
 class MLPGenerator(chainer.Chain):
     """``--arch mlp`` generator (not in the paper; module docstring): z (B, latent_dim) -> x (B, C, size, size)."""
 
     def __init__(self, latent_dim: int = LATENT_DIM, out_channels: int = 1, width: float = 1.0,
-                 size: int = 32, weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 size: int = 32, weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)
         self.latent_dim = int(latent_dim)
         self.out_channels = _check_channels(out_channels, "out_channels")
         self.size = _check_size(size)
@@ -240,9 +236,9 @@ class MLPGenerator(chainer.Chain):
             self.out = L.Linear(units[1], self.out_channels * size * size, initialW=w)
 
     def forward(self, z):
-        h = fused_layer(z, self.l0, self.bn0, "relu", fused=self.fused)
-        h = fused_layer(h, self.l1, self.bn1, "relu", fused=self.fused)
-        x = fused_layer(h, self.out, None, "tanh", fused=self.fused)
+        h = fused_layer(z, self.l0, self.bn0, "relu")
+        h = fused_layer(h, self.l1, self.bn1, "relu")
+        x = fused_layer(h, self.out, None, "tanh")
         return F.reshape(x, (len(z), self.out_channels, self.size, self.size))
 
 
@@ -255,10 +251,9 @@ class MLPDiscriminator(chainer.Chain):
     normalise = True
 
     def __init__(self, in_channels: int = 1, width: float = 1.0, size: int = 32,
-                 weight_scale: float = WEIGHT_SCALE, fused: bool = True,
+                 weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)
         self.in_channels = _check_channels(in_channels, "in_channels")
         self.size = _check_size(size)
         self.width = float(width)
@@ -273,9 +268,9 @@ class MLPDiscriminator(chainer.Chain):
 
     def forward(self, x):
         h = F.reshape(x, (len(x), -1))
-        h = fused_layer(h, self.l0, None, "leaky_relu", LEAKY_SLOPE, fused=self.fused)
-        feature = fused_layer(h, self.l_feature, self.bn_feature, None, fused=self.fused)
-        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE, fused=self.fused)
+        h = fused_layer(h, self.l0, None, "leaky_relu", LEAKY_SLOPE)
+        feature = fused_layer(h, self.l_feature, self.bn_feature, None)
+        return feature, fused_head(feature, self.l_out, LEAKY_SLOPE)
 
 
 class MLPCritic(MLPDiscriminator):
@@ -315,10 +310,9 @@ class Denoiser(chainer.Chain):
     """DFM denoiser r(f) (Tables S1/S2): MLP with ``n_layers`` x (Linear ``hidden``, BN, lReLU), then Linear back to f's shape."""
 
     def __init__(self, feature_shape=(BASE_CHANNELS, 2, 2), width: float = 1.0,
-                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS, fused: bool = True,
+                 hidden: int = DENOISER_HIDDEN, n_layers: int = DENOISER_LAYERS,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.fused = bool(fused)  # each Linear + BN + lReLU layer as one node (chainer_va.fused_layers)
         self.feature_shape = tuple(int(n) for n in feature_shape)
         size = 1
         for n in self.feature_shape:
@@ -339,7 +333,7 @@ class Denoiser(chainer.Chain):
         h = F.reshape(f, (len(f), self.feature_size))
         for i in range(self.n_layers):
             h = fused_layer(h, getattr(self, "l{}".format(i)), getattr(self, "bn{}".format(i)), "leaky_relu",
-                            LEAKY_SLOPE, fused=self.fused)
+                            LEAKY_SLOPE)
         return F.reshape(self.l_out(h), (len(f),) + self.feature_shape)
 
 

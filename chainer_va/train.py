@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import inspect
 import json
 import math
 import os
@@ -48,6 +47,7 @@ from chainer import training
 from chainer.training import extensions as E
 
 from chainer_va import annealing, nets, updaters
+from chainer_va.speedups import FLAGS as SPEEDUP_FLAGS, Speedups, add_flags as add_speedup_flags
 from va_core import cli_checks, runinfo, schedules, tempering
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from va_core.interrupt import GracefulStop
@@ -66,9 +66,9 @@ GEN_FINAL = "gen_final.npz"
 RESULT_FILE = "result.json"
 GREY_DATASETS = ("mnist", "mnist5k", "fashion-mnist")
 # keys a resumed run may change; everything else must equal the run's saved configuration
-RESUME_MUTABLE = ("device", "adam", "layers", "losses", "noise", "backprop", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval",
-                  "sample_interval", "log_interval", "keep_snapshots", "stop_at", "progress_interval",
-                  "plot_interval")
+RESUME_MUTABLE = ("device", "out", "resume", "config", "plugin", "data_dir", "snapshot_interval", "sample_interval",
+                  "log_interval", "keep_snapshots", "stop_at", "progress_interval", "plot_interval") + tuple(
+                      flag[2:] for flag in SPEEDUP_FLAGS)
 # keys a resumed run does not take from the saved configuration (the others default to the saved values)
 RESUME_RESET = ("out", "resume", "config", "stop_at")
 SCHEDULE_OPTIONS = ("end_fraction", "cycles", "final_ratio", "knot_interval")
@@ -147,24 +147,7 @@ def _optimisation_flags(add: _FlagAdder) -> None:
     add("--lr", default=updaters.LR, type=float, help="Adam learning rate (1e-4)")
     add("--beta1", default=updaters.BETA1, type=float, help="Adam beta1 (0.5)")
     add("--beta2", default=updaters.BETA2, type=float, help="Adam beta2 (0.9)")
-    add("--adam", default="fused", choices=("fused", "chainer"),
-        help="fused: one whole-network update per link (same numbers, fewer kernel launches); chainer: "
-             "chainer.optimizers.Adam, one update per parameter (fused)")
-    add("--layers", default="fused", choices=("fused", "chainer"),
-        help="fused: each affine [+ BN] [+ activation] layer of G, D, the critic and the denoisers as one "
-             "function node (same numbers, less host work; no double backprop through BN layers); chainer: "
-             "Chainer's own nodes per layer (fused)")
-    add("--losses", default="fused", choices=("fused", "chainer"),
-        help="fused: each loss term that is a chain of elementwise functions (softplus means, the feature "
-             "terms, the gradient penalty) as one function node (same numbers, less host work; no double "
-             "backprop through a loss); chainer: Chainer's own nodes (fused)")
-    add("--noise", default="prefetch", choices=("prefetch", "inline"),
-        help="prefetch: draw the next step's denoiser noise and WGAN-GP's u in a background thread (same "
-             "numbers, off the step's critical path); inline: when the step asks for them (prefetch)")
-    add("--backprop", default="needed", choices=("needed", "all"),
-        help="needed: each backward computes only the gradients of the network it updates (the generator's "
-             "skips D's weight gradients; same numbers, less arithmetic); all: Chainer's loss.backward() to "
-             "every parameter (needed)")
+    add_speedup_flags(add)
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
 
 
@@ -542,52 +525,24 @@ def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     return images
 
 
-def _switch(cls, keyword: str, config: Dict[str, Any], key: str, via_kwargs: bool = False) -> Dict[str, bool]:
-    """``{keyword: config[key] == "fused"}`` for a class whose constructor takes ``keyword`` (plugin
-    classes may not; ``via_kwargs``: also when it passes ``**kwargs`` on, as updater subclasses do to
-    :class:`~chainer_va.updaters.GANUpdater`). The key defaults to fused for configurations saved
-    before it existed."""
-    return _accepted(cls, via_kwargs, **{keyword: config.get(key, "fused") == "fused"})
-
-
-def _accepted(cls, via_kwargs: bool = False, **kwargs: Any) -> Dict[str, Any]:
-    """The keyword arguments ``cls``'s constructor takes (``via_kwargs``: also those it passes on through
-    ``**kwargs``); a plugin's class may take fewer than the project's own."""
-    parameters = inspect.signature(cls).parameters.values()
-    passes_on = via_kwargs and any(p.kind is p.VAR_KEYWORD for p in parameters)
-    names = {p.name for p in parameters}
-    return {k: v for k, v in kwargs.items() if passes_on or k in names}
-
-
-def _fused_layers(config: Dict[str, Any], cls) -> Dict[str, bool]:
-    """``fused=`` for a network class that takes it (``--layers``)."""
-    return _switch(cls, "fused", config, "layers")
-
-
-def _init_rng(cls, rng: Optional[numpy.random.RandomState]) -> Dict[str, numpy.random.RandomState]:
-    """``rng=`` for a network class that takes it (a plugin's class may not: it then draws as it likes)."""
-    return {} if rng is None else _accepted(cls, rng=rng)
-
-
 def make_generator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
     """The generator of a (resolved) configuration; initial weights from ``rng`` (:func:`nets.init_rng`)."""
     cls = nets.generator_class(config.get("arch", "dcgan"))
     return cls(latent_dim=config["latent_dim"], out_channels=config["channels"], width=config["width"],
-               size=config["image_size"], **_fused_layers(config, cls), **_init_rng(cls, rng))
+               size=config["image_size"], rng=rng)
 
 
 def make_discriminator(config: Dict[str, Any], rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
     """The discriminator/critic the objective asks for (its ``discriminator_class``); weights from ``rng``."""
     cls = nets.discriminator_class(config.get("arch", "dcgan"), updaters.get(config["objective"]).discriminator_class)
     return cls(in_channels=config["channels"], width=config["width"], size=config["image_size"],
-               **_fused_layers(config, cls), **_init_rng(cls, rng))
+               rng=rng)
 
 
 def make_denoiser(config: Dict[str, Any], feature_shape,
                   rng: Optional[numpy.random.RandomState] = None) -> chainer.Link:
     """A DFM denoiser for discriminator features of ``feature_shape``; weights from ``rng``."""
-    return nets.Denoiser(feature_shape, width=config["width"], **_fused_layers(config, nets.Denoiser),
-                         **_init_rng(nets.Denoiser, rng))
+    return nets.Denoiser(feature_shape, width=config["width"], rng=rng)
 
 
 #: A run's random streams, each seeded by child ``index`` of ``SeedSequence(--seed)``; their order is
@@ -609,29 +564,27 @@ def build_updater(config: Dict[str, Any], images: numpy.ndarray, device) -> upda
     # numpy.random.seed(seed) seeds the global state, so runs recorded when Chainer's initialisers drew
     # from that global state get the same weights.
     init_rng = numpy.random.RandomState(config["seed"] % 2**32)
+    speedups = Speedups.from_config(config)
     gen = make_generator(config, init_rng)
     dis = make_discriminator(config, init_rng)
     gen.to_device(device)
     dis.to_device(device)
 
     def optimizer(link):
-        return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"],
-                                  fused=config.get("adam", "fused") == "fused")
+        return updaters.make_adam(link, config["lr"], config["beta1"], config["beta2"], fused=speedups.adam)
 
-    noise = NoiseSource(noise_seed, prefetch=config.get("noise", "prefetch") == "prefetch")
+    noise = NoiseSource(noise_seed, prefetch=speedups.noise_prefetch)
     pool = annealing.DenoiserPool(lambda: make_denoiser(config, dis.feature_shape, init_rng),
                                   optimizer, noise, sigma=config["sigma"], device=device)
     term_cls = annealing.get(config["anneal"])
-    term = term_cls(pool, weight=config["anneal_weight"], scale=config.get("anneal_scale", "faithful"),
-                    **_switch(term_cls, "fused_losses", config, "losses"))
+    term = term_cls(pool, weight=config["anneal_weight"], scale=config.get("anneal_scale", "faithful"))
     updater_cls = updaters.get(config["objective"])
     objective_options = {k: config[k] for k in updaters.options(config["objective"]) if k in config}
     iterator = SeededSerialIterator(images, config["batchsize"], seed=order_seed)
     updater = updater_cls(iterator, gen, dis, optimizer(gen), optimizer(dis), term, make_schedule(config),
                           LatentSampler(config["latent_dim"], latent_seed), noise=noise, denoisers=pool, device=device,
-                          **_switch(updater_cls, "fused_losses", config, "losses", via_kwargs=True),
                           **objective_options)
-    updater.backprop_all = config.get("backprop", "needed") == "all"
+    updater.speedups = speedups
     updater.diagnostics_every = config["log_interval"]  # the annealing term's gradient ratio, once per log line
     return updater
 

@@ -19,6 +19,10 @@ that critic update, and a non-finite generator loss after the step's critic upda
 last snapshot is intact).
 Optimizers are named ``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake`` (snapshot keys).
 
+The speed-ups (fused layers and loss chains, ``--backprop needed``) give the same numbers and are chosen
+in one place, :mod:`chainer_va.speedups`: :meth:`GANUpdater.update` applies the run's :class:`Speedups`
+around each step, so nothing below passes a switch.
+
 Adding an objective: subclass :class:`GANUpdater`, write ``update_core`` with the helpers below and
 decorate it with ``@register("name")`` (docs/extending.md).
 """
@@ -44,6 +48,7 @@ from chainer_va.fused_adam import FusedAdam
 from chainer_va.annealing import AnnealingTerm, DenoiserPool, FeatureDenoiser, feature_size, residual_energy
 from chainer_va.fused_losses import gradient_norm_penalty, mean_negative, mean_softplus
 from chainer_va.latent import LatentSampler, NoiseSource
+from chainer_va.speedups import Speedups
 
 __all__ = ["NonFiniteLossError", "GANUpdater", "OneStepUpdater", "JSDUpdater", "RKLUpdater", "WGANGPUpdater", "register",
            "names", "get", "options", "option_defaults", "gradient_penalty", "total", "make_adam", "LR", "BETA1", "BETA2",
@@ -81,20 +86,19 @@ def make_adam(link: chainer.Link, lr: float = LR, beta1: float = BETA1, beta2: f
 
 
 def gradient_penalty(critic: chainer.Link, x_real: ArrayOrVariable, x_fake: ArrayOrVariable, u: Array,
-                     weight: float = GP_WEIGHT, fused: bool = True) -> chainer.Variable:
+                     weight: float = GP_WEIGHT) -> chainer.Variable:
     """WGAN-GP penalty weight * mean_i (||grad_x D(xhat_i)||_2 - 1)^2, xhat = u x_real + (1 - u) x_fake.
 
     The input gradient comes from ``chainer.grad(..., enable_double_backprop=True)``, so the
     penalty's own gradient reaches the critic's weights (Gulrajani et al. 2017; SPEC section 2).
-    ``u`` has shape (B, 1, 1, 1) (or broadcastable to the inputs). ``fused``: the norm-to-penalty chain
-    as one node (:func:`chainer_va.fused_losses.gradient_norm_penalty`, same numbers).
+    ``u`` has shape (B, 1, 1, 1) (or broadcastable to the inputs).
     """
     x_real = x_real.array if isinstance(x_real, chainer.Variable) else x_real
     x_fake = x_fake.array if isinstance(x_fake, chainer.Variable) else x_fake
     x_hat = chainer.Variable(u * x_real + (1.0 - u) * x_fake)
     _, y_hat = critic(x_hat)
     grad, = chainer.grad([F.sum(y_hat)], [x_hat], enable_double_backprop=True)
-    return gradient_norm_penalty(grad, weight, fused)
+    return gradient_norm_penalty(grad, weight)
 
 
 def total(losses: Iterable[chainer.Variable]) -> chainer.Variable:
@@ -113,8 +117,6 @@ class GANUpdater(StandardUpdater):
         schedule: callable iteration -> lambda_t.
         latent: sampler of z; noise: source of eps and u; denoisers: the run's denoiser pool.
         device: the Chainer device the links live on.
-        fused_losses: build each loss term that is a chain of elementwise functions as one function
-            node (:mod:`chainer_va.fused_losses`; ``--losses``): the same numbers, less host work.
     """
 
     discriminator_class = nets.DFMDiscriminator
@@ -124,14 +126,15 @@ class GANUpdater(StandardUpdater):
     #: what bounds a GPU step). Set True for an objective whose shapes change during training. A
     #: ``CHAINER_TYPE_CHECK=0`` environment is respected either way.
     check_types_every_step = False
-    #: Back-propagate each loss to every parameter it reaches (``loss.backward()``, ``--backprop all``)
-    #: instead of only to the parameters of the network its optimizer updates (``chainer.grad`` over that
-    #: link's parameters, the default). The generator loss reaches D's weights through D(x_fake):
+    #: The speed-ups of this updater's steps (:mod:`chainer_va.speedups`; ``chainer_va.train`` sets the run's).
+    #: ``backprop_needed_only``: back-propagate each loss only to the parameters of the network its optimizer
+    #: updates (``chainer.grad`` over that link's parameters) instead of to every parameter it reaches
+    #: (``loss.backward()``, ``--backprop all``). The generator loss reaches D's weights through D(x_fake):
     #: ``loss.backward()`` computes those gradients and the discriminator's update clears them unused; the
-    #: discriminator loss reaches x_fake, whose data gradient nothing reads (together 4.7% of a
-    #: paper-width DFM step's multiply-adds). Both ways give the same parameter gradients, bit for bit (tested): the same
+    #: discriminator loss reaches x_fake, whose data gradient nothing reads (together 4.7% of a paper-width
+    #: DFM step's multiply-adds). Both ways give the same parameter gradients, bit for bit (tested): the same
     #: nodes run in the same order and only the inputs no update reads get no gradient.
-    backprop_all = False
+    speedups = Speedups()
     #: Measure the gradient ratios of :meth:`report_anneal_strength` every this many iterations (0: never).
     #: ``chainer_va.train`` sets it to ``--log-interval``; each measurement is one small backward per part.
     diagnostics_every = 0
@@ -139,10 +142,8 @@ class GANUpdater(StandardUpdater):
     def __init__(self, iterator: chainer.dataset.Iterator, generator: chainer.Link, discriminator: chainer.Link,
                  gen_optimizer: chainer.Optimizer, dis_optimizer: chainer.Optimizer,
                  annealing: AnnealingTerm, schedule: Callable[[int], float], latent: LatentSampler,
-                 noise: NoiseSource, denoisers: DenoiserPool, device: DeviceSpec = None,
-                 fused_losses: bool = True):
+                 noise: NoiseSource, denoisers: DenoiserPool, device: DeviceSpec = None):
         super().__init__(iterator, {"gen": gen_optimizer, "dis": dis_optimizer})
-        self.fused_losses = bool(fused_losses)
         self.gen = generator
         self.dis = discriminator
         self.annealing = annealing
@@ -224,13 +225,13 @@ class GANUpdater(StandardUpdater):
     def optimize(self, name: str, loss: chainer.Variable) -> None:
         """Clear the gradients of optimizer ``name``'s link, back-propagate ``loss`` to its parameters, step.
 
-        Only that link's parameter gradients are computed (``chainer.grad``), unless ``backprop_all``.
+        Only that link's parameter gradients are computed (``chainer.grad``), unless ``--backprop all``.
         """
         optimizer = self.get_optimizer(name)
         link = optimizer.target
         link.cleargrads()
         params = [p for p in link.params() if p.array is not None]
-        if self.backprop_all or not params:
+        if not (self.speedups.backprop_needed_only and params):
             loss.backward()
         else:
             chainer.grad([loss], params, set_grad=True)
@@ -282,14 +283,13 @@ class GANUpdater(StandardUpdater):
         return float(xp.sqrt(xp.sum(grad.array.astype(xp.float64) ** 2)))
 
     def update(self) -> None:
-        """One iteration; denoisers forget reconstructions remembered from the previous one first.
-
-        Type checks run on the first step only, unless ``check_types_every_step``.
+        """One iteration with this run's speed-ups; denoisers forget reconstructions remembered from the
+        previous one first. Type checks run on the first step only, unless ``check_types_every_step``.
         """
         for _, denoiser in self.denoisers.items():
             denoiser.forget()
         check = chainer.config.type_check and (self.check_types_every_step or not self._types_checked)
-        with chainer.using_config("type_check", check):
+        with chainer.using_config("type_check", check), self.speedups.using():
             super().update()
         self._types_checked = True
         self.noise.step_done()  # with prefetch, the next step's noise is drawn while the host moves on
@@ -314,8 +314,7 @@ class OneStepUpdater(GANUpdater):
 
     def discriminator_loss(self, y_real: chainer.Variable, y_fake: chainer.Variable) -> chainer.Variable:
         """L_D = mean softplus(-y_real) + mean softplus(y_fake) (SPEC section 2)."""
-        return (mean_softplus(y_real, negate=True, fused=self.fused_losses)
-                + mean_softplus(y_fake, fused=self.fused_losses))
+        return mean_softplus(y_real, negate=True) + mean_softplus(y_fake)
 
     def generator_adversarial_loss(self, y_fake: chainer.Variable) -> chainer.Variable:
         """The objective's adversarial part of L_G from D's logits on the fake batch (each subclass's own)."""
@@ -409,12 +408,12 @@ class JSDUpdater(OneStepUpdater):
         self.dfm_denoiser = self.require_denoiser("data") if keep else None
 
     def generator_adversarial_loss(self, y_fake):
-        return mean_softplus(y_fake, negate=True, fused=self.fused_losses)
+        return mean_softplus(y_fake, negate=True)
 
     def generator_extra_losses(self, f_fake):
         if self.dfm_denoiser is None:
             return {}
-        return {"loss_dfm": residual_energy(f_fake, self.dfm_denoiser, self.dfm_weight, self.fused_losses)}
+        return {"loss_dfm": residual_energy(f_fake, self.dfm_denoiser, self.dfm_weight)}
 
 
 @register("rkl")
@@ -422,7 +421,7 @@ class RKLUpdater(OneStepUpdater):
     """RKL-GAN: L_G = mean(-y_fake) (+ annealing term): with the optimal D, y = log p - log q."""
 
     def generator_adversarial_loss(self, y_fake):
-        return mean_negative(y_fake, fused=self.fused_losses)
+        return mean_negative(y_fake)
 
 
 @register("wgan")
@@ -439,17 +438,18 @@ class WGANGPUpdater(GANUpdater):
         self.n_critic = int(n_critic)
 
     def critic_step(self) -> tuple:
-        """One critic update: L_D = mean(-y_real) + mean(y_fake) + penalty. Returns (x_real, losses)."""
+        """One critic update: L_D = mean D(x_fake) - mean D(x_real) + penalty (Gulrajani et al. 2017, Algorithm 1).
+        Returns (x_real, losses)."""
         x_real = self.real_batch()
         with chainer.no_backprop_mode():
             x_fake = chainer.Variable(self.generate(len(x_real)).array, requires_grad=False)  # no d/dx_fake
         _, y_real = self.dis(x_real)
         _, y_fake = self.dis(x_fake)
         u = self.target_device.send(self.noise.uniform((len(x_real), 1, 1, 1)))
-        loss_gp = gradient_penalty(self.dis, x_real, x_fake, u, self.gp_weight, self.fused_losses)
-        # D(x_fake) - D(x_real), in this order: the shorter chain first keeps backprop's order with
-        # fused losses (chainer_va.fused_losses.unary_chain)
-        loss_wasserstein = F.mean(y_fake) + mean_negative(y_real, fused=self.fused_losses)
+        loss_gp = gradient_penalty(self.dis, x_real, x_fake, u, self.gp_weight)
+        # (written fake first, as in the paper: with the fused losses the order of a sum's terms can matter
+        # in the last bit; tests/test_updaters.py checks every step against Chainer's own nodes)
+        loss_wasserstein = F.mean(y_fake) + mean_negative(y_real)
         loss_dis = loss_wasserstein + loss_gp
         losses = {"loss_dis": loss_dis, "loss_gp": loss_gp}
         self.check_finite(losses)
@@ -463,7 +463,7 @@ class WGANGPUpdater(GANUpdater):
 
         x_fake = self.generate(len(x_real))
         f_fake, y_fake = self.dis(x_fake)
-        parts = {"loss_gen_adv": mean_negative(y_fake, fused=self.fused_losses)}
+        parts = {"loss_gen_adv": mean_negative(y_fake)}
         parts.update(self.annealing_loss(f_fake, lam))
         loss_gen = total(parts.values())
         with chainer.no_backprop_mode():

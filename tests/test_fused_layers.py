@@ -9,6 +9,7 @@ import chainer.functions as F
 
 from chainer_va import nets
 from chainer_va.fused_layers import AffineBNActivation, ConvolutionInputGrad, can_fuse, fused_layer
+from fused_twins import twins
 from node_counter import NodeCounter
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
@@ -22,24 +23,17 @@ def _rng():
 
 
 def twin_denoisers(width=0.05):
-    return twins(lambda fused: nets.Denoiser(SHAPE, width=width, fused=fused, rng=_rng()))
-
-
-def twins(make):
-    fused, plain = make(True), make(False)
-    plain.copyparams(fused)
-    return fused, plain
+    return twins(lambda: nets.Denoiser(SHAPE, width=width, rng=_rng()))
 
 
 # (network, input shape, loss of its output): each kind of fused layer (Linear/Conv/Deconv + BN +
 # lReLU/ReLU) and each place the fused layers sit in (after a raw input, after a reshape, inside)
 NETWORKS = {
-    "denoiser": (lambda fused: nets.Denoiser(SHAPE, width=0.05, fused=fused, rng=_rng()), (16,) + SHAPE,
+    "denoiser": (lambda: nets.Denoiser(SHAPE, width=0.05, rng=_rng()), (16,) + SHAPE,
                  lambda y, x: F.mean_squared_error(y, x)),
-    "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused,
-                                               rng=_rng()), (6, 8),
+    "generator": (lambda: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, rng=_rng()), (6, 8),
                   lambda y, x: F.mean(y * y)),
-    "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused, rng=_rng()),
+    "discriminator": (lambda: nets.DFMDiscriminator(in_channels=1, width=0.0625, rng=_rng()),
                       (6, 1, 32, 32), lambda out, x: F.mean(out[0] ** 2) + F.mean(F.softplus(out[1]))),
 }
 
@@ -60,7 +54,7 @@ def test_training_steps_are_bit_identical_to_the_unfused_layers(network):
     optimizers = {}
     for link in (fused, plain):
         optimizers[link] = chainer.optimizers.Adam(alpha=1e-3, beta1=0.5, beta2=0.9)
-        optimizers[link].setup(link)
+        optimizers[link].setup(link.link)
     rs = numpy.random.RandomState(1)
     for _ in range(3):
         x0 = rs.normal(size=shape).astype(numpy.float32)
@@ -79,7 +73,7 @@ def test_training_steps_are_bit_identical_to_the_unfused_layers(network):
     for (name, p), (_, q) in zip(sorted(fused.namedparams()), sorted(plain.namedparams())):
         numpy.testing.assert_array_equal(p.array, q.array, err_msg=name)
         numpy.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
-    a, b = saved(fused), saved(plain)
+    a, b = saved(fused.link), saved(plain.link)
     assert sorted(a) == sorted(b) and any(k.endswith("avg_var") for k in a)  # snapshots interchangeable
     for key in a:
         numpy.testing.assert_array_equal(a[key], b[key], err_msg=key)
@@ -221,11 +215,12 @@ def test_wgan_critic_penalty_and_wasserstein_gradients_are_chainers():
     u = rs.uniform(0, 1, (4, 1, 1, 1)).astype(numpy.float32)
     grads = []
     for fused in (True, False):
-        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused, rng=numpy.random.RandomState(3))
+        critic = nets.WGANCritic(in_channels=1, width=0.0625, rng=numpy.random.RandomState(3))
         critic.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
-        loss = (F.mean(-critic(x_real)[1]) + F.mean(critic(x_fake)[1])
-                + updaters.gradient_penalty(critic, x_real, x_fake, u))
-        loss.backward()
+        with chainer.using_config("fused_layers", fused):
+            loss = (F.mean(-critic(x_real)[1]) + F.mean(critic(x_fake)[1])
+                    + updaters.gradient_penalty(critic, x_real, x_fake, u))
+            loss.backward()
         grads.append({name: p.grad for name, p in critic.namedparams()})
     assert sorted(grads[0]) == sorted(grads[1])
     for name in grads[0]:

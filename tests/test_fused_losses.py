@@ -19,24 +19,25 @@ Y = _rng(0).normal(scale=3.0, size=(16, 1)).astype(numpy.float32)            # l
 FEAT = _rng(1).normal(size=(16, 8, 2, 2)).astype(numpy.float32)              # features / input gradients
 CENTER = _rng(2).normal(size=(16, 8, 2, 2)).astype(numpy.float32)            # sg r(f)
 
-# name -> (loss of x for fused in (True, False), x, the loss in float64 numpy, its x-gradient in numpy)
+# name -> (loss of x (chainer.config.fused_losses chooses the chain), x, the loss in float64 numpy, its
+# x-gradient in numpy)
 CASES = {
-    "mean_softplus(-y)": (lambda x, fused: FL.mean_softplus(x, negate=True, fused=fused), Y,
+    "mean_softplus(-y)": (lambda x: FL.mean_softplus(x, negate=True), Y,
                           lambda x: numpy.mean(numpy.log1p(numpy.exp(-x))),
                           lambda x: -1.0 / (1.0 + numpy.exp(x)) / x.size),
-    "mean_softplus(y)": (lambda x, fused: FL.mean_softplus(x, fused=fused), Y,
+    "mean_softplus(y)": (lambda x: FL.mean_softplus(x), Y,
                          lambda x: numpy.mean(numpy.log1p(numpy.exp(x))),
                          lambda x: 1.0 / (1.0 + numpy.exp(-x)) / x.size),
-    "mean_negative": (lambda x, fused: FL.mean_negative(x, fused=fused), Y,
+    "mean_negative": (lambda x: FL.mean_negative(x), Y,
                       lambda x: -numpy.mean(x), lambda x: numpy.full(x.shape, -1.0 / x.size)),
-    "scaled_mean_square": (lambda x, fused: FL.scaled_mean_square(x, CENTER, -0.021, fused=fused), FEAT,
+    "scaled_mean_square": (lambda x: FL.scaled_mean_square(x, CENTER, -0.021), FEAT,
                            lambda x: -0.021 * numpy.mean((x - CENTER) ** 2),
                            lambda x: -0.021 * 2.0 * (x - CENTER) / x.size),
     "scaled_mean_residual_product": (
-        lambda x, fused: FL.scaled_mean_residual_product(x, CENTER, 0.7, fused=fused), FEAT,
+        lambda x: FL.scaled_mean_residual_product(x, CENTER, 0.7), FEAT,
         lambda x: 0.7 * numpy.mean((CENTER - x) * x), lambda x: 0.7 * (CENTER - 2.0 * x) / x.size),
     "gradient_norm_penalty": (
-        lambda x, fused: FL.gradient_norm_penalty(x, 10.0, fused=fused), FEAT,
+        lambda x: FL.gradient_norm_penalty(x, 10.0), FEAT,
         lambda x: 10.0 * numpy.mean((numpy.linalg.norm(x.reshape(len(x), -1), axis=1) - 1.0) ** 2),
         lambda x: 10.0 * 2.0 * ((lambda n: (n - 1.0) / n)(numpy.linalg.norm(x.reshape(len(x), -1), axis=1))
                                 .reshape(-1, 1, 1, 1) * x) / len(x)),
@@ -46,8 +47,8 @@ CASES = {
 def _value_and_grad(fn, x0, fused):
     x = chainer.Variable(x0.copy())
     counter = NodeCounter()
-    with counter:
-        loss = fn(x, fused)
+    with counter, chainer.using_config("fused_losses", fused):
+        loss = fn(x)
         loss.backward()
     return loss, x.grad, counter
 
@@ -88,7 +89,8 @@ def test_a_fused_loss_refuses_double_backprop_and_the_unfused_one_gives_it():
         chainer.grad([loss], [x], enable_double_backprop=True)
     # unfused: d/dx of sum(d loss / dx) = 2 * 0.5 / N everywhere
     x = chainer.Variable(FEAT.copy())
-    gx, = chainer.grad([FL.scaled_mean_square(x, CENTER, 0.5, fused=False)], [x], enable_double_backprop=True)
+    with chainer.using_config("fused_losses", False):
+        gx, = chainer.grad([FL.scaled_mean_square(x, CENTER, 0.5)], [x], enable_double_backprop=True)
     ggx, = chainer.grad([F.sum(gx)], [x])
     numpy.testing.assert_allclose(ggx.array, numpy.full(FEAT.shape, 1.0 / FEAT.size), rtol=1e-6)
 
@@ -100,7 +102,8 @@ def test_contributions_to_an_input_read_twice_are_summed_in_backprops_order():
     def step(fused):
         x = chainer.Variable(FEAT.copy())
         head = F.mean(F.sin(F.tanh(F.sin(x)))) * 1e3
-        loss = FL.scaled_mean_residual_product(x, CENTER, 0.3, fused=fused) + head
+        with chainer.using_config("fused_losses", fused):
+            loss = FL.scaled_mean_residual_product(x, CENTER, 0.3) + head
         loss.backward()
         return x.grad
 

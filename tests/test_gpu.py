@@ -11,6 +11,7 @@ import chainer
 
 from chainer_va import train, updaters
 from chainer_va.fused_adam import FusedAdam
+from fused_twins import twins
 
 pytestmark = pytest.mark.gpu
 
@@ -151,15 +152,12 @@ def test_fused_layers_on_cupy_match_the_unfused_ones(network):
     from chainer_va import nets
 
     make, shape = {
-        "denoiser": (lambda fused: nets.Denoiser((8, 2, 2), width=0.05, fused=fused, rng=_rng()), (16, 8, 2, 2)),
-        "generator": (lambda fused: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, fused=fused,
-                                                   rng=_rng()), (6, 8)),
-        "discriminator": (lambda fused: nets.DFMDiscriminator(in_channels=1, width=0.0625, fused=fused, rng=_rng()),
-                          (6, 1, 32, 32)),
+        "denoiser": (lambda: nets.Denoiser((8, 2, 2), width=0.05, rng=_rng()), (16, 8, 2, 2)),
+        "generator": (lambda: nets.Generator(latent_dim=8, out_channels=1, width=0.0625, rng=_rng()), (6, 8)),
+        "discriminator": (lambda: nets.DFMDiscriminator(in_channels=1, width=0.0625, rng=_rng()), (6, 1, 32, 32)),
     }[network]
     numpy.random.seed(0)
-    fused, plain = make(True), make(False)
-    plain.copyparams(fused)
+    fused, plain = twins(make)
     x0 = numpy.random.RandomState(1).normal(size=shape).astype(numpy.float32)
     results = []
     for link in (fused, plain):
@@ -207,12 +205,13 @@ def test_fused_critic_penalty_gradients_on_cupy_match_the_unfused_ones():
     u = cupy.asarray(rs.uniform(0, 1, (4, 1, 1, 1)).astype(numpy.float32))
     grads = []
     for fused in (True, False):
-        critic = nets.WGANCritic(in_channels=1, width=0.0625, fused=fused, rng=numpy.random.RandomState(3))
+        critic = nets.WGANCritic(in_channels=1, width=0.0625, rng=numpy.random.RandomState(3))
         critic.to_device("@cupy:0")
         critic.cleargrads()  # a new link's gradients are NaN until cleared (Chainer's Parameter)
-        loss = (chainer.functions.mean(critic(x_fake)[1]) - chainer.functions.mean(critic(x_real)[1])
-                + updaters.gradient_penalty(critic, x_real, x_fake, u))
-        loss.backward()
+        with chainer.using_config("fused_layers", fused):
+            loss = (chainer.functions.mean(critic(x_fake)[1]) - chainer.functions.mean(critic(x_real)[1])
+                    + updaters.gradient_penalty(critic, x_real, x_fake, u))
+            loss.backward()
         grads.append({name: cupy.asnumpy(p.grad) for name, p in critic.namedparams()})
     for name in grads[0]:
         assert numpy.isfinite(grads[0][name]).all(), name

@@ -181,15 +181,16 @@ def test_mlp_fused_layers_match_chainer_links(cls):
     inputs = (rs.uniform(-1, 1, (4, 128)) if cls is nets.MLPGenerator else rs.uniform(-1, 1, (4, 1, 32, 32)))
 
     def grads(fused):
-        link = cls(width=W8, fused=fused, rng=numpy.random.RandomState(0))
+        link = cls(width=W8, rng=numpy.random.RandomState(0))
         x = chainer.Variable(inputs.astype(numpy.float32))
-        out = link(x)
-        y = out if cls is nets.MLPGenerator else out[1]
-        twice = cls is nets.MLPCritic
-        gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=twice)
-        loss = F.sum(y) + (F.sum(gx * gx) if twice else 0)  # the penalty's form: a function of the input gradient
-        link.cleargrads()
-        loss.backward()
+        with chainer.using_config("fused_layers", fused):
+            out = link(x)
+            y = out if cls is nets.MLPGenerator else out[1]
+            twice = cls is nets.MLPCritic
+            gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=twice)
+            loss = F.sum(y) + (F.sum(gx * gx) if twice else 0)  # the penalty's form: a function of the input gradient
+            link.cleargrads()
+            loss.backward()
         return [y.array, gx.array] + [p.grad for _, p in sorted(link.namedparams())]
 
     for a, b in zip(grads(True), grads(False)):

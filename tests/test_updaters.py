@@ -8,6 +8,7 @@ import chainer.links as L
 from chainer_va import annealing, nets, train, updaters
 from va_core import schedules, tempering
 from chainer_va.latent import LatentSampler, NoiseSource, SeededSerialIterator
+from node_counter import NodeCounter
 
 TINY = ["--width", "0.0625", "--batchsize", "4", "--iterations", "10", "--channels", "1"]
 
@@ -278,7 +279,8 @@ def test_backprop_to_the_updated_network_only_gives_the_full_backward_exactly(im
     flags = combination_flags(objective, anneal)
     needed, config = make_updater(images, *flags)
     full, _ = make_updater(images, *flags, "--backprop", "all")
-    assert config["backprop"] == "needed" and not needed.backprop_all and full.backprop_all
+    assert config["backprop"] == "needed"
+    assert needed.speedups.backprop_needed_only and not full.speedups.backprop_needed_only
     assert run_steps(needed, 3) == run_steps(full, 3)
     assert_same_params(snapshot_params(needed), snapshot_params(full))
 
@@ -443,10 +445,11 @@ def test_fused_layers_give_the_unfused_step_exactly(images, objective, anneal):
     flags = combination_flags(objective, anneal)
     fused, config = make_updater(images, *flags)
     plain, _ = make_updater(images, *flags, "--layers", "chainer")
-    assert config["layers"] == "fused" and fused.gen.fused and not plain.gen.fused
-    assert all(d.link.fused for _, d in fused.denoisers.items())
-    assert all(not d.link.fused for _, d in plain.denoisers.items())
-    assert run_steps(fused, 3) == run_steps(plain, 3)
+    assert config["layers"] == "fused" and fused.speedups.layers and not plain.speedups.layers
+    fused_steps, fused_nodes = counted_steps(fused, 3)
+    plain_steps, plain_nodes = counted_steps(plain, 3)
+    assert "AffineBNActivation" in fused_nodes and "AffineBNActivation" not in plain_nodes  # each step chose
+    assert fused_steps == plain_steps
     assert_same_params(snapshot_params(fused), snapshot_params(plain))
     numpy.testing.assert_array_equal(fused.gen.bn1.avg_var, plain.gen.bn1.avg_var)
     for (_, d), (_, e) in zip(fused.denoisers.items(), plain.denoisers.items()):
@@ -462,16 +465,26 @@ def test_fused_losses_give_the_unfused_step_exactly(images, objective, anneal):
     # no gradient sum changes order), alone and with every speed-up off
     flags = combination_flags(objective, anneal)
     fused, config = make_updater(images, *flags)
-    assert config["losses"] == "fused" and fused.fused_losses and fused.annealing.fused_losses
-    reference = run_steps(fused, 3), snapshot_params(fused)
+    assert config["losses"] == "fused" and fused.speedups.losses
+    steps, nodes = counted_steps(fused, 3)
+    reference = steps, snapshot_params(fused)
+    assert any(label.startswith("UnaryChain(") for label in nodes)
     offs = [("--losses", "chainer")]
     if anneal in ("ent", "lgan"):
         offs.append(("--losses", "chainer", "--layers", "chainer", "--adam", "chainer"))
     for off in offs:
         plain, _ = make_updater(images, *flags, *off)
-        assert not plain.fused_losses and not plain.annealing.fused_losses
-        assert run_steps(plain, 3) == reference[0]
+        steps, nodes = counted_steps(plain, 3)
+        assert not plain.speedups.losses and not any(label.startswith("UnaryChain(") for label in nodes)
+        assert steps == reference[0]
         assert_same_params(reference[1], snapshot_params(plain))
+
+
+def counted_steps(updater, n):
+    """``run_steps(updater, n)`` and the labels of the function nodes its steps applied."""
+    with NodeCounter() as counter:
+        steps = run_steps(updater, n)
+    return steps, counter.applied
 
 
 def test_check_finite_names_the_first_bad_loss_of_many(images):
