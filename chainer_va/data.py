@@ -36,6 +36,8 @@ import numpy as np
 
 import chainer_va
 from va_core.download import DATA_ENV, cache_dir, fetch, sha256_of
+from va_core.errors import UsageError
+from va_core.runinfo import one_line
 
 DATASETS = ("cifar10", "celeba", "mnist", "fashion-mnist", "mnist5k")
 SPLITS = ("train", "test")
@@ -57,7 +59,7 @@ RESIZE_MODES = ("pad", "resize")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 
 
-class DataError(RuntimeError):
+class DataError(UsageError, RuntimeError):
     """A data file is missing, corrupted or not in the expected format; the message says the fix."""
 
 
@@ -370,8 +372,7 @@ def _read_cifar_batch(stream, where: str, fix: str) -> tuple[np.ndarray, np.ndar
         data = np.asarray(batch["data"])
         labels = np.asarray(batch["labels"], dtype=np.int64)
     except Exception as exc:  # any parse failure means a damaged or foreign file
-        raise DataError("CIFAR-10 batch {} could not be read ({}: {}). {}".format(
-            where, type(exc).__name__, exc, fix)) from exc
+        raise DataError("CIFAR-10 batch {} could not be read ({}). {}".format(where, one_line(exc), fix)) from exc
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != CIFAR10_ROW or len(labels) != len(data):
         raise DataError("CIFAR-10 batch {} has data {} {} and {} labels; expected uint8 (n, {}) with n "
                         "labels. {}".format(where, data.dtype, data.shape, len(labels), CIFAR10_ROW, fix))
@@ -428,7 +429,7 @@ def _load_cifar10(data_dir, split: str, limit: int | None) -> tuple[np.ndarray, 
                             limit is not None and _enough(found, members, limit)):
                         break
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise _corrupted(archive, "CIFAR-10 archive", "{}: {}".format(type(exc).__name__, exc), fix) from exc
+        raise _corrupted(archive, "CIFAR-10 archive", one_line(exc), fix) from exc
     batches = [found[m] for m in members if m in found]
     if not _enough(found, members, limit):
         missing = [m for m in members if m not in found]
@@ -515,7 +516,7 @@ def _read_idx_bytes(path: Path, remote: RemoteFile, name: str) -> bytes:
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise _corrupted(path, remote.filename, "{}: {}".format(type(exc).__name__, exc), fix) from exc
+        raise _corrupted(path, remote.filename, one_line(exc), fix) from exc
     if remote.content_sha256 is not None:
         actual = hashlib.sha256(raw).hexdigest()
         if actual != remote.content_sha256:

@@ -12,7 +12,7 @@ inception-2015-12-05 (statistics cached; for CIFAR-10 the 50k training images, a
 ``--scorer classifier``: the small MNIST classifier of ``reproduce/table1.sh --quick`` (offline; trained on
 the bundled MNIST-5k digits, so meaningful only for MNIST-like runs: a warning says so for others); NOT
 comparable with the paper. Bad settings or a missing run print one line ``error: ...`` and exit with
-status 1, as ``python -m chainer_va.train`` does.
+status 2, a damaged snapshot with 1 (:mod:`va_core.errors`, as every command).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from typing import List, Optional
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
 from chainer_va.device import add_device_argument, get_device
+from va_core import errors
 from chainer_va.metrics import evaluation, scores
 
 METRICS_FILE = "metrics.json"
@@ -189,16 +190,17 @@ def sample_warnings(scorer: str, n_fid: int, dataset: str, classifier_overrides:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors, exit status 1 (as train)."""
+    """Score a run folder's generator (IS and FID, SPEC section 5); one-line errors (:mod:`va_core.errors`)."""
     args = build_parser().parse_args(argv)
     try:
         result = evaluate_run(args.run_dir, args.scorer, n_is=args.n_is, n_fid=args.n_fid, splits=args.splits,
                               batchsize=args.batchsize, reference=args.reference, data_dir=args.data_dir,
                               weights=args.weights, seed=args.seed, device=args.device, force=args.force,
                               progress=not args.quiet, fid_chunk=args.fid_chunk)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    except errors.RunError as exc:
+        return errors.report(exc)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # bad settings, no run
+        return errors.report(errors.UsageError(str(exc)))
     print("IS {:.3f} ± {:.3f}  FID {:.2f}  ({})".format(result["IS"], result["IS_std"], result["FID"],
                                                         result["is_extractor"]))
     return 0

@@ -21,7 +21,8 @@ from chainer_va import compat  # noqa: F401  (must precede chainer)
 from chainer import serializers
 from chainer.training import extension
 
-from va_core.runinfo import atomic_write_bytes
+from va_core.errors import RunFailedError
+from va_core.runinfo import atomic_write_bytes, one_line
 
 __all__ = ["SnapshotError", "SNAPSHOT_PREFIX", "snapshot_path", "list_snapshots", "latest_snapshot",
            "save_npz_atomic", "load_npz_checked", "AtomicSnapshot"]
@@ -30,7 +31,7 @@ SNAPSHOT_PREFIX = "snapshot_iter_"
 _SNAPSHOT_RE = re.compile(r"^" + SNAPSHOT_PREFIX + r"(\d+)\.npz$")
 
 
-class SnapshotError(RuntimeError):
+class SnapshotError(RunFailedError, RuntimeError):
     """A snapshot (or saved model) cannot be read or does not fit the run it is loaded into."""
 
 
@@ -78,8 +79,8 @@ def load_npz_checked(path: str | os.PathLike, target, path_in_file: str = "", wh
     except ValueError as e:
         if "broadcast" not in str(e) and "shape" not in str(e):
             raise SnapshotError(
-                "{} {} is corrupted or unreadable ({}: {}); delete it to fall back on the previous snapshot "
-                "(if any), or start a new run in a fresh --out".format(what, path, type(e).__name__, e)) from e
+                "{} {} is corrupted or unreadable ({}); delete it to fall back on the previous snapshot "
+                "(if any), or start a new run in a fresh --out".format(what, path, one_line(e))) from e
         raise SnapshotError(
             "{} {} does not match this run (an array has another shape: {}): it was written by a run with "
             "another network size or image size; load it with the configuration that wrote it".format(
@@ -91,8 +92,8 @@ def load_npz_checked(path: str | os.PathLike, target, path_in_file: str = "", wh
                 what, path, e)) from e
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, TypeError, zipfile.LargeZipFile) as e:
         raise SnapshotError(
-            "{} {} is corrupted or unreadable ({}: {}); delete it to fall back on the previous snapshot "
-            "(if any), or start a new run in a fresh --out".format(what, path, type(e).__name__, e)) from e
+            "{} {} is corrupted or unreadable ({}); delete it to fall back on the previous snapshot "
+            "(if any), or start a new run in a fresh --out".format(what, path, one_line(e))) from e
 
 
 class NonFiniteParametersError(FloatingPointError):

@@ -15,7 +15,8 @@ optimizers, iterator and all RNG states), and when the run ends: ``gen_final.npz
 ``--resume`` continues from the newest snapshot in ``--out`` with the run's saved configuration;
 the same seed gives the same losses as an uninterrupted run. Ctrl-C or SIGTERM (a cluster's
 pre-emption) ends the run after its current iteration with a snapshot of it (exit status 130 after SIGINT,
-143 after SIGTERM; a second signal stops at once). ``--resume`` on a finished run does nothing. A
+143 after SIGTERM; a second signal stops at once). Errors print one line and exit with status 2 (bad
+settings, data or folder) or 1 (the run failed; :mod:`va_core.errors`). ``--resume`` on a finished run does nothing. A
 NaN/inf loss stops the run with an error naming the loss and the iteration;
 the last snapshot written before it is kept. A folder holding a run (snapshots, ``result.json``,
 ``gen_final.npz``) is never overwritten without ``--resume``, and two jobs cannot write into one folder
@@ -49,6 +50,8 @@ from chainer.training import extensions as E
 from chainer_va import annealing, nets, updaters
 from chainer_va.speedups import FLAGS as SPEEDUP_FLAGS, Speedups, add_flags as add_speedup_flags
 from va_core import cli_checks, runinfo, schedules, tempering
+from va_core import errors
+from va_core.errors import RunError, RunFailedError, UsageError
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from va_core.interrupt import GracefulStop
 from chainer_va.extensions import (LINE_PROGRESS_SECONDS, LineProgress, PlainText, ResumablePlotReport,
@@ -74,7 +77,7 @@ RESUME_RESET = ("out", "resume", "config", "stop_at")
 SCHEDULE_OPTIONS = ("end_fraction", "cycles", "final_ratio", "knot_interval")
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """A bad flag, configuration file or combination of settings; the message says the fix."""
 
 
@@ -82,7 +85,7 @@ class UntemperedScheduleError(ConfigError):
     """lambda_t leaves the likelihood/entropy form without a tempered target (:func:`tempering.check_tempered`)."""
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RunFailedError, RuntimeError):
     """The run stopped on an error (non-finite loss); the message names the last good snapshot."""
 
 
@@ -208,7 +211,7 @@ def read_config_file(path: str | os.PathLike) -> Dict[str, Any]:
         else:
             data = json.loads(text)
     except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
-        raise ConfigError("--config {}: cannot parse it ({}: {})".format(path, type(e).__name__, e)) from e
+        raise ConfigError("--config {}: cannot parse it ({})".format(path, runinfo.one_line(e))) from e
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -272,8 +275,8 @@ def load_plugin(spec: str, source: str = "--plugin") -> None:
             module_spec.loader.exec_module(module)
         except Exception as e:
             del sys.modules[name]
-            raise ConfigError("{}: importing it failed with {}: {}{}".format(
-                label, type(e).__name__, e, _where_in(e, path))) from e
+            raise ConfigError("{}: importing it failed with {}{}".format(
+                label, runinfo.one_line(e), _where_in(e, path))) from e
     else:
         try:
             importlib.import_module(spec)
@@ -320,6 +323,12 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     so that a call from a notebook never reads the kernel's own arguments). Imports ``--plugin`` modules
     and checks names, so that the result is a complete, valid configuration.
     """
+    return _resolve(argv)[0]
+
+
+def _resolve(argv: Optional[List[str]]) -> Tuple[Dict[str, Any], List[str]]:
+    """:func:`resolve_config` and the keys the user set (by flag, or by a ``--config`` file where its value is
+    not the default: a run's config.json holds every setting), read once."""
     argv = list(argv or [])
     parser = build_parser()
     explicit, file_config = _given_settings(argv, parser)
@@ -337,15 +346,10 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     config.update(explicit)
     if saved is not None:
         given = {**file_config, **explicit}
-        for key in defaults:
-            if key in RESUME_MUTABLE or key not in saved or key not in given:
-                continue
-            if given[key] != saved[key]:
-                raise ConfigError(
-                    "--resume: {} = {!r} differs from the run's saved configuration ({!r} in {}); a resumed "
-                    "run keeps its configuration (only {} may change)".format(
-                        key, given[key], saved[key], Path(out) / runinfo.CONFIG_FILENAME,
-                        ", ".join(RESUME_MUTABLE)))
+        problem = runinfo.resume_problem(saved, given, RESUME_MUTABLE, out,
+                                         keys=[k for k in defaults if k in saved and k in given])
+        if problem:
+            raise ConfigError(problem)
     from_saved = saved is not None and "plugin" not in explicit and "plugin" not in file_config
     source = "the run's {}".format(Path(out) / runinfo.CONFIG_FILENAME) if from_saved else "--plugin"
     for plugin in config.get("plugin") or []:
@@ -360,7 +364,8 @@ def resolve_config(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             config[key] = default
     if saved is None:  # a new run (a recorded one keeps its settings)
         _check_annealing_weight(config, "lambda0" in explicit or "lambda0" in file_config)
-    return config
+    given = set(explicit) | {k for k, v in file_config.items() if v != defaults.get(k)}
+    return config, sorted(given)
 
 
 def _check_annealing_weight(config: Dict[str, Any], given: bool) -> None:
@@ -644,16 +649,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
     matplotlib.use("Agg")
     argv = list(sys.argv[1:] if argv is None else argv)
-    config = resolve_config(argv)
-    parser = build_parser()
-    explicit, file_config = _given_settings(argv, parser)
-    defaults = vars(parser.parse_args([]))
-    # a --config file (a run's config.json, say) holds every setting: name only those it changes
-    given = set(explicit) | {k for k, v in file_config.items() if v != defaults.get(k)}
-    for note in unused_settings(config, sorted(given)):
+    config, given = _resolve(argv)
+    for note in unused_settings(config, given):
         print("note: " + note, file=sys.stderr)
     out = Path(config["out"])
-    check_out_folder(out)
+    cli_checks.check_out_folder(out)
     snapshot = latest_snapshot(out)
     record = _read_result(out)
     if config["resume"] and record is not None and record.get("completed") \
@@ -680,13 +680,6 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     images = load_dataset(config)
     with runinfo.exclusive_run_lock(out):  # creates out
         return _train(config, out, snapshot, images, device)
-
-
-def check_out_folder(out: Path) -> None:
-    """Raise :class:`ConfigError` unless ``out`` is a folder, or one this process can create."""
-    problem = cli_checks.out_folder_problem(out)
-    if problem:
-        raise ConfigError(problem)
 
 
 def _intact_zip(path: Path) -> bool:
@@ -796,18 +789,15 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
 
 
 def cli(argv: Optional[List[str]] = None) -> int:
-    """Entry point: errors print one clear line and exit with status 1."""
-    from chainer_va.data import DataError
-    from va_core.download import DownloadError
-
+    """Entry point: errors print one line; exit status 2 for settings, data or a folder it cannot use, 1 for a
+    failed run (:mod:`va_core.errors`)."""
     try:
         main(argv)
     except Interrupted as e:
         print("stopped: {}".format(e), file=sys.stderr)
         return 128 + e.signal  # the shell's status for a run ended by that signal (130 SIGINT, 143 SIGTERM)
-    except (ConfigError, TrainingError, SnapshotError, DataError, DownloadError, runinfo.RunLockedError) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 1
+    except RunError as e:
+        return errors.report(e)
     return 0
 
 

@@ -11,8 +11,6 @@ Every finished (data set, seed, sampler) is cached under OUT/cache/, so a killed
 file is identified by *every* setting that determines that sampler's result (see
 :func:`sampler_settings`): its name carries a hash of them and the file stores them in full; a file
 whose stored settings differ from the run's, or that cannot be read, is recomputed, never reused.
-Cache files written before this scheme (no settings inside) are adopted once, for the settings that
-OUT/config.json records for them (:func:`migrate_legacy_cache`).
 
     python reproduce/blr.py --quick            # minutes: 2 seeds, short runs, into results/blr_quick
     python reproduce/blr.py                    # the committed run (see docs/blr_results.md)
@@ -33,6 +31,8 @@ import numpy as np
 
 import tfp_flows  # noqa: F401  (TF_USE_LEGACY_KERAS before TF)
 from va_core import cli_checks, runinfo
+from va_core import errors
+from va_core.errors import UsageError
 from va_core.runinfo import atomic_write_bytes, atomic_write_text, write_run_config
 import tensorflow as tf  # noqa: E402  (after tfp_flows set up the environment)
 from tfp_flows import blr, reference, svgd, uci
@@ -75,7 +75,7 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-class BlrError(Exception):
+class BlrError(UsageError):
     """A user error found before anything runs (bad settings, data or output folder); the message names the
     problem and the fix. :func:`main` prints it as one line and returns 2."""
 
@@ -387,8 +387,8 @@ def report_settings(args: argparse.Namespace, given: set) -> None:
         if not isinstance(recorded, dict):
             raise ValueError("no configuration mapping")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BlrError("--report-only: {} is damaged ({}: {}); run without --report-only to rebuild the "
-                       "results".format(record, type(exc).__name__, exc)) from None
+        raise BlrError("--report-only: {} is damaged ({}); run without --report-only to rebuild the "
+                       "results".format(record, runinfo.one_line(exc))) from None
     current = vars(args)
     keys = [k for k in recorded if k in current and k not in REPORT_MAY_CHANGE]
     differ = [k for k in keys if k in given and json.dumps(recorded[k], sort_keys=True) != json.dumps(
@@ -453,15 +453,6 @@ def nuts_reference(cache: Path, split: uci.Split, args, seed: int) -> blr_cache.
                         for a in attempts]
     return blr_cache.CachedResult(best.samples, info, sum(a.seconds for a in attempts),
                         from_cache=all(a.from_cache for a in attempts))
-
-
-def migrate_legacy_cache(out: Path, data_dir=None) -> int:
-    """Adopt ``out/cache``'s format-1 files for the settings ``out/config.json`` records (blr_cache.migrate_legacy_cache)."""
-    def dim_of(dataset, seed, settings):
-        german = settings["data"].get("german_encoding", "codes")
-        return uci.load_split(dataset, seed, data_dir=data_dir, german_encoding=german).x_train.shape[1] + 1
-
-    return blr_cache.migrate_legacy_cache(out, sampler_settings, dim_of, log)
 
 
 # ------------------------------------------------------------------------------------------------ reports
@@ -596,28 +587,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     try:
-        if (problem := cli_checks.out_folder_problem(out)):
-            raise BlrError(problem)
+        cli_checks.check_out_folder(out)
         if args.report_only:
             report_settings(args, cli_checks.given_options(build_parser(), argv))
         check_data(args)
         if not args.report_only:
             check_flow_samplers(args)
-    except BlrError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
+    except UsageError as exc:
+        return errors.report(exc)
     (out / "cache").mkdir(parents=True, exist_ok=True)
     try:
         with runinfo.exclusive_run_lock(out), log_to_file(out / LOG_FILENAME):  # one job per folder
             return _run(args, out)
     except runinfo.RunLockedError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
+        return errors.report(exc)
 
 
 def _run(args, out: Path) -> int:
     cache = out / "cache"
-    migrate_legacy_cache(out, args.data_dir)  # before config.json is replaced: it names the old files' settings
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     config = dict(vars(args))
     config["seed_list"] = seeds
@@ -667,10 +654,9 @@ def _run(args, out: Path) -> int:
             if rows:
                 write_reports(out, rows, args)   # after every split, so partial results are always on disk
     if not rows:
-        print("error: {}: no result {} for these settings, so blr.md, blr.csv and blr.png were left as they were; "
-              "run without --report-only to compute them".format(
-                  cache, "is cached" if args.report_only else "was computed"), file=sys.stderr)
-        return 2
+        return errors.report(BlrError(
+            "{}: no result {} for these settings, so blr.md, blr.csv and blr.png were left as they were; run "
+            "without --report-only to compute them".format(cache, "is cached" if args.report_only else "was computed")))
     log("wrote {}/blr.md, blr.csv, blr.png".format(out))
     return 0
 

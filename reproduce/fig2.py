@@ -20,7 +20,6 @@ import argparse
 import hashlib
 import io
 import json
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -30,6 +29,8 @@ import numpy as np
 from chainer_va import compat  # noqa: F401  (before chainer)
 from chainer_va import score_toy
 from va_core import runinfo, sample_distance
+from va_core import errors
+from va_core.errors import RunError, UsageError
 from va_core.seeding import seed_everything
 from va_core import cli_checks
 
@@ -52,7 +53,7 @@ PUBLISHED = (("fig2.png", "fig2.png"), ("table.md", "fig2_table.md"))
 PUBLISH_MAY_CHANGE = ("out", "resume", "publish_docs")
 
 
-class Fig2Error(Exception):
+class Fig2Error(UsageError):
     """A user error (bad settings, a denoiser file that cannot be reused); the message names the fix."""
 
 
@@ -160,16 +161,11 @@ def main(argv=None) -> int:
     """Train (or reuse) the denoiser, run the Langevin samplers, write the table and figure under
     ``--out``; 0 on success, 2 after a one-line error."""
     args = parse_args(argv)
-    from va_core import runinfo
-
     try:
-        if (problem := cli_checks.out_folder_problem(args.out)):
-            raise Fig2Error(problem)
-        with runinfo.exclusive_run_lock(args.out):  # one job per folder
+        with cli_checks.output_folder(args.out):
             return _main(args)
-    except (Fig2Error, runinfo.RunLockedError) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
+    except RunError as e:
+        return errors.report(e)
 
 
 def _main(args) -> int:

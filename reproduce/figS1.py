@@ -36,6 +36,8 @@ import numpy as np
 
 import tfp_flows  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
 from va_core import cli_checks, runinfo, sample_distance, schedules, tempering
+from va_core import errors
+from va_core.errors import RunError, UsageError
 from va_core.seeding import seed_everything
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
@@ -55,7 +57,7 @@ RESUME_MAY_CHANGE = ("out", "resume", "threads", "targets", "no_direct", "publis
 PUBLISH_MAY_CHANGE = ("out", "resume", "threads", "publish_docs")
 
 
-class FigS1Error(Exception):
+class FigS1Error(UsageError):
     """A user error (bad settings, an output folder that cannot be used as asked, a damaged file); the
     message names the problem and the fix."""
 
@@ -129,14 +131,12 @@ def _check_out_folder(args, out: Path) -> None:
     try:
         recorded = runinfo.read_run_config(out)["config"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise FigS1Error("{} is damaged ({}: {}), so the settings cannot be checked; put the record back, or "
-                         "choose another --out".format(record, type(e).__name__, e)) from None
+        raise FigS1Error("{} is damaged ({}), so the settings cannot be checked; put the record back, or "
+                         "choose another --out".format(record, runinfo.one_line(e))) from None
     recorded.setdefault("knot_interval", None)  # a record from before --knot-interval existed
-    diff = runinfo.settings_differences(recorded, vars(args), RESUME_MAY_CHANGE)
-    if diff:
-        raise FigS1Error("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; pass "
-                         "the recorded flags, or choose another --out for the new settings (nothing was "
-                         "written)".format(out, record, runinfo.format_differences(diff)))
+    problem = runinfo.resume_problem(recorded, vars(args), RESUME_MAY_CHANGE, out)
+    if problem:
+        raise FigS1Error(problem)
 
 
 def exact_samples(target, args, n: int | None = None, offset: int = EXACT_SAMPLES_SEED_OFFSET) -> np.ndarray:
@@ -181,18 +181,11 @@ def main(argv=None) -> int:
     """Run (or resume) every sampler, then write the table and figures under ``--out``; 0 on success,
     2 after a one-line error."""
     args = parse_args(argv)
-    from tfp_flows import ugan
-
-    from va_core import runinfo
-
     try:
-        if (problem := cli_checks.out_folder_problem(args.out)):
-            raise FigS1Error(problem)
-        with runinfo.exclusive_run_lock(args.out):  # one job per folder
+        with cli_checks.output_folder(args.out):
             return _main(args)
-    except (FigS1Error, ugan.UganError, runinfo.RunLockedError) as e:  # ugan's: settings, run folders, damaged files, divergence
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
+    except RunError as e:  # also ugan's: settings, run folders (2), damaged files, divergence (1)
+        return errors.report(e)
 
 
 @dataclasses.dataclass

@@ -17,7 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import json
-import os
 import queue
 import subprocess
 import sys

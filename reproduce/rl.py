@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 import rl  # noqa: F401  (project package first)
-from va_core import runinfo
-from va_core import cli_checks
+from va_core import cli_checks, errors, runinfo
+from va_core.errors import RunError, RunFailedError, UsageError
 
 AGENTS: Dict[str, List[str]] = {
     "maf_anneal": ["--agent", "maf", "--anneal", "ent", "--schedule", "linear", "--lambda0", "1.0"],
@@ -48,11 +48,12 @@ STD_NOTE = "sample std over seeds, ddof=1"
 SHORT_RUN_START_SHARE = 0.25
 
 
-class SweepError(SystemExit):
-    """A sweep that cannot go on (bad flags, a run folder with other settings, a failed run): one line, exit 1."""
+class SweepError(UsageError):
+    """A sweep that cannot start (bad flags, a run folder with other settings): one line, exit status 2."""
 
-    def __init__(self, message: str):
-        super().__init__("error: " + message)
+
+class SweepRunFailed(RunFailedError):
+    """One of the sweep's runs failed (its own message is above): one line, exit status 1."""
 
 
 def default_out(preset: str) -> Path:
@@ -119,17 +120,17 @@ def run_state(run_dir: Path, expected: dict) -> Optional[int]:
     if diffs:
         raise SweepError("{} holds a run made with other settings than this sweep asks for ({}); it is neither "
                          "reused nor tabulated: move it away, or choose another --out for these settings".format(
-                             run_dir, rl_train.describe_differences(diffs, "there", "requested")))
+                             run_dir, "there -> requested: " + runinfo.format_differences(diffs)))
     return rl_train.latest_step(run_dir)
 
 
 def run_one(run_dir: Path, flags: Sequence[str]) -> None:
-    """Train (or resume) one run with ``python -m rl.train``; raises :class:`SweepError` if it fails."""
+    """Train (or resume) one run with ``python -m rl.train``; raises :class:`SweepRunFailed` if it fails."""
     cmd = [sys.executable, "-m", "rl.train"] + list(flags) + ["--out", str(run_dir), "--resume"]
     print("[rl] " + " ".join(cmd), flush=True)
     status = subprocess.run(cmd).returncode
     if status != 0:
-        raise SweepError("python -m rl.train --out {} exited with status {} (its message is above); fix that and "
+        raise SweepRunFailed("python -m rl.train --out {} exited with status {} (its message is above); fix that and "
                          "run the sweep again: finished runs are kept, interrupted ones resume".format(
                              run_dir, status))
 
@@ -262,10 +263,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
-    """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json."""
-    args, extra, preset, p, out = parse_args(argv)
-    if (problem := cli_checks.out_folder_problem(out)):
-        raise SweepError(problem)
+    """Run the sweep of the chosen preset, then write curves.png, summary.md and summary.json; errors print
+    one line and return 2 (settings) or 1 (a failed run), as every command (:mod:`va_core.errors`)."""
+    try:
+        return _sweep(*parse_args(argv))
+    except RunError as e:
+        return errors.report(e)
+
+
+def _sweep(args, extra, preset, p, out) -> int:
+    cli_checks.check_out_folder(out)
     plan = []  # (agent, seed, run folder, rl.train flags, newest checkpoint step or None)
     checked_envs = set()
     for seed in range(p["seeds"]):  # seed-major: an interrupted sweep still has every agent on the first seeds

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from va_core import paired_stats, runinfo
+from va_core import errors, paired_stats, runinfo
 
 try:
     import grid  # reproduce/ is on sys.path when table1.py runs as a script
@@ -374,11 +374,12 @@ def preset_from(args) -> dict:
 def check_seeds(seeds: Sequence[int]) -> None:
     """Paired comparisons need at least two distinct seeds; fewer than five is below the evidence standard."""
     if len(set(seeds)) != len(seeds):
-        raise SystemExit("table1: error: --seeds {} repeats a seed: every cell runs each seed once (give distinct "
-                         "seeds, e.g. --seeds 5)".format(",".join(map(str, seeds))))
+        errors.exit_with(errors.UsageError("--seeds {} repeats a seed: every cell runs each seed once (give distinct "
+                                           "seeds, e.g. --seeds 5)".format(",".join(map(str, seeds)))), "table1")
     if len(seeds) < 2:
-        raise SystemExit("table1: error: --study needs at least 2 seeds per cell for a paired comparison (the "
-                         "study's default is {}); give --seeds {}".format(MIN_SEEDS, MIN_SEEDS))
+        errors.exit_with(errors.UsageError("--study needs at least 2 seeds per cell for a paired comparison (the "
+                                           "study's default is {}); give --seeds {}".format(MIN_SEEDS, MIN_SEEDS)),
+                         "table1")
     if len(seeds) < MIN_SEEDS:
         print("warning: {} seeds per cell: below the evidence standard's {} (the table is a trial)".format(
             len(seeds), MIN_SEEDS), file=sys.stderr)
@@ -411,7 +412,7 @@ def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_t
     try:
         compare(rows)
     except paired_stats.SeedMismatchError as e:
-        raise SystemExit("table1: error: " + str(e))
+        errors.exit_with(errors.UsageError(str(e)), "table1")
     info = dict(networks=networks_text(preset, objectives), width=preset["width"], batchsize=preset["batchsize"], lr=preset["lr"],
                 seeds=",".join(map(str, seeds)),
                 iterations=", ".join("{} {}".format(o, preset["iterations"][o]) for o in objectives))

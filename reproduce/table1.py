@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, NoReturn, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
-from va_core import runinfo, schedules
+from va_core import errors, runinfo, schedules
 from chainer_va.metrics import scores
 from chainer_va.metrics.evaluation import FID_SAMPLES, IS_SAMPLES
 
@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def fail(message: str) -> NoReturn:
-    """Stop with a one-line error (exit status 1, as ``python -m chainer_va.train`` for a bad setting)."""
-    raise SystemExit("table1: error: " + message)
+    """Stop with a one-line error (exit status 2, as every command for a bad setting: :mod:`va_core.errors`)."""
+    errors.exit_with(errors.UsageError(message), prog="table1")
 
 
 def parse_seeds(text: Optional[str], default: int) -> List[int]:

@@ -19,6 +19,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from va_core import runinfo
+from va_core.errors import RunFailedError
 from va_core.runinfo import one_line
 
 CHECKPOINT_DIR = "checkpoints"
@@ -29,7 +30,7 @@ KEEP_CHECKPOINTS = 2  # the newest checkpoint and the one before it (the fallbac
 _STEP_DIR = re.compile(r"^step_(\d{9,})$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(RunFailedError, RuntimeError):
     """None of a run's checkpoints can be read (``python -m rl.train`` exits with 1)."""
 
 

@@ -33,7 +33,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 import rl  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
-from va_core import runinfo, schedules, tempering
+from va_core import errors, runinfo, schedules, tempering
 from va_core.runinfo import one_line
 from va_core.seeding import seed_everything
 from va_core import cli_checks
@@ -59,7 +59,7 @@ ANNEALED_DEFAULTS = dict(anneal="ent", schedule="linear", lambda0=1.0)
 NO_ANNEALING = dict(anneal="none", schedule="static", lambda0=0.0, knot_interval=None)
 
 
-class UsageError(ValueError):
+class UsageError(errors.UsageError, ValueError):
     """A flag value, environment or output folder the run cannot use (``python -m rl.train`` exits with 2)."""
 
 
@@ -460,12 +460,6 @@ def config_differences(recorded: dict, wanted: dict, ignore=RESUME_MAY_DIFFER) -
     return runinfo.settings_differences(recorded, wanted, ignore, keys=wanted.keys(), absent=None)
 
 
-def describe_differences(diffs: Dict[str, Tuple[object, object]], theirs: str = "recorded",
-                         ours: str = "given") -> str:
-    """``--steps: 600 recorded, 700 given; ...`` for :func:`config_differences`' result."""
-    return "; ".join("{}: {} {}, {} {}".format(_flag(k), a, theirs, b, ours) for k, (a, b) in sorted(diffs.items()))
-
-
 def read_recorded_config(out: Path) -> dict:
     """The configuration in ``out/config.json`` (raises :class:`UsageError` if it is missing or unreadable)."""
     path = out / runinfo.CONFIG_FILENAME
@@ -488,8 +482,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     out = Path(args.out)
-    if (problem := cli_checks.out_folder_problem(out)):
-        raise UsageError(problem)
+    cli_checks.check_out_folder(out)
     holds_run = has_checkpoint(out) or (out / runinfo.CONFIG_FILENAME).exists()
     resuming = args.resume and holds_run
     if not resuming:
@@ -501,12 +494,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         recorded = {"knot_interval": None, **read_recorded_config(out)}  # as recorded (older: no knot_interval)
         given = explicit_flags(argv)
         wanted = effective_config({**recorded, **given})
-        diffs = config_differences(effective_config(recorded), {k: wanted[k] for k in given})
-        if diffs:
-            raise UsageError(
-                "--resume: the run in {} was started with other settings ({}); drop or fix those flags to continue "
-                "it as recorded (only {} may change on resume), or choose another --out for a run with the new "
-                "settings".format(out, describe_differences(diffs), ", ".join(_flag(k) for k in RESUME_MAY_DIFFER)))
+        problem = runinfo.resume_problem(effective_config(recorded), wanted, RESUME_MAY_DIFFER, out, keys=given)
+        if problem:
+            raise UsageError(problem)
         # then the recorded settings, with the flags that may change, must make a valid run
         resolve_config(argparse.Namespace(**{**vars(args), **effective_config(recorded), **given}))
         cfg = {**recorded, **{k: v for k, v in given.items() if k in RESUME_MAY_DIFFER}}
@@ -550,15 +540,13 @@ def _set_threads(tf, threads: int) -> None:
 
 def cli(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``python -m rl.train``: errors print one line; exit status 2 for bad flags, environment
-    or output folder, 1 for unreadable checkpoints, a locked folder or a diverged run."""
+    or output folder (a locked one too), 1 for unreadable checkpoints or a diverged run (:mod:`va_core.errors`)."""
     try:
         return main(argv)
-    except UsageError as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
-    except (CheckpointError, runinfo.RunLockedError, FloatingPointError) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 1
+    except errors.RunError as e:
+        return errors.report(e)
+    except FloatingPointError as e:
+        return errors.report(errors.RunFailedError(str(e)))
 
 
 if __name__ == "__main__":

@@ -390,58 +390,6 @@ def test_nuts_retry_is_cached_on_its_own_and_served_again(bs, monkeypatch, tmp_p
     assert stub.take()[0] == ["nuts", "nuts"]
 
 
-# ------------------------------------------------------------------------------ old-format cache files
-def _legacy_folder(bs, out, flags):
-    """A results folder as the format-1 script left it: config.json without cache_format, old names."""
-    args = bs.parse_args(flags)
-    config = dict(vars(args), seed_list=[0])
-    (out / "cache").mkdir(parents=True)
-    (out / "config.json").write_text(json.dumps({"config": config, "seed": 0}))
-    rng = np.random.default_rng(0)
-    files = {}
-
-    def put(name, rows, info):
-        buf = io.BytesIO()
-        samples = rng.normal(size=(rows, 15))
-        np.savez(buf, samples=samples, info=json.dumps(info), seconds=12.5)
-        (out / "cache" / name).write_bytes(buf.getvalue())
-        files[name] = samples
-
-    put("heart_s0_nuts_noncentred_ta0.95_float64.npz", 2 * 5,
-        dict(max_rhat=1.002, min_ess=50.0, divergences=0))
-    put("heart_s0_svgd_liu_wang.npz", 6, {})
-    put("heart_s0_ugan.npz", 21, {})          # 21 draws, but config.json says --n-samples 20: not adopted
-    return files
-
-
-def test_old_cache_files_are_adopted_for_the_settings_config_json_records(bs, stub, tmp_path):
-    out = tmp_path / "blr"
-    old = _legacy_folder(bs, out, _flags(out))
-    with pytest.warns(bs.blr_cache.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\).*not adopted"):
-        assert bs.main(_flags(out)) == 0
-    assert stub.take()[0] == ["ugan"]                               # NUTS and SVGD came from the old files
-    args = bs.parse_args(_flags(out))
-    for name, old_name in [("nuts", "heart_s0_nuts_noncentred_ta0.95_float64.npz"),
-                           ("svgd", "heart_s0_svgd_liu_wang.npz")]:
-        with np.load(bs.blr_cache.cache_path(out / "cache", bs.sampler_settings(name, args, "heart", 0))) as f:
-            np.testing.assert_array_equal(f["samples"], old[old_name])
-            assert str(f["adopted_from"]) == old_name and float(f["seconds"]) == 12.5
-        assert (out / "cache" / old_name).is_file()                 # the old files are kept
-    assert json.loads((out / "config.json").read_text())["config"]["cache_format"] == bs.blr_cache.CACHE_FORMAT
-    # config.json is now format 2: a later run never adopts old files again, whatever their names
-    assert bs.migrate_legacy_cache(out) == 0
-
-
-def test_old_cache_files_are_not_adopted_by_runs_with_other_settings(bs, stub, tmp_path):
-    out = tmp_path / "blr"
-    _legacy_folder(bs, out, _flags(out, "--svgd-steps", "1000"))
-    with pytest.warns(bs.blr_cache.CacheWarning, match=r"heart_s0_ugan\.npz holds samples of shape \(21, 15\)"):
-        assert bs.main(_flags(out, "--n-samples", "21")) == 0
-    # the old SVGD file was made with 1000 steps (config.json): this run's 3 steps recompute it; NUTS is
-    # adopted (same NUTS settings) and the 21-draw U-GAN file is not adopted for the recorded 20 draws
-    assert stub.take()[0] == ["svgd", "ugan"]
-
-
 # ------------------------------------------------------------------------------------------- input
 @pytest.mark.parametrize("argv,message", [
     (["--svgd-steps", "0"], "--svgd-steps must be at least 1, got 0"),

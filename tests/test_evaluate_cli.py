@@ -47,11 +47,11 @@ def set_dataset(run_dir, name):
      "--weights, or pass --scorer inception"),
     (["--weights", "missing.npz"], "error: --weights missing.npz: no such file; give the .npz written by"),
 ])
-def test_bad_settings_are_one_line_errors_with_exit_status_1(run, capsys, flags, message):
-    assert evaluate.main([str(run), "--quiet"] + flags) == 1
+def test_bad_settings_are_one_line_errors_with_exit_status_2(run, capsys, flags, message):
+    assert evaluate.main([str(run), "--quiet"] + flags) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1, err
-    assert "exit status 1" in evaluate.main.__doc__ and "status 1" in evaluate.__doc__  # what main does
+    assert "status 2" in evaluate.__doc__  # what main does
     assert not (run / evaluate.METRICS_FILE).exists()
 
 
@@ -59,7 +59,7 @@ def test_offline_inception_error_names_the_classifier_scorer(run, capsys, monkey
     def offline(*args, **kwargs):
         raise download.DownloadError("could not download the Inception weights (offline)")
     monkeypatch.setattr(convert, "inception_weights", offline)
-    assert evaluate.main([str(run), "--quiet"]) == 1
+    assert evaluate.main([str(run), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: could not download the Inception weights (offline)")
     assert "an MNIST-like run can be scored with --scorer classifier" in err
@@ -129,7 +129,7 @@ def test_convert_reports_a_bad_source_in_one_line_with_exit_status_2(tmp_path, c
 
 
 def test_fid_chunk_must_divide_n_fid_and_a_new_scorer_rescores(run, capsys, scored_without_work):
-    assert evaluate.main([str(run), "--quiet", "--scorer", "classifier", "--n-fid", "1000", "--fid-chunk", "300"]) == 1
+    assert evaluate.main([str(run), "--quiet", "--scorer", "classifier", "--n-fid", "1000", "--fid-chunk", "300"]) == 2
     assert "--fid-chunk 300 must be at least 2 and divide --n-fid 1000" in capsys.readouterr().err
     # the scorer's identity is part of what a metrics.json was computed with
     assert evaluate.classifier_id() != evaluate.classifier_id({"epochs": 1})

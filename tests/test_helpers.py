@@ -182,6 +182,33 @@ def test_one_settings_difference_finder_and_one_line_errors():
     assert runinfo.settings_differences(recorded, wanted, keys=wanted.keys(), absent=None) == {
         "new_key": (None, "x"), "steps": (600, 700), "threads": (1, 4)}
     assert runinfo.settings_differences(recorded, dict(recorded)) == {}
+    problem = runinfo.resume_problem(recorded, wanted, ("threads",), "runs/x", keys=["steps", "threads", "lr"])
+    assert problem.startswith("cannot resume runs/x: these settings differ from its record runs/x/config.json "
+                              "(recorded -> now): steps: 600 -> 700; ") and "only threads may change" in problem
+    assert runinfo.resume_problem(recorded, wanted, ("threads", "steps"), "runs/x", keys=["steps", "threads"]) is None
     assert runinfo.one_line(ValueError("bad\n  value\tthere")) == "ValueError: bad value there"
     long = runinfo.one_line(OSError("x" * 400), limit=20)
     assert long == "OSError: xxxxxxxxxxx..." and "\n" not in long
+
+
+def test_every_commands_errors_share_one_exit_status_convention(capsys):
+    """Settings, data or a folder a command cannot use: 2; a run that failed: 1 (va_core.errors)."""
+    from chainer_va import data, snapshots, train
+    from rl import run_folder as rl_folder
+    from rl import train as rl_train
+    from tfp_flows import ugan
+    from va_core import errors
+
+    usage = [train.ConfigError, train.UntemperedScheduleError, data.DataError, download.DownloadError,
+             runinfo.RunLockedError, ugan.SettingsError, ugan.RunExistsError, ugan.ResumeMismatchError,
+             rl_train.UsageError]
+    failed = [train.TrainingError, snapshots.SnapshotError, ugan.DamagedFileError, ugan.DivergedError,
+              rl_folder.CheckpointError]
+    assert all(issubclass(cls, errors.UsageError) and cls.exit_status == 2 for cls in usage)
+    assert all(issubclass(cls, errors.RunFailedError) and cls.exit_status == 1 for cls in failed)
+    assert errors.report(train.ConfigError("--lr must be positive")) == 2
+    assert errors.report(ugan.DivergedError("diverged by step 4"), prog="figS1") == 1
+    assert capsys.readouterr().err == "error: --lr must be positive\nfigS1: error: diverged by step 4\n"
+    with pytest.raises(SystemExit) as stop:
+        errors.exit_with(errors.UsageError("--seeds 0"), prog="table1")
+    assert stop.value.code == 2 and capsys.readouterr().err == "table1: error: --seeds 0\n"

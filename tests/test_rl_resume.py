@@ -160,15 +160,15 @@ def test_resume_with_other_settings_is_an_error(reference, tmp_path, capsys):
     rc = rl_train.cli(TINY + ["--out", str(out), "--resume", "--steps", "120", "--lr", "0.001"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err
-    assert "--lr: 0.0004 recorded, 0.001 given; --steps: 100 recorded, 120 given" in err
+    assert "(recorded -> now): lr: 0.0004 -> 0.001, steps: 100 -> 120" in err
     assert "choose another --out" in err
     assert (out / "log.txt").read_text() == before
     # a changed setting is named as such, even where the new value alone would also be refused
-    for flags, named in ((["--anneal", "none"], "--anneal: ent recorded, none given"),
-                         (["--steps", "20"], "--steps: 100 recorded, 20 given")):
+    for flags, named in ((["--anneal", "none"], "anneal: 'ent' -> 'none'"),
+                         (["--steps", "20"], "steps: 100 -> 20")):
         assert rl_train.cli(["--out", str(out), "--resume"] + flags) == 2
         err = capsys.readouterr().err.strip()
-        assert "started with other settings ({})".format(named) in err, err
+        assert "cannot resume {}: these settings differ".format(out) in err and named in err, err
     # --progress-every and --threads may change; a finished run then has nothing left to do
     assert rl_train.cli(["--out", str(out), "--resume", "--progress-every", "7"]) == 0
     assert rl_train.cli(["--out", str(out)]) == 2  # an existing run without --resume
@@ -250,15 +250,14 @@ def test_sweep_refuses_to_reuse_or_tabulate_runs_made_with_other_settings(tmp_pa
                  ["--quick", "--steps", "700", "--agents", "svgd", "--aggregate-only"],
                  ["--quick", "--steps", "600", "--agents", "svgd", "--reward-scale", "100"],
                  ["--preset", "local", "--seeds", "1", "--agents", "svgd"]):
-        with pytest.raises(SystemExit) as e:
-            m.main(argv + ["--out", str(out)])
-        msg = str(e.value.code)
+        assert m.main(argv + ["--out", str(out)]) == 2
+        msg = capsys.readouterr().err.strip()
         assert msg.startswith("error: {} holds a run made with other settings".format(out / "svgd" / "seed0"))
         assert "move it away, or choose another --out" in msg and "\n" not in msg
         messages.append(msg)
-    assert "(--steps: 600 there, 700 requested)" in messages[0] and "--steps: 600 there, 700" in messages[1]
-    assert "--reward-scale: 30.0 there, 100.0 requested" in messages[2]
-    assert "--steps: 600 there, 6000 requested" in messages[3]  # not relabelled as the local preset
+    assert "(there -> requested: steps: 600 -> 700)" in messages[0] and "steps: 600 -> 700" in messages[1]
+    assert "reward_scale: 30.0 -> 100.0" in messages[2]
+    assert "steps: 600 -> 6000" in messages[3]  # not relabelled as the local preset
     assert launched == [] and not (out / "summary.json").exists()
     # the same settings: kept as finished, tabulated
     monkeypatch.setattr(m, "random_baseline", lambda env, episodes, extra=(): [0.0, 2.0])

@@ -128,10 +128,11 @@ def test_a_record_with_other_settings_is_not_reused(tmp_path, capsys):
     (["--variants", "none,lik"], "--study runs a fixed grid (reproduce/study.py STUDY_CELLS); drop --variants"),
     (["--quick"], "drop --quick"),
 ])
-def test_bad_study_flags_are_one_line_errors(tmp_path, flags, message):
+def test_bad_study_flags_are_one_line_errors(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as info:
         table1.main(["--study", "--runs-dir", str(tmp_path), "--results", str(tmp_path)] + flags)
-    assert message in str(info.value.code) and "\n" not in str(info.value.code)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and err.count("\n") == 1
 
 
 def test_the_driver_runs_only_what_the_ledger_lacks_and_writes_table_csv_and_figure(tmp_path, monkeypatch, capsys):

@@ -1,5 +1,7 @@
 """The Table 1 pipeline: grid, resumable runner, aggregation with reference numbers, submitit end to end."""
+import contextlib
 import csv
+import io
 import importlib.util
 import json
 import sys
@@ -90,13 +92,13 @@ def test_the_grid_exits_nonzero_when_a_run_failed_and_tabulates_the_others(tmp_p
     def fake_run_local(specs, gpus, jobs):
         _write_metrics(specs[0].run_dir, 7.0, 30.0)
         return [{"cell": specs[0].cell, "seed": 0}] + [
-            {"cell": s.cell, "seed": s.seed, "error": "training failed (exit status 1): no data"} for s in specs[1:]]
+            {"cell": s.cell, "seed": s.seed, "error": "training failed (exit status 2): no data"} for s in specs[1:]]
     monkeypatch.setattr(grid, "run_local", fake_run_local)
     results = tmp_path / "results"
     status = table1.main(["--only", "jsd", "--variants", "none,lik", "--seeds", "1", "--runs-dir", str(tmp_path / "r"),
                           "--results", str(results), "--dataset", "celeba", "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert status == 1 and "FAILED jsd/lik seed 0: training failed (exit status 1): no data" in err
+    assert status == 1 and "FAILED jsd/lik seed 0: training failed (exit status 2): no data" in err
     assert "1 of 2 runs failed" in err
     table = (results / "table1_celeba.md").read_text()
     assert "| jsd/none | 0 | 1/1 | 7.00 | 30.00 |" in table and "vs the CelebA training set" in table
@@ -117,8 +119,9 @@ def test_the_search_leaves_out_lambda0_an_oscillating_schedule_cannot_temper(tmp
     md, _ = table1.write_table([], info, tmp_path / "results", "t")
     assert "Left out" in Path(md).read_text() and "jsd/ent/sinusoidal lambda0=10" in Path(md).read_text()
     bad = table1.build_parser().parse_args(["--runs-dir", str(tmp_path), "--extra-train-args", "--lr -1"])
-    with pytest.raises(SystemExit, match="runs' settings are invalid: --lr must be a positive number"):
+    with pytest.raises(SystemExit) as stop:
         table1.make_specs(bad)
+    assert stop.value.code == 2 and "runs' settings are invalid: --lr must be a positive number" in capsys.readouterr().err
 
 
 def test_a_run_made_with_other_settings_is_neither_reused_nor_tabulated(tmp_path):
@@ -345,11 +348,14 @@ def test_submitit_local_executor_trains_scores_and_tabulates_a_tiny_grid(tmp_pat
 
 
 def _stop(*flags):
-    """make_specs' one-line error for ``flags`` (SystemExit's message: exit status 1, as train's errors)."""
-    with pytest.raises(SystemExit) as info:
+    """make_specs' one-line error for ``flags`` (on stderr, exit status 2 as every command's bad settings)."""
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as info, contextlib.redirect_stderr(err):
         table1.make_specs(table1.build_parser().parse_args(["--runs-dir", "unused"] + list(flags)))
-    assert isinstance(info.value.code, str) and "\n" not in info.value.code
-    return info.value.code
+    *notes, message = err.getvalue().splitlines()
+    sys.stderr.write("".join(note + "\n" for note in notes))  # what came before the error (capsys reads it)
+    assert info.value.code == 2 and message.startswith("table1: error: ")
+    return message
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -392,14 +398,14 @@ def test_a_grid_left_empty_by_the_search_is_refused(tmp_path, monkeypatch, capsy
     assert "left out jsd/ent/sinusoidal lambda0=10" in capsys.readouterr().err
 
 
-def test_the_shell_script_exits_1_with_the_message_and_documents_python(tmp_path):
+def test_the_shell_script_exits_2_with_the_message_and_documents_python(tmp_path):
     import subprocess
 
     script = REPRODUCE / "table1.sh"
     r = subprocess.run(["bash", str(script), "--quick", "--iterations", "0", "--table-only", "--runs-dir",
                         str(tmp_path / "runs"), "--results", str(tmp_path / "results")],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and r.stderr == "table1: error: --iterations must be an integer >= 1, got 0; leave it " \
+    assert r.returncode == 2 and r.stderr == "table1: error: --iterations must be an integer >= 1, got 0; leave it " \
                                              "out for the default\n", r.stderr
     assert not (tmp_path / "results").exists()
     header = [line for line in script.read_text().splitlines() if line.startswith("#")]

@@ -319,7 +319,7 @@ def test_cli_resume_refuses_another_target_and_keeps_the_original_record(tmp_pat
     assert json.loads((out / "quality.json").read_text()) == json.loads(before["quality.json"])
 
 
-def test_cli_schedule_and_divergence_errors_are_one_line_with_status_2(tmp_path, capsys, monkeypatch):
+def test_cli_schedule_and_divergence_errors_are_one_line_with_status_2_and_1(tmp_path, capsys, monkeypatch):
     assert ugan.main(["--out", str(tmp_path / "a"), "--anneal", "lik", "--lambda0", "-1.5"] + TINY_CLI) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "lambda" in err
@@ -333,7 +333,7 @@ def test_cli_schedule_and_divergence_errors_are_one_line_with_status_2(tmp_path,
                                 gaussian.plot_limits)
     monkeypatch.setattr(targets, "get", lambda name: nan_target)
     out = tmp_path / "nan"
-    assert ugan.main(["--out", str(out), "--target", "gaussian", "--max-log-scale", "2"] + TINY_CLI) == 2
+    assert ugan.main(["--out", str(out), "--target", "gaussian", "--max-log-scale", "2"] + TINY_CLI) == 1  # failed
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, repr(err)

@@ -20,23 +20,25 @@ import numpy as np
 import tensorflow as tf
 
 from va_core import runinfo
-from va_core.runinfo import format_differences, one_line
+from va_core.errors import RunError, RunFailedError, UsageError
+from va_core.runinfo import one_line
 
 
-class UganError(Exception):
-    """A user error of a U-GAN run (bad settings, an unusable run folder, a diverged run); the message
-    names the problem and the fix. The CLI prints it as one line and exits with status 2."""
+class UganError(RunError):
+    """An error of a U-GAN run; the message names the problem and the fix. The CLI prints it as one line and
+    exits with status 2 (settings, run folder: :class:`va_core.errors.UsageError`) or 1 (a damaged file, a
+    diverged run: :class:`va_core.errors.RunFailedError`)."""
 
 
-class RunExistsError(UganError, FileExistsError):
+class RunExistsError(UganError, UsageError, FileExistsError):
     """``out`` already holds a run and ``resume`` was not asked for (nothing was written)."""
 
 
-class ResumeMismatchError(UganError, ValueError):
+class ResumeMismatchError(UganError, UsageError, ValueError):
     """``resume=True`` with settings that differ from the run recorded in ``out/config.json``."""
 
 
-class DamagedFileError(UganError, RuntimeError):
+class DamagedFileError(UganError, RunFailedError, RuntimeError):
     """A file of a run folder (checkpoint, snapshot, log, config record) cannot be read back."""
 
 
@@ -163,13 +165,9 @@ def check_folder(out_path: Optional[Path], config: dict, resume: bool):
                              "same settings, or choose a new out folder (nothing was written)".format(
                                  out_path, ", ".join(held)))
     if resume and (numbers or has_record):
-        diff = runinfo.settings_differences(recorded_config(out_path), config, RESUME_MAY_CHANGE)
-        if diff:
-            raise ResumeMismatchError(
-                "cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with "
-                "the recorded settings, or choose another out folder (--out) for the new ones "
-                "(only {} may change on resume)".format(out_path, out_path / runinfo.CONFIG_FILENAME,
-                                                         format_differences(diff), ", ".join(RESUME_MAY_CHANGE)))
+        problem = runinfo.resume_problem(recorded_config(out_path), config, RESUME_MAY_CHANGE, out_path)
+        if problem:
+            raise ResumeMismatchError(problem)
     return numbers, has_record
 
 

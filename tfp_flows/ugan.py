@@ -47,14 +47,15 @@ import numpy as np
 import tfp_flows  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
-from va_core import cli_checks, runinfo, schedules, tempering
+from va_core import cli_checks, errors, runinfo, schedules, tempering
+from va_core.errors import RunFailedError, UsageError
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
 from tfp_flows.run_folder import (CHECKPOINT_DIR, RESUME_MAY_CHANGE, DamagedFileError, ResumeMismatchError,
                                   RunExistsError, RunState, UganError, check_folder, checkpoint_numbers,
-                                  format_differences, npy_bytes, one_line, open_folder, recorded_config)
+                                  npy_bytes, one_line, open_folder, recorded_config)
 
 __all__ = ["Generator", "SamplerResult", "SamplerSettings", "RunOptions", "train_sampler", "train_direct_flow",
-           "format_differences", "RESUME_MAY_CHANGE", "UganError",
+           "RESUME_MAY_CHANGE", "UganError",
            "SettingsError", "RunExistsError", "ResumeMismatchError", "DamagedFileError", "DivergedError", "main"]
 
 #: Offsets added to a run's seed for its sampling streams, kept apart from the training streams (seed,
@@ -181,11 +182,11 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, mininterval=2.0, file=sys.stderr)
 
 
-class SettingsError(UganError, ValueError):
+class SettingsError(UganError, UsageError, ValueError):
     """A bad argument value or combination of arguments."""
 
 
-class DivergedError(UganError, FloatingPointError):
+class DivergedError(UganError, RunFailedError, FloatingPointError):
     """A logged loss, nu's negative log-likelihood or the entropy estimate became non-finite."""
 
 
@@ -595,10 +596,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     Writes the run folder (see :func:`train_sampler`) and ``quality.json`` (energy distance and MMD^2
     of the sampler to exact samples). ``--resume`` continues the run in ``--out`` with its recorded
-    settings (flags given must equal them). User errors (:class:`UganError`: bad settings, an ``--out``
+    settings (flags given must equal them). Errors print one line and return 2 (bad settings, an ``--out``
     that is a file, a folder holding a run without ``--resume``, ``--resume`` with other settings or on a
-    folder without a run, damaged files, divergence) print one line and return 2; argparse errors exit
-    with 2 as well.
+    folder without a run) or 1 (damaged files, divergence), as every command does (:mod:`va_core.errors`).
     """
     from va_core import sample_distance
     from tfp_flows import targets
@@ -633,13 +633,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.eval_samples < 2:
         p.error("--eval-samples must be >= 2, got {}".format(args.eval_samples))
     try:
-        if (problem := cli_checks.out_folder_problem(args.out)):
-            raise SettingsError(problem)
+        cli_checks.check_out_folder(args.out)
         if args.resume:
             _resume_settings(args, cli_checks.given_options(p, argv))
-    except UganError as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
+    except errors.RunError as e:
+        return errors.report(e)
     from va_core.seeding import seed_everything
 
     seed_everything(args.seed, tensorflow=True)
@@ -663,9 +661,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             quality = {"energy_distance": sample_distance.energy_distance(model, exact),
                        "mmd2": sample_distance.mmd2(model, exact), "n": args.eval_samples}
             runinfo.atomic_write_json(Path(args.out) / "quality.json", quality)
-    except (UganError, runinfo.RunLockedError) as e:
-        print("error: {}".format(e), file=sys.stderr)
-        return 2
+    except errors.RunError as e:
+        return errors.report(e)
     print(json.dumps(quality))
     return 0
 

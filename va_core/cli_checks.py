@@ -1,16 +1,19 @@
 """Checks shared by the package's command lines (``chainer_va.train``, ``tfp_flows.ugan``, ``rl.train`` and
 ``reproduce/``). Each returns or raises a one-line message naming the problem and the fix; every command
-line turns it into its own one-line error."""
+line turns it into its own one-line error (:mod:`va_core.errors`)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from va_core import schedules
+from va_core import runinfo, schedules
+from va_core.errors import UsageError
 
-__all__ = ["out_folder_problem", "make_schedule", "positive_sizes", "given_options"]
+__all__ = ["out_folder_problem", "check_out_folder", "output_folder", "make_schedule", "positive_sizes",
+           "given_options"]
 
 
 def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[str]:
@@ -29,6 +32,23 @@ def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[
     if not os.access(parent, os.W_OK | os.X_OK):
         return "{} {}: cannot create it in {} (no write permission); choose another {}".format(flag, out, parent, flag)
     return None
+
+
+def check_out_folder(out: str | os.PathLike, flag: str = "--out") -> None:
+    """Raise :class:`va_core.errors.UsageError` (:func:`out_folder_problem`'s message) unless ``out`` can be an
+    output folder."""
+    problem = out_folder_problem(out, flag)
+    if problem:
+        raise UsageError(problem)
+
+
+@contextlib.contextmanager
+def output_folder(out: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
+    """A command's output folder for the block: checked (:func:`check_out_folder`), created and locked, one
+    job per folder (a second job is a :class:`va_core.runinfo.RunLockedError`, exit status 2)."""
+    check_out_folder(out, flag)
+    with runinfo.exclusive_run_lock(out):
+        yield Path(out)
 
 
 def make_schedule(name: str, lambda0: float, steps: int, options: Optional[dict] = None,

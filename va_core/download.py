@@ -11,13 +11,14 @@ import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from va_core.errors import UsageError
 from va_core.runinfo import publish
 
 DATA_ENV = "CHAINER_VA_DATA"
 DEFAULT_CACHE = Path("~/.cache/chainer_va")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UsageError, RuntimeError):
     """A file could not be downloaded (offline, or the server failed) or failed its checksum."""
 
 

@@ -10,7 +10,9 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar
+
+from va_core.errors import UsageError
 
 T = TypeVar("T")
 
@@ -19,7 +21,7 @@ CONFIG_FILENAME = "config.json"
 LOCK_FILENAME = ".run.lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(UsageError, RuntimeError):
     """Another process is writing into the same output folder."""
 
 
@@ -226,3 +228,16 @@ def one_line(error: BaseException, limit: int = 300) -> str:
 def format_differences(diff: Mapping[str, tuple]) -> str:
     """``"key: old -> new, ..."`` for :func:`settings_differences`' result."""
     return ", ".join("{}: {!r} -> {!r}".format(k, old, new) for k, (old, new) in diff.items())
+
+
+def resume_problem(recorded: Mapping[str, Any], wanted: Mapping[str, Any], may_change: Sequence[str],
+                   out: str | os.PathLike, keys=None) -> Optional[str]:
+    """Why the run recorded in ``out`` cannot be resumed with the ``wanted`` settings, or None: one line
+    naming every difference (recorded -> now, :func:`settings_differences` over ``keys`` but ``may_change``)
+    and the fix. Every entry point's resume check; ``may_change`` is its own list."""
+    diff = settings_differences(recorded, wanted, may_change, keys=keys)
+    if not diff:
+        return None
+    return ("cannot resume {}: these settings differ from its record {} (recorded -> now): {}; resume with the "
+            "recorded settings, or choose another --out for the new ones (only {} may change on resume; nothing "
+            "was written)".format(out, Path(out) / CONFIG_FILENAME, format_differences(diff), ", ".join(may_change)))
