@@ -202,7 +202,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
     """Download (if needed) and verify the files of ``name`` into ``data_dir`` or the cache; return
     their paths. Used by ``datasets/fetch.py``. CelebA cannot be downloaded (DataError with the how-to);
     mnist5k is checked in place."""
-    name = _check_name(name)
+    name = check_name(name)
     if name == "cifar10":
         return [_cifar10_archive(data_dir, download=True)]
     if name == "mnist5k":
@@ -221,7 +221,8 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
 # --------------------------------------------------------------------------------------------------
 # dispatch and shared image geometry
 # --------------------------------------------------------------------------------------------------
-def _check_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """The canonical name of data set ``name`` (``CIFAR-10`` -> ``cifar10``); ValueError naming the known ones."""
     key = str(name).lower().replace("_", "-")
     key = {"cifar-10": "cifar10", "fashionmnist": "fashion-mnist", "mnist-5k": "mnist5k"}.get(key, key)
     if key not in DATASETS:
@@ -242,7 +243,7 @@ def _check_limit(limit: int | None) -> int | None:
 
 
 def _load(name, data_dir, size, channels, limit, split, resize_mode, crop, labels):
-    name = _check_name(name)
+    name = check_name(name)
     split = _check_split(split)
     limit = _check_limit(limit)
     if size is None:

@@ -435,6 +435,7 @@ def _validate(config: Dict[str, Any]) -> None:
                 config["schedule"], ", ".join(schedules.names())))
     except ValueError as e:
         raise ConfigError(str(e)) from e
+    _check_dataset_name(config["dataset"])
     if config["plot_interval"] is None:
         config["plot_interval"] = config["log_interval"]
     for key in ("iterations", "batchsize", "snapshot_interval", "sample_interval", "log_interval",
@@ -475,6 +476,17 @@ def _validate(config: Dict[str, Any]) -> None:
         tempering.check_tempered(annealing.get(config["anneal"]).tempering_form(), schedule)
     except ValueError as e:
         raise UntemperedScheduleError("--anneal {}: {}".format(config["anneal"], e)) from e
+
+
+def _check_dataset_name(name: str) -> None:
+    """A ``--dataset`` is a .npy file of images or one of :data:`chainer_va.data.DATASETS`."""
+    from chainer_va import data
+
+    if not str(name).endswith(".npy"):
+        try:
+            data.check_name(name)
+        except ValueError as e:
+            raise ConfigError("--dataset: {}, or a .npy file of images".format(e)) from e
 
 
 def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
@@ -761,7 +773,8 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
     """
     run_dir = Path(run_dir)
     if not (run_dir / runinfo.CONFIG_FILENAME).is_file():
-        raise SnapshotError("{} has no {}: not a training run folder".format(run_dir, runinfo.CONFIG_FILENAME))
+        raise ConfigError("{} has no {}: not a training run folder; pass the --out folder of a chainer_va.train "
+                          "run".format(run_dir, runinfo.CONFIG_FILENAME))
     config = runinfo.read_run_config(run_dir)["config"]
     for plugin in config.get("plugin") or []:
         try:
@@ -783,7 +796,8 @@ def load_generator(run_dir: str | os.PathLike, snapshot: Optional[str] = None) -
     else:
         path = latest_snapshot(run_dir) if snapshot == "latest" else Path(snapshot)
         if path is None:
-            raise SnapshotError("{} holds no snapshot".format(run_dir))
+            raise ConfigError("{} holds no snapshot; load its gen_final.npz (no snapshot argument) or pass a "
+                              "snapshot file".format(run_dir))
         load_npz_checked(path, gen, path_in_file="updater/model:gen/")
     return gen, config
 

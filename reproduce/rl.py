@@ -22,7 +22,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-import rl  # noqa: F401  (project package first)
+if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a file: this folder would shadow the rl package
+import rl  # noqa: E402,F401  (project package first)
 from va_core import cli_checks, errors, runinfo
 from va_core.errors import RunError, RunFailedError, UsageError
 

@@ -285,3 +285,13 @@ def test_importing_tfp_flows_sets_tensorflow_log_level_unless_set():
     out = subprocess.run([sys.executable, "-c", code], env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"),
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "0"
+
+
+def test_the_sweep_runs_as_a_file_too(tmp_path):
+    """``python reproduce/rl.py``: the script's own folder, first on the path, must not shadow the rl package."""
+    proc = subprocess.run([sys.executable, str(ROOT / "reproduce" / "rl.py"), "--quick", "--steps", "300",
+                           "--start-steps", "400", "--out", str(tmp_path / "sweep")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: the flags for python -m rl.train are invalid")

@@ -55,6 +55,12 @@ def test_bad_settings_are_one_line_errors_with_exit_status_2(run, capsys, flags,
     assert not (run / evaluate.METRICS_FILE).exists()
 
 
+def test_a_folder_without_a_run_is_a_usage_error(tmp_path, capsys):
+    assert evaluate.main([str(tmp_path), "--quiet"]) == 2
+    assert capsys.readouterr().err == ("error: {} has no config.json: not a training run folder; pass the --out "
+                                       "folder of a chainer_va.train run\n".format(tmp_path))
+
+
 def test_offline_inception_error_names_the_classifier_scorer(run, capsys, monkeypatch):
     def offline(*args, **kwargs):
         raise download.DownloadError("could not download the Inception weights (offline)")

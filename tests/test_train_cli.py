@@ -361,6 +361,7 @@ def test_config_file_errors(tmp_path, content, match):
     (["--objective", "wgan", "--n-critic", "0"], r"--n-critic must be a positive integer, got 0"),
     (["--plugin", "no/such/file.py"], r"no such file"),
     (["--seed", "-1"], r"--seed must be an integer in \[0, 2\*\*32\), got -1"),
+    (["--dataset", "nosuch"], r"--dataset: unknown data set 'nosuch'; choose one of: .*, or a .npy file of images"),
 ])
 def test_bad_names_and_settings_are_clear_errors(flags, match, capsys):
     with pytest.raises(train.ConfigError, match=match):
