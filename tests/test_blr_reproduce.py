@@ -438,3 +438,32 @@ def test_end_to_end_with_real_nuts_and_svgd(bs, tmp_path):
     assert [p.stat().st_mtime_ns for p in files] == stamps
     with np.load(files[0]) as f:
         assert f["samples"].shape == (2 * 30, 15) and np.all(np.isfinite(f["samples"]))
+
+
+def test_ugan_comparisons_are_paired_intervals_with_holm_over_each_metric(bs):
+    """U-GAN minus baseline per seed: a 95% t interval, the t-test's p Holm-corrected over the table's
+    comparisons of that metric, and "no detectable difference" where the interval covers 0."""
+    from scipy import stats
+
+    accuracy = {"svgd": np.array([0.80, 0.81, 0.79, 0.82, 0.80]),
+                "direct_vi": np.array([0.85, 0.84, 0.86, 0.85, 0.83])}
+    accuracy["ugan"] = accuracy["direct_vi"] + np.array([0.001, -0.002, 0.0, 0.002, -0.001])
+    rows = [dict(dataset="heart", seed=seed, sampler=name, test_accuracy=a, test_loglik=-0.4, prob_mae_vs_nuts=0.02)
+            for name, values in accuracy.items() for seed, a in enumerate(values)]
+    lines = bs._comparison(rows, ["heart"], ["svgd", "direct_vi", "ugan"])
+    assert len(lines) == 2 and all("(5 seeds)" in line for line in lines)
+    p, interval = {}, {}
+    for name in ("svgd", "direct_vi"):
+        d = accuracy["ugan"] - accuracy[name]
+        se = d.std(ddof=1) / np.sqrt(5)
+        half = stats.t.ppf(0.975, 4) * se
+        p[name], interval[name] = 2 * stats.t.sf(abs(d.mean() / se), 4), (d.mean() - half, d.mean() + half)
+    small, large = sorted(p, key=p.get)
+    holm = {small: min(1.0, 2 * p[small])}
+    holm[large] = max(holm[small], min(1.0, p[large]))
+    svgd, direct = (line.split(" | ") for line in lines)
+    assert svgd[2] == "accuracy +0.042 [{:+.3f}, {:+.3f}], p {:.3f}: better".format(*interval["svgd"], holm["svgd"])
+    assert direct[2] == "accuracy +0.000 [{:+.3f}, {:+.3f}], p {:.3f}: no detectable difference".format(
+        *interval["direct_vi"], holm["direct_vi"])
+    # the same test LL on every seed: a zero difference, no detectable difference
+    assert svgd[3] == "test LL +0.000 [+0.000, +0.000], p 1.000: no detectable difference"
