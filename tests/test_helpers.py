@@ -194,16 +194,15 @@ def test_one_settings_difference_finder_and_one_line_errors():
 def test_every_commands_errors_share_one_exit_status_convention(capsys):
     """Settings, data or a folder a command cannot use: 2; a run that failed: 1 (va_core.errors)."""
     from chainer_va import data, snapshots, train
-    from rl import run_folder as rl_folder
     from rl import train as rl_train
     from tfp_flows import ugan
-    from va_core import errors
+    from va_core import checkpoints, errors
 
     usage = [train.ConfigError, train.UntemperedScheduleError, data.DataError, download.DownloadError,
              runinfo.RunLockedError, ugan.SettingsError, ugan.RunExistsError, ugan.ResumeMismatchError,
              rl_train.UsageError]
     failed = [train.TrainingError, snapshots.SnapshotError, ugan.DamagedFileError, ugan.DivergedError,
-              rl_folder.CheckpointError]
+              checkpoints.CheckpointError]
     assert all(issubclass(cls, errors.UsageError) and cls.exit_status == 2 for cls in usage)
     assert all(issubclass(cls, errors.RunFailedError) and cls.exit_status == 1 for cls in failed)
     assert errors.report(train.ConfigError("--lr must be positive")) == 2

@@ -137,7 +137,6 @@ def test_damaged_pointer_falls_back_to_the_newest_folder(reference, tmp_path, ca
     assert rl_train.latest_step(out) == 100
     assert rl_train.cli(["--out", str(out), "--resume"]) == 0  # finished: nothing to train
     assert "latest.json is damaged (JSONDecodeError" in capsys.readouterr().err
-    assert json.loads((out / "checkpoints" / "latest.json").read_text())["dir"] == "step_000000100"  # repaired
     assert_same_run(reference, out)
 
 
@@ -151,7 +150,7 @@ def test_no_readable_checkpoint_is_a_one_line_error(reference, tmp_path, capsys)
                     if not line.startswith("warning: TensorFlow is already running"))
     assert "\n" not in err and err.startswith("error: no readable checkpoint in")
     assert "step_000000100 is damaged (BadZipFile" in err and "step_000000090 is damaged (JSONDecodeError" in err
-    assert "another --out" in err
+    assert "another out folder" in err
 
 
 def test_resume_with_other_settings_is_an_error(reference, tmp_path, capsys):

@@ -8,12 +8,13 @@ s^2/1.5 instead of s^2/0.5 (3x); ent lambda=-0.5 would give 1.5 s^2 instead of 0
 lambda=1 with a flipped sign has beta = 0 (no stationary density: the variance blows up).
 """
 import json
+import re
 
 import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
-from va_core import schedules, tempering  # noqa: E402
+from va_core import checkpoints, schedules, tempering  # noqa: E402
 from tfp_flows import targets, ugan  # noqa: E402
 
 MEAN = np.array([1.0, -1.0])
@@ -209,32 +210,42 @@ def _cut_run(tmp_path, step, **overrides):
     return target, kw, full, tmp_path / "cut"
 
 
-def test_damaged_checkpoint_is_named_and_the_previous_one_resumes_exactly(tmp_path):
-    """A truncated .data file (TF's IndexError) is a one-line DamagedFileError naming the checkpoint and the
-    previous one kept; nothing is written. Deleting the damaged files (and even a garbage TF index file)
-    resumes from the previous checkpoint and still reproduces the uninterrupted run."""
+def test_damaged_checkpoint_is_skipped_for_the_previous_one_and_the_run_resumes_exactly(tmp_path, capsys):
+    """A truncated checkpoint (TF's IndexError) is skipped with a warning naming it: the run resumes from the
+    previous checkpoint and still reproduces the uninterrupted run. With every checkpoint damaged the resume
+    is a one-line CheckpointError (exit status 1), and nothing is written."""
     target, kw, full, cut = _cut_run(tmp_path, 30)
     ckdir = cut / "checkpoints"
-    assert sorted(p.name for p in ckdir.glob("*.index")) == ["ckpt-20.index", "ckpt-30.index"]
-    data = ckdir / "ckpt-30.data-00000-of-00001"
-    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    assert sorted(p.name for p in ckdir.glob("step_*")) == ["step_000000020", "step_000000030"]
+    for step in (30, 20):
+        data, = (ckdir / "step_{:09d}".format(step)).glob("model.data-*")
+        kept = data.read_bytes()
+        data.write_bytes(kept[: len(kept) // 2])
     before = _tree(cut)
-    with pytest.raises(ugan.DamagedFileError, match=r"ckpt-30 .*previous checkpoint ckpt-20 \(step 20\)") as err:
+    with pytest.raises(checkpoints.CheckpointError, match=r"no readable checkpoint .*step_000000030 is damaged "
+                       r".*step_000000020 is damaged") as err:
         ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
-    assert "\n" not in str(err.value) and "ckpt-30.data-00000-of-00001" in str(err.value)
-    assert _tree(cut) == before
-    for p in ckdir.glob("ckpt-30.*"):
-        p.unlink()
-    (ckdir / "checkpoint").write_text("garbage {{")
+    assert "\n" not in str(err.value) and err.value.exit_status == 1 and _tree(cut) == before
+    data.write_bytes(kept)  # step 20 repaired, step 30 still damaged
     resumed = ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)
+    assert re.search(r"warning: checkpoint \S*step_000000030 is damaged .*resuming from \S*step_000000020",
+                     capsys.readouterr().err)
     np.testing.assert_allclose([r["loss"] for r in resumed.history], [r["loss"] for r in full.history], rtol=1e-4)
     np.testing.assert_allclose(resumed.sample(50, seed=9), full.sample(50, seed=9), rtol=1e-4, atol=1e-5)
     assert _log_steps(cut) == [10, 20, 30, 40]
-    assert sorted(p.name for p in ckdir.glob("*.index")) == ["ckpt-30.index", "ckpt-40.index"]
-    assert 'model_checkpoint_path: "ckpt-40"' in (ckdir / "checkpoint").read_text()
+    assert sorted(p.name for p in ckdir.glob("step_*")) == ["step_000000030", "step_000000040"]
+    assert json.loads((ckdir / "latest.json").read_text()) == {"dir": "step_000000040", "step": 40}
     # the original record stays; the resume wrote its own
     assert json.loads((cut / "config.json").read_text())["config"] == json.loads(
         (cut / "config_resume_00000020.json").read_text())["config"]
+
+
+def test_a_folder_of_the_older_checkpoint_format_is_refused(tmp_path):
+    target = targets.gaussian(MEAN, STD)
+    (tmp_path / "old" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "old" / "checkpoints" / "ckpt-20.index").write_bytes(b"")
+    with pytest.raises(ugan.RunExistsError, match="older tfp_flows, which this one cannot resume; start again"):
+        ugan.train_direct_flow(target.log_density, 2, out=tmp_path / "old", resume=True, **TINY_DIRECT)
 
 
 def test_damaged_snapshot_is_named_and_deleting_it_resumes_without_it(tmp_path):
@@ -258,7 +269,7 @@ def test_log_rows_reach_the_disk_as_logged_and_resume_does_not_repeat_them(tmp_p
     A damaged line before the end is an error naming the line."""
     target, kw, full, cut = _cut_run(tmp_path, 30, checkpoint_every=20)
     assert _log_steps(cut) == [10, 20, 30]
-    assert sorted(p.name for p in (cut / "checkpoints").glob("*.index")) == ["ckpt-20.index"]
+    assert [p.name for p in (cut / "checkpoints").glob("step_*")] == ["step_000000020"]
     with open(cut / "log.jsonl", "a") as f:
         f.write('{"step": 40, "los')
     resumed = ugan.train_direct_flow(target.log_density, 2, out=cut, resume=True, **kw)

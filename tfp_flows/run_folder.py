@@ -2,7 +2,8 @@
 killed run resume exactly (what :mod:`tfp_flows.ugan` trains stays there).
 
 ``out/config.json`` is the run's record (``va_core.runinfo``; a resumed run adds ``config_resume_<step>.json``),
-``out/checkpoints/`` TensorFlow's checkpoints (the newest two), ``out/log.jsonl`` one row per logged step
+``out/checkpoints/step_<N>/`` the TensorFlow checkpoints (:mod:`va_core.checkpoints`: the newest two, a damaged
+one skipped for the one before it), ``out/log.jsonl`` one row per logged step
 (appended as logged, cut back to the checkpoint on resume), ``out/snapshots/step_<t>.npy`` samples at chosen
 steps, ``out/samples.npy`` the final samples. A damaged file is a :class:`DamagedFileError` naming the fix.
 """
@@ -11,15 +12,14 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
-from va_core import runinfo
+from va_core import checkpoints, runinfo
 from va_core.errors import RunError, RunFailedError, UsageError
 from va_core.runinfo import one_line
 
@@ -46,38 +46,7 @@ class DamagedFileError(UganError, RunFailedError, RuntimeError):
 #: logged and checkpoints written, not the training itself (steps run in the same order whatever the
 #: chunking). Everything else, ``extra_config`` (the CLI's ``target``) included, must be equal.
 RESUME_MAY_CHANGE = ("log_every", "checkpoint_every")
-CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log.jsonl"
-_CKPT_RE = re.compile(r"^ckpt-(\d+)\.index$")
-
-
-def checkpoint_numbers(ckdir: Path) -> List[int]:
-    """Steps of the checkpoints in ``ckdir`` (sorted). A checkpoint counts when its ``.index`` file
-    exists: TensorFlow writes the data file first and the index last, each through a temporary file."""
-    if not ckdir.is_dir():
-        return []
-    return sorted(int(m.group(1)) for m in (_CKPT_RE.match(p.name) for p in ckdir.iterdir()) if m)
-
-
-def checkpoint_files(ckdir: Path, number: int) -> List[Path]:
-    return sorted(ckdir.glob("ckpt-{}.*".format(number)))
-
-
-def write_checkpoint_state(ckdir: Path, numbers: Sequence[int]) -> None:
-    """Rewrite TF's ``checkpoint`` index from the checkpoint files present (newest last), so that
-    ``tf.train.CheckpointManager`` neither keeps checkpoints deleted by hand on its list (and sweeps a
-    good one too early) nor misses an index that was damaged. No checkpoint: the index is removed."""
-    state = ckdir / "checkpoint"
-    if not numbers:
-        if state.exists():
-            state.unlink()
-        return
-    stamps = [(ckdir / "ckpt-{}.index".format(n)).stat().st_mtime for n in numbers]
-    lines = ['model_checkpoint_path: "ckpt-{}"'.format(numbers[-1])]
-    lines += ['all_model_checkpoint_paths: "ckpt-{}"'.format(n) for n in numbers]
-    lines += ["all_model_checkpoint_timestamps: {!r}".format(float(t)) for t in stamps]
-    lines.append("last_preserved_timestamp: {!r}".format(float(min(stamps)) - 1.0))
-    runinfo.atomic_write_text(state, "\n".join(lines) + "\n")
 
 
 def read_log(path: Path, upto_step: int) -> List[dict]:
@@ -130,55 +99,38 @@ def recorded_config(out_path: Path) -> dict:
                                    out_path / runinfo.CONFIG_FILENAME, one_line(e))) from None
 
 
-def restore(ckpt, step_var, ckdir: Path, numbers: List[int]) -> int:
-    """Restore the newest checkpoint; a damaged one is a :class:`DamagedFileError` naming its files and
-    the previous checkpoint kept (``max_to_keep=2``), which deleting the damaged files falls back to."""
-    number = numbers[-1]
-    try:
-        ckpt.restore(str(ckdir / "ckpt-{}".format(number))).assert_existing_objects_matched()
-        if int(step_var.numpy()) != number:
-            raise ValueError("it holds step {}, not {}".format(int(step_var.numpy()), number))
-    except (IndexError, ValueError, AssertionError, tf.errors.OpError) as e:
-        names = ", ".join(p.name for p in checkpoint_files(ckdir, number))
-        if len(numbers) > 1:
-            fix = "delete its files to resume from the previous checkpoint ckpt-{} (step {})".format(
-                numbers[-2], numbers[-2])
-        else:
-            fix = "no earlier checkpoint is kept: delete its files to restart the run from step 0, or start " \
-                  "again in another out folder"
-        raise DamagedFileError("checkpoint {} ({}) cannot be restored ({}); {}".format(
-            ckdir / "ckpt-{}".format(number), names, one_line(e), fix)) from None
-    return number
-
-
-def check_folder(out_path: Optional[Path], config: dict, resume: bool):
-    """(checkpoint numbers, whether a record exists) of the out folder, checked before anything is written:
-    a run there needs ``resume``, and a resumed run its recorded settings."""
+def check_folder(out_path: Optional[Path], config: dict, resume: bool) -> bool:
+    """Whether the out folder holds a checkpoint, checked before anything is written: a run there needs
+    ``resume``, and a resumed run its recorded settings."""
     if out_path is None:
-        return [], False
-    numbers = checkpoint_numbers(out_path / CHECKPOINT_DIR)
+        return False
+    if any((out_path / checkpoints.CHECKPOINT_DIR).glob("ckpt-*.index")):
+        raise RunExistsError("{} holds TensorFlow CheckpointManager files (ckpt-N) of an older tfp_flows, which "
+                             "this one cannot resume; start again in another out folder".format(
+                                 out_path / checkpoints.CHECKPOINT_DIR))
+    has_checkpoint = checkpoints.has_checkpoint(out_path)
     has_record = (out_path / runinfo.CONFIG_FILENAME).exists()
-    if (numbers or has_record) and not resume:
-        held = ([runinfo.CONFIG_FILENAME] if has_record else []) + (
-            ["{}/ckpt-{}".format(CHECKPOINT_DIR, numbers[-1])] if numbers else [])
+    if (has_checkpoint or has_record) and not resume:
+        held = ([runinfo.CONFIG_FILENAME] if has_record else []) + ([checkpoints.CHECKPOINT_DIR] if has_checkpoint
+                                                                     else [])
         raise RunExistsError("{} already holds a run ({}); pass resume=True (--resume) to continue it with the "
                              "same settings, or choose a new out folder (nothing was written)".format(
                                  out_path, ", ".join(held)))
-    if resume and (numbers or has_record):
+    if resume and (has_checkpoint or has_record):
         problem = runinfo.resume_problem(recorded_config(out_path), config, RESUME_MAY_CHANGE, out_path)
         if problem:
             raise ResumeMismatchError(problem)
-    return numbers, has_record
+    return has_checkpoint
 
 
 @dataclasses.dataclass
 class RunState:
-    """What a (resumed) run starts from: its step, log rows, snapshots, checkpoint manager and open log."""
+    """What a (resumed) run starts from: its step, log rows and snapshots; how to checkpoint; its open log."""
 
     start: int = 0
     history: List[dict] = dataclasses.field(default_factory=list)
     snapshots: Dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
-    manager: Optional[tf.train.CheckpointManager] = None
+    save: Optional[Callable[[int], object]] = None
     log_handle: Optional[object] = None
 
 
@@ -194,24 +146,36 @@ def restore_snapshots(out_path: Path, config: dict, start: int, shape: tuple, qu
     return snapshots
 
 
-def open_folder(out_path: Path, ckpt, step_var, config: dict, numbers: List[int], has_record: bool,
-                 check_only: bool) -> Optional[RunState]:
+def restore(out_path: Path, ckpt: tf.train.Checkpoint, step_var: tf.Variable, quiet: bool) -> int:
+    """Restore the newest readable checkpoint of ``out_path`` into ``ckpt``; returns its step."""
+    def read(folder: Path) -> int:
+        ckpt.read(str(folder / "model")).assert_existing_objects_matched()
+        step = int(step_var.numpy())
+        if folder.name != "step_{:09d}".format(step):
+            raise ValueError("it holds step {}".format(step))
+        return step
+
+    _, start, warnings = checkpoints.load(out_path, read)
+    for w in [] if quiet else warnings:
+        print("warning: " + w, file=sys.stderr)
+    return start
+
+
+def open_folder(out_path: Path, ckpt: tf.train.Checkpoint, step_var: tf.Variable, config: dict,
+                has_checkpoint: bool, check_only: bool) -> Optional[RunState]:
     """Restore the newest checkpoint, snapshots and log of ``out_path``; unless ``check_only`` (None then),
     write the run's record and reopen its log for appending."""
     state = RunState()
-    ckdir = out_path / CHECKPOINT_DIR
-    if numbers:
-        state.start = restore(ckpt, step_var, ckdir, numbers)
+    if has_checkpoint:
+        state.start = restore(out_path, ckpt, step_var, check_only)
         state.snapshots = restore_snapshots(out_path, config, state.start,
                                              (int(config["snapshot_size"]), int(config["dim"])), check_only)
         state.history = read_log(out_path / LOG_FILE, state.start)
     if check_only:
         return None
     # every check passed: from here on the folder is written
-    if numbers or ckdir.exists():
-        write_checkpoint_state(ckdir, numbers)
-    state.manager = tf.train.CheckpointManager(ckpt, str(ckdir), max_to_keep=2)
-    if has_record:  # the original record stays; each resume adds its own
+    state.save = lambda step: checkpoints.save(out_path, step, lambda folder: ckpt.write(str(folder / "model")))
+    if (out_path / runinfo.CONFIG_FILENAME).exists():  # the original record stays; each resume adds its own
         name = "config_resume_{:08d}.json".format(state.start)
         k = 2
         while (out_path / name).exists():

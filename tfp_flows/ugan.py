@@ -23,12 +23,11 @@ reparameterised samples of nu (same annealing options, default none).
 Runs write ``config.json`` (``va_core.runinfo``; the original record, kept: each resume adds
 ``config_resume_<step>.json``), ``log.jsonl`` (one JSON line per logged step, appended as it is
 logged), ``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF checkpoints under
-``checkpoints/`` (``tf.train.CheckpointManager``, the two newest kept; TF writes the data and the
-index through temporary files, the index last). A killed run resumes from its newest checkpoint with
-``resume=True`` (the generator's RNG state is checkpointed too, so the result is the uninterrupted
-run's); log rows past that checkpoint are dropped and logged again. Resuming needs the recorded
-settings (all but ``RESUME_MAY_CHANGE``), and every file it reads is checked first: a damaged one is
-an error that names it and the fix, before anything in the folder is written.
+``checkpoints/step_<N>/`` (:mod:`va_core.checkpoints`: the two newest kept). A killed run resumes from its
+newest readable checkpoint with ``resume=True`` (the generator's RNG state is checkpointed too, so the
+result is the uninterrupted run's); log rows past that checkpoint are dropped and logged again. Resuming
+needs the recorded settings (all but ``RESUME_MAY_CHANGE``), and every file it reads is checked first: a
+damaged one is an error that names it and the fix, before anything in the folder is written.
 """
 from __future__ import annotations
 
@@ -47,12 +46,12 @@ import numpy as np
 import tfp_flows  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is imported)
 import tensorflow as tf
 
-from va_core import cli_checks, errors, runinfo, schedules, tempering
+from va_core import checkpoints, cli_checks, errors, runinfo, schedules, tempering
 from va_core.errors import RunFailedError, UsageError
 from tfp_flows.maf import DEFAULT_MAX_LOG_SCALE, MAF
-from tfp_flows.run_folder import (CHECKPOINT_DIR, RESUME_MAY_CHANGE, DamagedFileError, ResumeMismatchError,
-                                  RunExistsError, RunState, UganError, check_folder, checkpoint_numbers,
-                                  npy_bytes, one_line, open_folder, recorded_config)
+from tfp_flows.run_folder import (RESUME_MAY_CHANGE, DamagedFileError, ResumeMismatchError, RunExistsError,
+                                  RunState, UganError, check_folder, npy_bytes, one_line, open_folder,
+                                  recorded_config)
 
 __all__ = ["Generator", "SamplerResult", "SamplerSettings", "RunOptions", "train_sampler", "train_direct_flow",
            "RESUME_MAY_CHANGE", "UganError",
@@ -394,7 +393,7 @@ def _train(s: SamplerSettings, log_density: Callable, run: RunOptions) -> Option
     config = _run_config(s, sched, log_density, run.extra_config)
     flow, generator = _networks(s)
     out_path = Path(run.out) if run.out is not None else None
-    numbers, has_record = check_folder(out_path, config, run.resume)
+    has_checkpoint = check_folder(out_path, config, run.resume)
     flow_opt, gen_opt = _optimisers(s, flow, generator)
     rng = tf.random.Generator.from_seed(int(s.seed) + 2)
     step_var = tf.Variable(0, dtype=tf.int64, name="step")
@@ -405,7 +404,7 @@ def _train(s: SamplerSettings, log_density: Callable, run: RunOptions) -> Option
     if out_path is not None:
         ckpt = tf.train.Checkpoint(flow=flow, flow_opt=flow_opt, rng=rng, step=step_var,
                                    **({"generator": generator, "gen_opt": gen_opt} if generator else {}))
-        state = open_folder(out_path, ckpt, step_var, config, numbers, has_record, run.check_only)
+        state = open_folder(out_path, ckpt, step_var, config, has_checkpoint, run.check_only)
     if run.check_only:
         return None
     train_chunk = _train_chunk(s, log_density, flow, generator, flow_opt, gen_opt, rng)
@@ -465,7 +464,7 @@ def _loop(s: SamplerSettings, lams: np.ndarray, train_chunk, result: SamplerResu
         last_print = time.time()
         weights = np.array([tempering.weights(s.anneal, float(l)) for l in lams], np.float32)
         t = state.start
-        for done in _training_events(s, state.start, state.manager is not None):
+        for done in _training_events(s, state.start, state.save is not None):
             if done <= t:
                 continue
             metrics = train_chunk(tf.constant(weights[t:done, 0]), tf.constant(weights[t:done, 1]))
@@ -485,9 +484,9 @@ def _loop(s: SamplerSettings, lams: np.ndarray, train_chunk, result: SamplerResu
                     last_print = time.time()
             if done in snap_set:
                 take_snapshot(done)
-            if state.manager is not None and (done % s.checkpoint_every == 0 or done == s.steps):
+            if state.save is not None and (done % s.checkpoint_every == 0 or done == s.steps):
                 os.fsync(state.log_handle.fileno())  # the log is ahead of, never behind, the checkpoint
-                state.manager.save(checkpoint_number=done)
+                state.save(done)
             if run.callback is not None and history and history[-1]["step"] == done:
                 run.callback(history[-1])
     finally:
@@ -579,7 +578,7 @@ def _resume_settings(args, given: set) -> None:
     ``rl.train`` does), so that only flags given explicitly can differ. Refuses a folder holding no run."""
     out = Path(args.out)
     if not (out / runinfo.CONFIG_FILENAME).exists():
-        if checkpoint_numbers(out / CHECKPOINT_DIR):
+        if checkpoints.has_checkpoint(out):
             recorded_config(out)  # checkpoints without a record: its DamagedFileError names the fix
         raise SettingsError("--resume: {} holds no run (no {}); drop --resume to start one there, or pass the folder "
                             "of the run to continue".format(out, runinfo.CONFIG_FILENAME))

@@ -11,8 +11,19 @@ ld = targets.gaussian(np.array([1.0, -1.0]), 1.5).log_density
 h = hashlib.sha256()
 r = ugan.train_sampler(ld, 2, anneal="ent", schedule="linear", lambda0=0.5, steps=50, seed=3, out=out / "a",
                        generator_hidden=(16, 16), snapshot_steps=(0, 30), lr_final_fraction=0.5, **small)
-# resume: train 30 more steps of a run stopped at 30
-r2 = ugan.train_direct_flow(ld, 2, steps=40, seed=4, out=out / "b", anneal="lik", schedule="static", lambda0=-0.3, **small)
+direct = dict(steps=40, seed=4, out=out / "b", anneal="lik", schedule="static", lambda0=-0.3, **small)
+
+
+def stop_at_30(row):
+    if row["step"] == 30:
+        raise KeyboardInterrupt
+
+
+try:  # stopped after logging step 30 (checkpoint at 20), then resumed
+    ugan.train_direct_flow(ld, 2, callback=stop_at_30, **direct)
+except KeyboardInterrupt:
+    pass
+r2 = ugan.train_direct_flow(ld, 2, resume=True, **direct)
 for p in sorted(out.rglob("*.npy")):
     h.update(p.read_bytes())
 for p in sorted(out.rglob("log.jsonl")):
