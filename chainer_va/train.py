@@ -100,30 +100,17 @@ class Interrupted(RuntimeError):
 # ---------------------------------------------------------------------------------------------------
 # command line and configuration
 # ---------------------------------------------------------------------------------------------------
-def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """The command-line parser; with ``suppress_defaults`` only explicitly given flags appear in the result."""
-    parser = argparse.ArgumentParser(
-        prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0],
-        argument_default=argparse.SUPPRESS if suppress_defaults else None)
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    parser = argparse.ArgumentParser(prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0])
     for title, add_flags in (("objective and annealing", _objective_flags), ("optimisation", _optimisation_flags),
                              ("data and networks", _data_flags), ("run", _run_flags)):
-        add_flags(_FlagAdder(parser.add_argument_group(title), suppress_defaults))
+        add_flags(parser.add_argument_group(title))
     return parser
 
 
-class _FlagAdder:
-    """``add(*names, default=..., **kwargs)`` into an argument group; the default is left out when suppressed."""
-
-    def __init__(self, group, suppress_defaults: bool):
-        self.group, self.suppress_defaults = group, suppress_defaults
-
-    def __call__(self, *names, default=None, **kwargs):
-        if not self.suppress_defaults:
-            kwargs["default"] = default
-        self.group.add_argument(*names, **kwargs)
-
-
-def _objective_flags(add: _FlagAdder) -> None:
+def _objective_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
     add("--objective", default="jsd", help="GAN objective: jsd (= DFM), rkl, wgan (WGAN-GP), or a plugin's")
     add("--anneal", default="none", help="annealing term: none, lik, ent, lgan, or a plugin's")
     add("--schedule", default="linear", help="lambda_t schedule: one of " + ", ".join(schedules.names()))
@@ -144,7 +131,8 @@ def _objective_flags(add: _FlagAdder) -> None:
     add("--n-critic", default=updaters.N_CRITIC, type=int, help="wgan: critic steps per generator step (5)")
 
 
-def _optimisation_flags(add: _FlagAdder) -> None:
+def _optimisation_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
     add("--iterations", default=150000, type=int, help="generator iterations T (paper: 150000)")
     add("--batchsize", default=64, type=int, help="batch size (64)")
     add("--lr", default=updaters.LR, type=float, help="Adam learning rate (1e-4)")
@@ -154,7 +142,8 @@ def _optimisation_flags(add: _FlagAdder) -> None:
     add("--seed", default=0, type=int, help="seed of every random number generator of the run (0)")
 
 
-def _data_flags(add: _FlagAdder) -> None:
+def _data_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
     add("--dataset", default="mnist5k",
         help="cifar10, celeba, mnist, fashion-mnist, mnist5k (bundled), or a .npy file of (N, C, H, W) in [-1, 1]")
     add("--data-dir", help="folder with the data set's files (default: the download cache)")
@@ -168,11 +157,9 @@ def _data_flags(add: _FlagAdder) -> None:
         "sorted by digit: LIMIT/10 of each digit)")
 
 
-def _run_flags(add: _FlagAdder) -> None:
-    if add.suppress_defaults:
-        add.group.add_argument("--device")
-    else:
-        add_device_argument(add.group)
+def _run_flags(group: argparse._ArgumentGroup) -> None:
+    add = group.add_argument
+    add_device_argument(group)
     add("--out", default="result", help="output folder (default: result)")
     add("--resume", action="store_true", default=False, help="continue from the newest snapshot in --out")
     add("--config", help="YAML or JSON file with defaults for these flags (flags override it)")
@@ -308,7 +295,7 @@ def plugin_paths(plugins: Optional[List[str]]) -> Optional[List[str]]:
 def _given_settings(argv: List[str], parser: argparse.ArgumentParser) -> tuple:
     """(settings given as flags, settings of the --config file), each a dict of parsed values."""
     args = vars(parser.parse_args(argv))
-    explicit = {k: args[k] for k in vars(build_parser(suppress_defaults=True).parse_args(argv))}
+    explicit = {k: args[k] for k in cli_checks.given_options(parser, argv)}
     file_config = {}
     if explicit.get("config"):
         file_config = _normalise_file_config(read_config_file(explicit["config"]), parser,

@@ -447,13 +447,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
-def explicit_flags(argv: List[str]) -> Dict[str, object]:
-    """The configuration keys given on the command line ``argv`` (not left at their defaults), with values."""
-    unset = object()  # argparse leaves attributes that are already set on the namespace alone unless given
-    given = vars(build_parser().parse_args(argv, namespace=argparse.Namespace(**{k: unset for k in DEFAULTS})))
-    return {k: v for k, v in given.items() if k in DEFAULTS and v is not unset}
-
-
 def config_differences(recorded: dict, wanted: dict, ignore=RESUME_MAY_DIFFER) -> Dict[str, Tuple[object, object]]:
     """{key: (recorded value, wanted value)} for every key of ``wanted`` (but ``ignore``) whose values differ
     (:func:`va_core.runinfo.settings_differences`; a key the record lacks reads None)."""
@@ -492,7 +485,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "(nothing was changed)".format(out))
     if resuming:
         recorded = {"knot_interval": None, **read_recorded_config(out)}  # as recorded (older: no knot_interval)
-        given = explicit_flags(argv)
+        given = {k: getattr(args, k) for k in cli_checks.given_options(build_parser(), argv) if k in DEFAULTS}
         wanted = effective_config({**recorded, **given})
         problem = runinfo.resume_problem(effective_config(recorded), wanted, RESUME_MAY_DIFFER, out, keys=given)
         if problem:

@@ -83,6 +83,11 @@ def positive_sizes(text: str) -> list:
 
 def given_options(parser: argparse.ArgumentParser, argv) -> set:
     """The ``dest`` of every option given on the command line ``argv`` (the rest are at their defaults)."""
-    unset = object()  # argparse leaves attributes already on the namespace alone unless the option is given
-    namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != "help"})
-    return {k for k, v in vars(parser.parse_args(argv, namespace=namespace)).items() if v is not unset}
+    defaults = [(action, action.default) for action in parser._actions]
+    try:  # an option whose default is SUPPRESS appears in the result only when given
+        for action, _ in defaults:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in defaults:
+            action.default = default
