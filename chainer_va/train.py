@@ -49,8 +49,7 @@ from chainer.training import extensions as E
 
 from chainer_va import annealing, nets, updaters
 from chainer_va.speedups import FLAGS as SPEEDUP_FLAGS, Speedups, add_flags as add_speedup_flags
-from va_core import cli_checks, runinfo, schedules, tempering
-from va_core import errors
+from va_core import cli_checks, errors, runinfo, schedules, tempering
 from va_core.errors import RunError, RunFailedError, UsageError
 from chainer_va.device import DeviceError, add_device_argument, get_device, parse_device_spec
 from va_core.interrupt import GracefulStop

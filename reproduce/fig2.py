@@ -28,8 +28,7 @@ import numpy as np
 
 from chainer_va import compat  # noqa: F401  (before chainer)
 from chainer_va import score_toy
-from va_core import runinfo, sample_distance
-from va_core import errors
+from va_core import errors, runinfo, sample_distance
 from va_core.errors import RunError, UsageError
 from va_core.seeding import seed_everything
 from va_core import cli_checks

@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 import tfp_flows  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
-from va_core import cli_checks, runinfo, sample_distance, schedules, tempering
-from va_core import errors
+from va_core import cli_checks, errors, runinfo, sample_distance, schedules, tempering
 from va_core.errors import RunError, UsageError
 from va_core.seeding import seed_everything
 

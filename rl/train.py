@@ -473,7 +473,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     Raises :class:`UsageError`, :class:`CheckpointError`; :func:`cli` turns them into one-line errors.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     out = Path(args.out)
     cli_checks.check_out_folder(out)
     holds_run = has_checkpoint(out) or (out / runinfo.CONFIG_FILENAME).exists()
@@ -485,7 +486,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                          "(nothing was changed)".format(out))
     if resuming:
         recorded = {"knot_interval": None, **read_recorded_config(out)}  # as recorded (older: no knot_interval)
-        given = {k: getattr(args, k) for k in cli_checks.given_options(build_parser(), argv) if k in DEFAULTS}
+        given = {k: getattr(args, k) for k in cli_checks.given_options(parser, argv) if k in DEFAULTS}
         wanted = effective_config({**recorded, **given})
         problem = runinfo.resume_problem(effective_config(recorded), wanted, RESUME_MAY_DIFFER, out, keys=given)
         if problem:

@@ -151,7 +151,7 @@ def restore(out_path: Path, ckpt: tf.train.Checkpoint, step_var: tf.Variable, qu
     def read(folder: Path) -> int:
         ckpt.read(str(folder / "model")).assert_existing_objects_matched()
         step = int(step_var.numpy())
-        if folder.name != "step_{:09d}".format(step):
+        if step != checkpoints.step_of(folder):
             raise ValueError("it holds step {}".format(step))
         return step
 

@@ -27,7 +27,8 @@ logged), ``snapshots/step_<t>.npy`` (generator samples at chosen steps) and TF c
 newest readable checkpoint with ``resume=True`` (the generator's RNG state is checkpointed too, so the
 result is the uninterrupted run's); log rows past that checkpoint are dropped and logged again. Resuming
 needs the recorded settings (all but ``RESUME_MAY_CHANGE``), and every file it reads is checked first: a
-damaged one is an error that names it and the fix, before anything in the folder is written.
+damaged checkpoint is skipped, with a warning, for the one before it; any other damaged file is an error
+that names it and the fix, before anything in the folder is written.
 """
 from __future__ import annotations
 

@@ -28,12 +28,21 @@ class CheckpointError(RunFailedError, RuntimeError):
     """None of a run's checkpoints can be read (the command exits with 1)."""
 
 
+def _name(step: int) -> str:
+    return "step_{:09d}".format(step)
+
+
+def step_of(folder: Path) -> int:
+    """The step a checkpoint folder ``step_<N>`` holds, read from its name."""
+    return int(_STEP_DIR.match(Path(folder).name).group(1))
+
+
 def _step_dirs(out: Path) -> List[Tuple[int, Path]]:
     """(step, folder) of every renamed-into-place checkpoint folder, newest first."""
     root = out / CHECKPOINT_DIR
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    found = [(step_of(p), p) for p in root.iterdir() if _STEP_DIR.match(p.name) and p.is_dir()]
     return sorted(found, key=lambda sp: sp[0], reverse=True)
 
 
@@ -65,7 +74,7 @@ def latest_step(out: str | os.PathLike) -> Optional[int]:
     out = Path(out)
     name, _ = _read_pointer(out)
     if name is not None and (out / CHECKPOINT_DIR / name).is_dir():
-        return int(_STEP_DIR.match(name).group(1))
+        return step_of(name)
     dirs = _step_dirs(out)
     return dirs[0][0] if dirs else None
 
@@ -111,7 +120,7 @@ def save(out: Path, step: int, write: Callable[[Path], None], keep: int = KEEP) 
     (newer ones are from a discarded continuation)."""
     root = out / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    name = "step_{:09d}".format(step)
+    name = _name(step)
     tmp = root / (".tmp_" + name)
     if tmp.exists():
         shutil.rmtree(tmp)
