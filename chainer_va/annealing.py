@@ -14,25 +14,15 @@ from a schedule (:mod:`va_core.schedules`):
   replaces DFM's 0.03 term (``keeps_dfm_term = False``).
 
 Scale (``--anneal-scale``). ``faithful`` (default) is the released normalisation above: a mean over
-the B x D feature elements with c = 0.03, so the lik term's gradient on one fake's feature is
-(2 c sigma^2 / D) lambda_t score(f) / B, next to the batch-mean adversarial term's 1/B. The tempering
-exponent the term actually targets in feature space is therefore that of lambda_eff = 2 c sigma^2
-lambda_t / D (2.9e-5 lambda_t at D = 2048): ``beta_effective``, logged next to the nominal ``beta``.
+the B x D feature elements with c = 0.03, so the term targets, in feature space, the tempering exponent
+of lambda_eff = 2 c sigma^2 lambda_t / D (2.9e-5 lambda_t at D = 2048; logged as ``beta_effective``).
 ``calibrated`` sets c = D / (2 sigma^2), so the per-sample feature gradient is exactly lambda_t
-score(f) / B (lik: up log p_data; ent: down log q) and lambda_eff = lambda_t: the target p^beta of
-Corollary 2.2. ``lgan`` refuses it: its gradient lambda (r(f) - 2 f) / N is not a multiple of the
-DAE score (r(f) - f) / sigma^2, so no c makes it target any p^beta.
+score(f) / B and lambda_eff = lambda_t: the target p^beta of Corollary 2.2 (``lgan`` refuses it).
 
 The DAE-score estimate: a denoiser r trained on x + sigma eps gives score(x) ~ (r(x) - x) / sigma^2
 (:meth:`FeatureDenoiser.score`), used with r detached (the "DAE-score" form; differentiating through
-r is the wrong, "DAE-residual" estimator).
-
-Denoisers live in a :class:`DenoiserPool` (one per feature source, ``data`` or ``fake``) so that the
-DFM term of the JSD objective and the ``lik``/``lgan`` terms share one r_data, trained once per step.
-A term holds the denoisers it asked the pool for, with their optimizers.
-
-Adding a term: subclass :class:`AnnealingTerm`, set ``sources``, write ``generator_loss`` and
-decorate it with ``@register("name")`` (see docs/extending.md).
+r is the wrong, "DAE-residual" estimator). Denoisers live in a :class:`DenoiserPool`, so that DFM's term
+and the ``lik``/``lgan`` terms share one r_data. Adding a term: docs/extending.md.
 """
 from __future__ import annotations
 
@@ -76,10 +66,8 @@ class FeatureDenoiser:
         self.optimizer = optimizer
         self.noise = noise
         self.sigma = float(sigma)
-        #: Reuse sg r(f) when asked again for the same feature array object before the next update
-        #: (JSD + lik: DFM's term and the annealing term both need r_data(f_fake)); the result is
-        #: identical. Off by default: only safe where inputs are never modified in place (the
-        #: updaters' fresh feature arrays; the pool turns it on).
+        #: Reuse sg r(f) for the same feature array object until the next update (JSD + lik ask twice). Off by
+        #: default: only safe where inputs are never modified in place (the pool turns it on).
         self.reuse_reconstruction = bool(reuse_reconstruction)
         self._last = None  # (input array, its reconstruction)
         self.forward_count = 0  # inference forwards run (a counter for tests and benchmarks)
@@ -169,10 +157,8 @@ class AnnealingTerm:
 
     ``sources`` names the denoisers the term needs; ``keeps_dfm_term`` says whether the JSD (DFM)
     objective keeps its own 0.03 feature term next to this one. ``form`` is the tempering form of
-    Corollary 2.2 the term implements (``"lik"``, ``"ent"``; ``"lgan"`` and ``"none"`` are not tempering):
-    a subclass registered under another name inherits it, and with it the targeted beta and the check
-    that every lambda_t keeps a tempered target. ``scale``: one of
-    :data:`ANNEAL_SCALES` (module docstring); :meth:`coefficient` gives the c it implies.
+    Corollary 2.2 the term implements (``"lik"``, ``"ent"``; others are not tempering), inherited by a
+    subclass registered under another name. ``scale``: one of :data:`ANNEAL_SCALES` (module docstring).
     """
 
     name = "base"

@@ -1,15 +1,9 @@
 """Chainer 7.8.1 on today's stack: numpy 1.26/2.x, Python 3.11/3.12, CuPy 13/14, setuptools >= 82.
 
-Chainer's last release (7.8.1, 2020) predates numpy 2, Python 3.12 and CuPy 14. This module is the
-one place that makes it work there. Every package ``__init__`` and every command-line entry point of
-this project imports it before anything imports :mod:`chainer`; importing it twice is harmless. A plain
-``import chainer`` in the environment ``make install`` builds comes here too, through
-:mod:`chainer_import_hook` (a start-up ``.pth`` file).
-
-Each patch names the Chainer 7.8.1 file and line it serves and is tested in
-``tests/test_compat.py`` by a test that fails without it. The patches are as narrow as the problem:
-numpy itself is left unmodified after Chainer has imported (the removed aliases are only visible
-to the two Chainer modules that use them).
+Chainer's last release (7.8.1, 2020) predates numpy 2, Python 3.12 and CuPy 14; this module is the one
+place that makes it work there. It is imported before anything imports :mod:`chainer` (a plain ``import
+chainer`` comes here through :mod:`chainer_import_hook`); importing it twice is harmless. Each patch names
+the Chainer file and line it serves, is tested in ``tests/test_compat.py``, and leaves numpy itself unmodified.
 
 Patches
 -------
@@ -63,11 +57,8 @@ CUDNN_MESSAGE = (
 
 
 class _NumpyView(types.ModuleType):
-    """A stand-in for the ``numpy`` module inside one Chainer module, with a few extra attributes.
-
-    Attribute look-ups fall through to numpy, so the Chainer module sees numpy unchanged except for
-    the aliases it needs. numpy itself is not modified.
-    """
+    """A stand-in for ``numpy`` inside one Chainer module: look-ups fall through to numpy, except for the
+    extra aliases that module needs (numpy itself is not modified)."""
 
     def __init__(self, extra: dict[str, Any]):
         super().__init__("numpy")

@@ -1,23 +1,11 @@
 """Image data sets for the GAN experiments (paper section 5, supplement Tables S1/S2): CIFAR-10, CelebA,
-MNIST, Fashion-MNIST and the bundled offline MNIST subset ``mnist5k``.
+MNIST, Fashion-MNIST and the bundled offline MNIST subset ``mnist5k`` (docs/status/data.md).
 
 Every loader returns float32 images of shape (N, channels, size, size) scaled from 8-bit pixels to
-[-1, 1] by ``x / 127.5 - 1`` (so pixel 0 -> -1.0 and 255 -> 1.0), the range of the generator's tanh
-output (SPEC section 4).
-
-Where the files live: in a folder ROOT, which is ``data_dir`` when given, else the cache
-``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va`` (see :mod:`va_core.download`). Each file is looked
-for in ``ROOT/<name>/`` first, then directly in ``ROOT/`` (:func:`_candidates`; same rule for both).
-
-* CIFAR-10, MNIST and Fashion-MNIST missing from the cache are downloaded on first use into
-  ``ROOT/<name>/`` and checked by sha256 (with ``data_dir`` only by ``datasets/fetch.py``). For
-  CIFAR-10 ROOT may also hold the extracted ``cifar-10-batches-py/``, and ``data_dir`` may be the archive.
-* CelebA: ``img_align_celeba/`` in ROOT or ``ROOT/celeba/`` (or ``data_dir`` is that folder).
-* ``mnist5k`` is bundled in ``datasets/images/mnist5k/`` (ROOT ``datasets/images``) and needs no
-  network; with ``data_dir`` it is looked for there instead, by the same rule. Its ``train`` split
-  (the default) is 4500 digits, 450 of each; ``test`` holds out the last 50 of each digit in file order
-  (:func:`mnist5k_split_rows`): the GANs train on ``train``, and ``test`` is kept from them and from the
-  quick scorer.
+[-1, 1] by ``x / 127.5 - 1``, the range of the generator's tanh output (SPEC section 4). Files are looked
+for in a folder ROOT (``data_dir``, else the cache ``$CHAINER_VA_DATA`` or ``~/.cache/chainer_va``), in
+``ROOT/<name>/`` first, then directly in ``ROOT/`` (:func:`_candidates`). CIFAR-10, MNIST and
+Fashion-MNIST missing from the cache are downloaded and checked by sha256; CelebA cannot be downloaded.
 """
 from __future__ import annotations
 
@@ -45,9 +33,8 @@ DEFAULT_SIZE = 32
 CELEBA_DEFAULT_SIZE = 128
 PIXEL_MAX = 255.0
 
-# CelebA aligned images are 178 wide x 218 high. The centre crop is a square of CELEBA_CROP pixels:
-# 108 (DCGAN-era GAN code, face only) is the default; 140 (keeps hair and chin) is the other usual
-# choice. For 108 the box (left, top, right, bottom) is (35, 55, 143, 163).
+# CelebA aligned images are 178 wide x 218 high; the centre crop is a square of CELEBA_CROP pixels: 108
+# (DCGAN-era GAN code, face only) by default, 140 (keeps hair and chin) the other usual choice.
 CELEBA_SOURCE_SIZE = (178, 218)
 CELEBA_CROP = 108
 CELEBA_FOLDER = "img_align_celeba"
@@ -143,23 +130,18 @@ MNIST5K_SHAPE = (5000, GREY_SOURCE_SIZE * GREY_SOURCE_SIZE + 1)  # 784 pixels th
 FETCH_SCRIPT = "python datasets/fetch.py"
 
 
-# --------------------------------------------------------------------------------------------------
-# public API
-# --------------------------------------------------------------------------------------------------
+# -- public API -------------------------------------------------------------------------------------
 def load_images(name: str, data_dir: str | os.PathLike | None = None, size: int | None = None,
                 channels: int = 3, limit: int | None = None, *, split: str = "train",
                 resize_mode: str = "pad", crop: int = CELEBA_CROP) -> np.ndarray:
     """Images of data set ``name`` as float32 (N, channels, size, size) in [-1, 1] (SPEC section 4).
 
-    ``size`` defaults to 32 (128 for ``celeba``, supplement Table S2). Grey 28x28 data (mnist,
-    fashion-mnist, mnist5k) is, with ``resize_mode="pad"``, centred in a size x size frame filled with
-    the background pixel 0 (-1.0 after scaling; for size 32: 2 pixels on each side), or with
-    ``resize_mode="resize"`` resized bilinearly. One grey channel is repeated when ``channels=3``;
-    colour data is turned grey with ITU-R 601 luma weights when ``channels=1``. ``limit`` keeps the
-    first images in file order, except for ``mnist5k``, whose file is sorted by class: there a limit
-    below its split's size (4500 train, 500 test) takes the classes in turn (:func:`_class_balanced_order`: the first image of
-    each digit 0-9, then the second, ...), so every digit gets ceil or floor of limit/10 images, the same
-    ones for the same limit. ``crop`` is the square centre crop of CelebA (108 or 140 are usual).
+    ``size`` defaults to 32 (128 for ``celeba``, supplement Table S2). Grey 28x28 data is centred in a
+    frame of the background pixel 0 (``resize_mode="pad"``) or resized bilinearly (``"resize"``); a grey
+    channel is repeated for ``channels=3``, colour data turned grey with ITU-R 601 luma for ``channels=1``.
+    ``limit`` keeps the first images in file order, except for the class-sorted ``mnist5k``, where a limit
+    below its split's size takes the classes in turn (:func:`_class_balanced_order`). ``crop`` is CelebA's
+    square centre crop (108 or 140 are usual). Details: docs/status/data.md.
     """
     return _load(name, data_dir, size, channels, limit, split, resize_mode, crop, labels=False)[0]
 
@@ -169,8 +151,7 @@ def load_labeled(name: str, data_dir: str | os.PathLike | None = None, size: int
                  resize_mode: str = "pad", crop: int = CELEBA_CROP) -> tuple[np.ndarray, np.ndarray]:
     """``(images, labels)``: images as :func:`load_images`, labels int64 class indices 0-9, for the
     classifier-based metrics. CelebA has no class labels (ValueError)."""
-    images, labels = _load(name, data_dir, size, channels, limit, split, resize_mode, crop, labels=True)
-    return images, labels
+    return _load(name, data_dir, size, channels, limit, split, resize_mode, crop, labels=True)
 
 
 def datasets_dir() -> Path:
@@ -218,9 +199,7 @@ def fetch_dataset(name: str, data_dir: str | os.PathLike | None = None,
     return paths
 
 
-# --------------------------------------------------------------------------------------------------
-# dispatch and shared image geometry
-# --------------------------------------------------------------------------------------------------
+# -- dispatch and shared image geometry -------------------------------------------------------------
 def check_name(name: str) -> str:
     """The canonical name of data set ``name`` (``CIFAR-10`` -> ``cifar10``); ValueError naming the known ones."""
     key = str(name).lower().replace("_", "-")
@@ -344,9 +323,7 @@ def _corrupted(path: Path, what: str, problem: str, fix: str) -> DataError:
         what, path, problem, fix))
 
 
-# --------------------------------------------------------------------------------------------------
-# CIFAR-10: the official python archive, read member by member without extracting it
-# --------------------------------------------------------------------------------------------------
+# -- CIFAR-10: the official python archive, read member by member without extracting it -------------
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickler for the CIFAR-10 batches that can build only a dict of numpy uint8 arrays, lists and
     strings: any other global (code execution) is refused."""
@@ -467,9 +444,7 @@ def _concat(batches, limit):
     return (pixels, labels) if limit is None else (pixels[:limit], labels[:limit])
 
 
-# --------------------------------------------------------------------------------------------------
-# MNIST / Fashion-MNIST: idx files, gzip or not
-# --------------------------------------------------------------------------------------------------
+# -- MNIST / Fashion-MNIST: idx files, gzip or not --------------------------------------------------
 _IDX_UBYTE = 0x08
 
 
@@ -545,9 +520,7 @@ def _load_idx_dataset(name: str, data_dir, split: str) -> tuple[np.ndarray, np.n
     return images, labels
 
 
-# --------------------------------------------------------------------------------------------------
-# mnist5k: bundled csv.gz (5000 MNIST digits, 500 per class), the offline default
-# --------------------------------------------------------------------------------------------------
+# -- mnist5k: bundled csv.gz (5000 MNIST digits, 500 per class), the offline default ----------------
 def _mnist5k_path(data_dir) -> Path:
     """The verified csv.gz: the bundled copy, or with ``data_dir`` one of :func:`_candidates` (the
     bundled copy is ``datasets/images/mnist5k/mnist_5k.csv.gz``: ROOT ``datasets/images``)."""
@@ -610,9 +583,7 @@ def _verify_sha256(path: Path, sha256: str, what: str, fix: str) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------------------------------
-# CelebA: local folder of aligned JPEGs (Google Drive only, no download)
-# --------------------------------------------------------------------------------------------------
+# -- CelebA: local folder of aligned JPEGs (Google Drive only, no download) -------------------------
 def celeba_crop_box(crop: int = CELEBA_CROP, source_size: tuple[int, int] = CELEBA_SOURCE_SIZE
                     ) -> tuple[int, int, int, int]:
     """(left, top, right, bottom) of the square centre crop of a CelebA aligned image (178x218)."""
@@ -626,7 +597,6 @@ def celeba_crop_box(crop: int = CELEBA_CROP, source_size: tuple[int, int] = CELE
 def _celeba_folder(data_dir) -> Path:
     """The JPEG folder: ``img_align_celeba/`` in one of :func:`_candidates`, or ``data_dir`` itself (without
     it, the cache's ``celeba/``)."""
-    # img_align_celeba/ in ROOT/celeba/ or ROOT/, or the JPEGs straight in data_dir or the cache's celeba/
     places = _candidates("celeba", CELEBA_FOLDER, _root(data_dir))
     places += [_root(data_dir)] if data_dir is not None else [_root(None) / "celeba"]
     for folder in places:

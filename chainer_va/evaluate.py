@@ -1,18 +1,12 @@
 """Score a finished training run: ``python -m chainer_va.evaluate RUN_DIR [--scorer inception|classifier]``.
 
 Loads ``RUN_DIR/gen_final.npz`` through :func:`chainer_va.train.load_generator`, computes the Inception
-Score and FID (SPEC section 5; chainer-gan-lib's protocol) and writes ``RUN_DIR/metrics.json``
-atomically, with the settings the numbers depend on (scorer, sample counts, reference set and its folder,
-weights, seed, the generator file's sha256). An existing ``metrics.json`` with the same settings is reused
-(``--force`` recomputes).
-
-FID is computed against the training images of the run's own data set (``--reference`` for another;
-a run trained on a ``.npy`` file must name one). ``--scorer inception`` (default): the Chainer port of
-inception-2015-12-05 (statistics cached; for CIFAR-10 the 50k training images, as in the paper).
-``--scorer classifier``: the small MNIST classifier of ``reproduce/table1.sh --quick`` (offline; trained on
-the bundled MNIST-5k digits, so meaningful only for MNIST-like runs: a warning says so for others); NOT
-comparable with the paper. Bad settings or a missing run print one line ``error: ...`` and exit with
-status 2, a damaged snapshot with 1 (:mod:`va_core.errors`, as every command).
+Score and FID (SPEC section 5; chainer-gan-lib's protocol) against the training images of the run's own
+data set (``--reference`` for another) and writes ``RUN_DIR/metrics.json`` atomically, with the settings the
+numbers depend on; an existing one with the same settings is reused (``--force`` recomputes).
+``--scorer classifier``: the offline MNIST classifier of ``reproduce/table1.sh --quick``, NOT comparable
+with the paper. Bad settings or a missing run print one line ``error: ...`` and exit with status 2, a
+damaged snapshot with 1 (:mod:`va_core.errors`, as every command).
 """
 from __future__ import annotations
 
@@ -110,15 +104,13 @@ def evaluate_run(run_dir, scorer: str = "inception", n_is: int = evaluation.IS_S
                                          "paper).".format(e)) from e
         is_extractor = evaluation.InceptionExtractor(device=dev, resize="align_corners", batchsize=batchsize,
                                                      model=fid_extractor.model)
-        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=channels, size=size,
-                                              batchsize=batchsize, progress=progress)
     else:
         from chainer_va.metrics.classifier import ClassifierExtractor, load_or_train
 
         model, info = load_or_train(progress=progress, **(classifier_overrides or {}))
         is_extractor = fid_extractor = ClassifierExtractor(model, info, device=dev)
-        ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir,
-                                              channels=channels, size=size, batchsize=batchsize, progress=progress)
+    ref = evaluation.reference_statistics(reference, fid_extractor, data_dir=data_dir, channels=channels, size=size,
+                                          batchsize=batchsize, progress=progress)
     result = evaluation.evaluate_generator(gen, is_extractor, fid_extractor, ref, n_is=n_is, n_fid=n_fid,
                                            splits=splits, batchsize=batchsize, seed=seed, progress=progress,
                                            fid_chunk=fid_chunk)

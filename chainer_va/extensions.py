@@ -20,7 +20,7 @@ from chainer.training import extensions as E
 
 from va_core.runinfo import atomic_write_bytes
 
-__all__ = ["tile_images", "save_image_grid", "SampleGrid", "plot_log", "ResumablePlotReport", "ResumablePrintReport",
+__all__ = ["tile_images", "save_image_grid", "SampleGrid", "ResumablePlotReport", "ResumablePrintReport",
            "PlainText", "LineProgress"]
 
 
@@ -30,18 +30,15 @@ class ResumablePlotReport(E.PlotReport):
     ``PlotReport.serialize`` saves only the plotted points (chainer/training/extensions/plot_report.py),
     so after ``--resume`` its fresh trigger fired at the first iteration and the next point averaged only
     the iterations after the resume; with both saved, a resumed run plots the uninterrupted run's points.
-    Snapshots written without them load with Chainer's warnings and the old behaviour.
 
-    ``key_prefix``: also plot every observed key that starts with it (a plugin objective's own
-    ``loss_*`` terms), from the first iteration that reports it. ``may_be_missing``: a snapshot written
-    before this plot existed loads, and the plot starts at the resumed iteration.
+    ``key_prefix``: also plot every observed key that starts with it (a plugin objective's ``loss_*``
+    terms). ``may_be_missing``: a snapshot written before this plot existed loads; the plot starts there.
     """
 
     def __init__(self, y_keys, x_key: str = "iteration", trigger=(1, "epoch"), key_prefix: Optional[str] = None,
                  may_be_missing: bool = False, **kwargs):
         super().__init__(list(y_keys), x_key, trigger, **kwargs)
         self.key_prefix = key_prefix
-        #: a plot added after runs were recorded: a snapshot without it resumes, the plot starting there
         self.may_be_missing = may_be_missing
 
     @property
@@ -222,31 +219,3 @@ class SampleGrid(extension.Extension):
         with chainer.using_config("train", False), chainer.no_backprop_mode():
             x = self.generator(device.send(self.z))
         return chainer.backend.CpuDevice().send(x.array)
-
-
-def plot_log(log_path: str | os.PathLike, keys, out_png: str | os.PathLike, title: str | None = None) -> Path:
-    """Plot ``keys`` of a LogReport JSON log against the iteration into a PNG (matplotlib Agg), atomically."""
-    import json
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with open(log_path) as f:
-        log = json.load(f)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in keys:
-        points = [(e["iteration"], e[key]) for e in log if key in e]
-        if points:
-            ax.plot(*zip(*points), label=key)
-    ax.set_xlabel("iteration")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    if title:
-        ax.set_title(title)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(out_png, buffer.getvalue())

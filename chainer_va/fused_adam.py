@@ -11,10 +11,8 @@ decay) applied to the flat arrays: about ten array operations per link instead o
 Nothing else changes: the optimizer state is stored per parameter under Chainer's names, so snapshots
 are interchangeable with plain Adam; on the CPU the result is bit-identical to Chainer's Adam (tested);
 on a GPU it is Chainer's CPU formula evaluated by CuPy (Chainer's own GPU kernel groups the last line
-differently, so results agree to float32 rounding). Anything the fused path does not cover (AMSGrad,
-AdaBound, update-rule hooks, loss scaling (the optimizer's or ``backward(loss_scale=...)``), fp16
-parameters, per-parameter hyperparameters, frozen parameters, parameters registered after ``setup``,
-parameters on different devices) falls back to Chainer's per-parameter update.
+differently, so results agree to float32 rounding). Anything the fused path does not cover
+(:meth:`FusedAdam._fusable_params`: AMSGrad, hooks, loss scaling, fp16, ...) falls back to Chainer's update.
 """
 from __future__ import annotations
 

@@ -1,37 +1,17 @@
 """One function node per layer act(BN(affine(x))) instead of Chainer's two or three (issue 8).
 
-A Chainer step is bounded by its host's per-node cost more than by arithmetic on a GPU (docs/status/gan.md,
-"Where a step's time goes"): every :class:`chainer.FunctionNode` application and backward call costs
-Python dispatch, and a JSD step applies a few hundred. The networks' layers are mostly
-``activation(BatchNormalization(affine(x)))`` with the affine a Linear, Convolution2D or
-Deconvolution2D link and the activation a (leaky) ReLU (SPEC section 4); the DFM discriminator's first
-layer has no BN and its feature layer no activation (nor BN gamma). Here each such layer is one node
-whose forward and backward run the *same Chainer functions' own code* on raw arrays, in the order
-Chainer's graph runs them:
+Each node's forward and backward run the *same Chainer functions' own code* on raw arrays (the affine
+function, ``BatchNormalization`` or ``FixedBatchNormalization``, ``LeakyReLU`` / ``ReLU`` / ``Tanh``, and
+the gradient functions their ``backward`` s apply), in the order Chainer's graph runs them. So outputs,
+gradients and running statistics are bit-identical to the unfused layer (tested on the CPU; on a GPU the
+same kernels run in the same order), and whatever Chainer selects inside those functions (generic code,
+cuDNN, iDeep) it selects here too.
 
-* forward: ``LinearFunction`` / ``Convolution2DFunction`` / ``Deconvolution2DFunction``, then
-  ``BatchNormalization`` (with the link's running-statistics update) or, in inference mode,
-  ``FixedBatchNormalization``, then ``LeakyReLU`` / ``ReLU`` / ``Tanh`` (the generator's output layer);
-* backward: ``_LeakyReLUGrad`` / ``ReLUGrad2`` (``ReLUGradCudnn`` where ReLU used cuDNN) / ``TanhGrad``,
-  ``BatchNormalizationGrad``, and the affine function's data, weight and bias gradients
-  (``LinearGradData`` / ``LinearGradWeight``, ``Deconvolution2DFunction`` / ``Convolution2DFunction`` and
-  ``Convolution2DGradW``, ``Sum``).
-
-So outputs, gradients and running statistics are bit-identical to the unfused layer (tested on the CPU;
-on a GPU the same kernels run in the same order), and whatever Chainer selects inside those functions
-(generic code, cuDNN, iDeep) it selects here too.
-
-Double backprop (the WGAN-GP penalty differentiates the critic's input gradient): a conv [+ lReLU]
-layer without BN, asked for its input's gradient only (as ``chainer.grad`` asks), gives it as one
-:class:`ConvolutionInputGrad` node that runs the same gradient functions; any other layer without BN
-builds its gradient from the same Chainer gradient functions as graph nodes, exactly as the unfused
-layers do. Either way second-order gradients are Chainer's too (tested). A layer with BN does not
-support it and says so, naming ``--layers chainer``; none of the shipped objectives needs it. A layer
-with BN is fused only in training mode or without a graph (``chainer.no_backprop_mode``):
-inference-mode BN with a graph (differentiating through r in eval mode) runs the unfused layer.
-
-Whether a layer runs fused is ``chainer.config.fused_layers`` when it is applied (``--layers``;
-:mod:`chainer_va.speedups`, default True), so the networks take no switch.
+Double backprop (the WGAN-GP penalty) works through layers without BN (:class:`ConvolutionInputGrad`,
+:class:`HeadInputGrad`, or Chainer's own gradient nodes); a layer with BN raises, naming ``--layers
+chainer``, and is fused only in training mode or without a graph. Whether a layer runs fused is
+``chainer.config.fused_layers`` when it is applied (``--layers``; :mod:`chainer_va.speedups`). Design and
+measurements: docs/status/gan.md, "Speed-ups inside the Chainer path".
 """
 from __future__ import annotations
 
@@ -198,9 +178,6 @@ class _LeakyReLUPart:
 
 
 class _ReLUPart:
-    def __init__(self):
-        self.node = None
-
     def forward(self, h):
         self.node = ReLU()
         return _run(self.node, (h,))[0]
@@ -216,9 +193,6 @@ class _TanhPart:
     node, so double backprop needs y in the graph: the fused node retains its output for it."""
 
     retains_output = True
-
-    def __init__(self):
-        self.node = None
 
     def forward(self, h):
         self.node = Tanh()
@@ -312,13 +286,10 @@ class AffineBNActivation(chainer.FunctionNode):
 class ConvolutionInputGrad(chainer.FunctionNode):
     """The input gradient of a fused conv [+ lReLU] layer without BN as one differentiable node.
 
-    ``chainer.grad(..., enable_double_backprop=True)`` through a fused layer would apply the activation's
-    gradient node (``_LeakyReLUGrad``) and the data-gradient node (``Deconvolution2DFunction`` on (g, W)),
-    and backprop through them applies three more (``_LeakyReLUGrad``, ``Convolution2DFunction``,
-    ``Convolution2DGradW``). This node computes gx = deconv(lrelu_grad(gy), W) with those functions' own
-    forward code, and its backward runs, on raw arrays, what their Chainer ``backward`` s apply, in the
-    same order (the data gradient's backward first: gradient to g, then to W; then the activation's).
-    Its output keeps the rank the unfused pair's would have. Its own backward is first order only.
+    It computes gx = deconv(lrelu_grad(gy), W) with the forward code of ``_LeakyReLUGrad`` and
+    ``Deconvolution2DFunction``, and its backward runs, on raw arrays, what their Chainer ``backward`` s
+    apply (``Convolution2DFunction``, ``Convolution2DGradW``, ``_LeakyReLUGrad``), in the same order. Its
+    output keeps the rank the unfused pair's would have. Its own backward is first order only.
     """
 
     def __init__(self, layer: "AffineBNActivation"):
@@ -429,12 +400,9 @@ def fused_layer(x, affine: chainer.Link, bn: Optional[L.BatchNormalization], act
 class LeakyReLULinear(chainer.FunctionNode):
     """y = linear(lrelu(f).reshape(B, -1); W, b) as one node: the discriminators' logit head.
 
-    Unfused it is ``LeakyReLU``, ``Reshape`` and ``LinearFunction`` (``L.Linear`` flattens its input);
-    the forward runs their own code on raw arrays, the backward what their Chainer ``backward`` s apply
-    (the linear's data, weight and bias gradients, the reshape back, ``_LeakyReLUGrad``). Asked for a
-    differentiable gradient (the WGAN-GP penalty), it builds that from the same functions as graph
-    nodes for the input's gradient; weight gradients are then not supported (``chainer.grad`` asks only
-    for the input's).
+    Unfused it is ``LeakyReLU``, ``Reshape`` and ``LinearFunction``; forward and backward run those
+    functions' own code on raw arrays. Asked for a differentiable gradient (the WGAN-GP penalty), it gives
+    the input's only, as one :class:`HeadInputGrad` node.
     """
 
     def __init__(self, linear: L.Linear, slope: float):
@@ -492,10 +460,9 @@ def fused_head(f, linear: L.Linear, slope: float = 0.2, fused: Optional[bool] = 
 class HeadInputGrad(chainer.FunctionNode):
     """The fused head's input gradient as one differentiable node (the WGAN-GP penalty's first step).
 
-    Unfused, ``chainer.grad`` applies ``LinearGradData`` on (W, gy), ``Cast`` (to the same dtype),
-    ``Reshape`` back to f's shape and ``_LeakyReLUGrad``; backprop through them runs ``_LeakyReLUGrad``,
-    the reshape back, and ``LinearGradData.backward``: ``LinearGradWeight`` for W and ``LinearFunction``
-    (no bias) for gy. This node runs the same functions on raw arrays; its own backward is first order.
+    Unfused, ``chainer.grad`` applies ``LinearGradData`` on (W, gy), ``Cast``, ``Reshape`` and
+    ``_LeakyReLUGrad``; this node runs the same functions, and in backward what their ``backward`` s apply,
+    on raw arrays. Its own backward is first order.
     """
 
     def __init__(self, head: LeakyReLULinear):

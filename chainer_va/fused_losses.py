@@ -1,25 +1,15 @@
 """The scalar loss terms as one function node each instead of a chain of three to eight (issue 8).
 
-The losses of a step are short chains of elementwise Chainer functions ending in a mean: DFM's
-``mean softplus(-y)``, the feature term ``c mean (f - sg r(f))^2``, the critic's ``mean(-y)`` and the
-WGAN-GP penalty ``w mean (||g_i||_2 - 1)^2``. Each Chainer function is a graph node with its own
-host cost, and so is each node its backward applies (``Mean.backward`` applies a ``MulConstant`` and a
-``BroadcastTo``), which at the host floor that bounds a GPU step (docs/status/gan.md, "Where a step's
-time goes") adds up to several percent of a step.
-
-:func:`unary_chain` runs such a chain of :class:`Step` s as one node. Each step's forward runs its
-Chainer function's own ``forward`` on raw arrays, and its backward runs, on raw arrays, the functions
-that function's Chainer ``backward`` applies, in the same order (``Square``: ``gy * 2.0 * x`` as a
-``MulConstant`` then a ``Mul``; ``Sqrt``: ``gy / (y * 2.0)``; ...). So the loss value and every
-gradient are bit-identical to the unfused chain (tested), on any device. The node's output gets the
-rank the chain's last output would have, so backprop visits every other node in Chainer's order.
+:func:`unary_chain` runs a chain of :class:`Step` s (DFM's ``mean softplus(-y)``, the feature term
+``c mean (f - sg r(f))^2``, the critic's ``mean(-y)``, the WGAN-GP penalty) as one node. Each step's
+forward runs its Chainer function's own ``forward`` on raw arrays, and its backward runs, on raw arrays,
+the functions that function's Chainer ``backward`` applies, in the same order. So the loss value and
+every gradient are bit-identical to the unfused chain (tested), on any device.
 
 Whether a chain runs fused is ``chainer.config.fused_losses`` when it is applied (``--losses``;
-:mod:`chainer_va.speedups`, default True), so the loss terms below take no switch. A fused chain supports
-first-order backprop only (``loss.backward()``, ``chainer.grad`` without double backprop); asked to build
-a differentiable gradient it raises, naming ``--losses chainer``.
-None of the shipped objectives differentiates a loss's gradient (the WGAN-GP penalty differentiates
-the critic's input gradient, which lies before the chain).
+:mod:`chainer_va.speedups`). A fused chain supports first-order backprop only; asked to build a
+differentiable gradient it raises, naming ``--losses chainer``. Design and measurements:
+docs/status/gan.md, "Speed-ups inside the Chainer path".
 """
 from __future__ import annotations
 
@@ -129,11 +119,8 @@ class Subtract(Step):
         return gy if gy.shape == self.shape else _run(SumTo(self.shape), (gy,))[0]
 
 
-class SubtractFrom(Step):
+class SubtractFrom(Subtract):
     """``c - x`` for a constant array ``c`` (``Sub`` with the constant first; backward ``-gy``)."""
-
-    def __init__(self, c):
-        self.c = c
 
     def chainer(self, x):
         return self.c - x
@@ -143,8 +130,7 @@ class SubtractFrom(Step):
         return _run(Sub(), (self.c.astype(x.dtype, copy=False), x))[0]
 
     def backward(self, gy):
-        g = gy if gy.shape == self.shape else _run(SumTo(self.shape), (gy,))[0]
-        return _run(Neg(), (g,))[0]
+        return _run(Neg(), (super().backward(gy),))[0]
 
 
 class TimesInput(Step):

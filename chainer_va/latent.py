@@ -2,11 +2,7 @@
 
 A run draws all of its randomness from explicit generators (never numpy's global one), so that
 ``--resume`` from a snapshot continues with exactly the numbers an uninterrupted run would have drawn:
-
-* :class:`LatentSampler`: z ~ U(-1, 1)^128 of the DCGAN generator (SPEC section 4);
-* :class:`NoiseSource`: the denoiser's Gaussian corruption eps ~ N(0, I) (section 2) and the WGAN-GP
-  interpolation weights u ~ U(0, 1) (section 2);
-* :class:`ShuffleOrderSampler`: the data iterator's epoch order.
+the latents z, the denoiser noise eps and WGAN-GP's u, and the data iterator's epoch order.
 
 Numbers are drawn on the CPU (float32) and sent to the device by the caller, so a run on a GPU and a
 run on the CPU see the same latents and noise.
@@ -70,13 +66,11 @@ class NoiseSource:
     """Gaussian and uniform noise (denoiser corruption, WGAN-GP interpolation) from one RandomState.
 
     With ``prefetch`` the draws of the next training step are made in a background thread while the
-    current one runs (numpy's legacy generator releases the GIL while it fills an array), so they leave
-    the step's critical path: a DFM denoiser's 64 x 2048 normals cost ~4 ms of host time per step, WGAN's
-    64 x 8192 ~17 ms, against a host-bound GPU step of tens of ms. The numbers are the same, in the same
-    order: the updater calls :meth:`step_done` after each step, and the source then draws, ahead of
-    time, the sequence of (kind, shape) the step just asked for. A request that does not match the next
-    prefetched draw discards the prefetched ones and rewinds the generator to where they began; the
-    snapshot holds that same logical state, so ``--resume`` is unaffected.
+    current one runs (numpy's legacy generator releases the GIL while it fills an array; a DFM denoiser's
+    normals cost ~4 ms of host time per step, WGAN's ~17 ms). The numbers are the same, in the same order:
+    after :meth:`step_done` the source draws ahead the (kind, shape) sequence the step just asked for; a
+    request that does not match discards them and rewinds the generator, and a snapshot holds that same
+    logical state, so ``--resume`` is unaffected.
     """
 
     def __init__(self, seed: int, prefetch: bool = False):

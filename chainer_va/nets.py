@@ -15,23 +15,18 @@
 * :class:`Denoiser`: the DFM denoiser, an MLP on the flattened feature: 9 x (Linear 2048, BN, lReLU),
   then Linear back to the feature size, reshaped to the feature's shape.
 * :class:`WGANCritic`: chainer-gan-lib's WGAN-GP critic without normalisation (7 convs + Linear 8192->1).
-  Design choice (documented in docs/extending.md): it returns ``(feature, logit)`` like the DFM
-  discriminator so that annealing terms work unchanged; its feature is the pre-activation of its last
-  conv (B, 512, 4, 4) (8192 numbers; the denoiser maps 8192 -> 2048 hidden -> 8192). For 128x128 two
-  4x4/s2 convs (C->16->32) are put in front [inferred: the paper gives no 128x128 critic].
+  Design choice (docs/extending.md): it returns ``(feature, logit)`` like the DFM discriminator so that
+  annealing terms work unchanged; its feature is the pre-activation of its last conv (B, 512, 4, 4). For
+  128x128 two 4x4/s2 convs (C->16->32) are put in front [inferred: the paper gives no 128x128 critic].
 
 Not in the paper: ``--arch mlp`` (:data:`ARCHS`), small fully connected twins of these networks for the CPU
 study (docs/table1_study/README.md: at CPU size the Table S1 networks do not reach the study's quality bar
-within its time budget). Sizes at width 1, scaled like the others (the study uses width 0.125):
-:class:`MLPGenerator`: z -> Linear 2048, BN, ReLU -> Linear 4096, BN, ReLU -> Linear C*size*size, tanh.
-:class:`MLPDiscriminator`: flattened x -> Linear 4096, lReLU -> Linear 2048 and a gamma-free BN = the
-feature f (B, 2048), the size of the Table S1 feature -> logit = Linear(lReLU(f)), the DFM discriminator's
-structure. :class:`MLPCritic`: the same without normalisation (WGAN-GP).
+within its time budget); the MLP discriminator's feature (B, 2048) has the Table S1 feature's size.
 
-Every constructor takes ``width`` (default 1.0) multiplying every channel count and hidden size
-(``scaled(n, width)``), and ``in_channels``/``out_channels`` (1 or 3). The defaults reproduce the
-paper's sizes exactly. Weights are initialised N(0, 0.02) (chainer-gan-lib); the denoiser keeps
-Chainer's default (LeCun normal) initialisation as the released DFM code does.
+Every constructor takes ``width`` (default 1.0) multiplying every channel count and hidden size, and
+``in_channels``/``out_channels`` (1 or 3); the defaults reproduce the paper's sizes exactly. Weights are
+initialised N(0, 0.02) (chainer-gan-lib); the denoiser keeps Chainer's default (LeCun normal)
+initialisation as the released DFM code does.
 """
 from __future__ import annotations
 
@@ -90,10 +85,17 @@ def init_rng(rng: Optional[numpy.random.RandomState] = None) -> numpy.random.Ran
 
     Chainer's initialisers draw from numpy's global RNG when given none; every network here takes an
     ``rng`` instead, so building one neither depends on nor changes the global state.
-    :func:`chainer_va.train.build_updater` passes one state, seeded from the run's seed, to G, D and the
-    denoisers in turn.
     """
     return numpy.random.RandomState() if rng is None else rng
+
+
+def _set_common(link: chainer.Chain, channels_name: str, channels: int, size: int, width: float,
+                weight_scale: float, rng: Optional[numpy.random.RandomState]) -> chainer.Initializer:
+    """Check and set a network's channels (as ``channels_name``), size and width; its N(0, weight_scale) initialiser."""
+    setattr(link, channels_name, _check_channels(channels, channels_name))
+    link.size = _check_size(size)
+    link.width = float(width)
+    return chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
 
 
 class Generator(chainer.Chain):
@@ -104,16 +106,13 @@ class Generator(chainer.Chain):
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.latent_dim = int(latent_dim)
-        self.out_channels = _check_channels(out_channels, "out_channels")
-        self.size = _check_size(size)
-        self.width = float(width)
+        w = _set_common(self, "out_channels", out_channels, size, width, weight_scale, rng)
         ch = scaled(BASE_CHANNELS, width)
         self.bottom_channels = ch
         n_up = int(math.log2(size // BOTTOM_WIDTH))  # 3 stages for 32, 5 for 128
         # hidden deconv stages halve the channels; the 32x32 net has a 3x3/s1 output conv, the 128x128
         # net a 4x4/s2 output deconv (its last doubling).
         hidden = n_up if size == 32 else n_up - 1
-        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
         self._hidden = []
         with self.init_scope():
             self.l0 = L.Linear(self.latent_dim, BOTTOM_WIDTH * BOTTOM_WIDTH * ch, initialW=w)
@@ -145,10 +144,7 @@ class DFMDiscriminator(chainer.Chain):
                  weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.in_channels = _check_channels(in_channels, "in_channels")
-        self.size = _check_size(size)
-        self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        w = _set_common(self, "in_channels", in_channels, size, width, weight_scale, rng)
         if size == 32:  # conv3x3/s1 C->32, then 4x4/s2 to 64, 128, 256, 512
             first = (scaled(32, width), 3, 1, 1)
             widths = [64, 128, 256]
@@ -186,10 +182,7 @@ class WGANCritic(chainer.Chain):
                  weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.in_channels = _check_channels(in_channels, "in_channels")
-        self.size = _check_size(size)
-        self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        w = _set_common(self, "in_channels", in_channels, size, width, weight_scale, rng)
         # (out channels, kernel, stride, pad) of each conv; 32x32 -> 4x4
         convs = [(64, 3, 1, 1), (128, 4, 2, 1), (128, 3, 1, 1), (256, 4, 2, 1), (256, 3, 1, 1),
                  (512, 4, 2, 1), (512, 3, 1, 1)]
@@ -223,10 +216,7 @@ class MLPGenerator(chainer.Chain):
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.latent_dim = int(latent_dim)
-        self.out_channels = _check_channels(out_channels, "out_channels")
-        self.size = _check_size(size)
-        self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        w = _set_common(self, "out_channels", out_channels, size, width, weight_scale, rng)
         units = [scaled(n, width) for n in reversed(MLP_HIDDEN)]
         with self.init_scope():
             self.l0 = L.Linear(self.latent_dim, units[0], initialW=w)
@@ -254,10 +244,7 @@ class MLPDiscriminator(chainer.Chain):
                  weight_scale: float = WEIGHT_SCALE,
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
-        self.in_channels = _check_channels(in_channels, "in_channels")
-        self.size = _check_size(size)
-        self.width = float(width)
-        w = chainer.initializers.Normal(weight_scale, rng=init_rng(rng))
+        w = _set_common(self, "in_channels", in_channels, size, width, weight_scale, rng)
         hidden, top = (scaled(n, width) for n in MLP_HIDDEN)
         self.feature_shape = (top,)
         with self.init_scope():
@@ -314,9 +301,7 @@ class Denoiser(chainer.Chain):
                  rng: Optional[numpy.random.RandomState] = None):
         super().__init__()
         self.feature_shape = tuple(int(n) for n in feature_shape)
-        size = 1
-        for n in self.feature_shape:
-            size *= n
+        size = math.prod(self.feature_shape)
         self.feature_size = size
         units = scaled(hidden, width)
         self.n_layers = int(n_layers)

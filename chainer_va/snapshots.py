@@ -76,21 +76,17 @@ def load_npz_checked(path: str | os.PathLike, target, path_in_file: str = "", wh
     try:
         with numpy.load(str(path), allow_pickle=False) as npz:
             serializers.NpzDeserializer(npz, path=path_in_file, strict=True).load(target)
-    except ValueError as e:
-        if "broadcast" not in str(e) and "shape" not in str(e):
-            raise SnapshotError(
-                "{} {} is corrupted or unreadable ({}); delete it to fall back on the previous snapshot "
-                "(if any), or start a new run in a fresh --out".format(what, path, one_line(e))) from e
-        raise SnapshotError(
-            "{} {} does not match this run (an array has another shape: {}): it was written by a run with "
-            "another network size or image size; load it with the configuration that wrote it".format(
-                what, path, e)) from e
     except KeyError as e:
         raise SnapshotError(
             "{} {} does not match this run ({} is missing): it was written by a run with another "
             "objective, annealing term or network size; resume with the configuration that wrote it".format(
                 what, path, e)) from e
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, TypeError, zipfile.LargeZipFile) as e:
+        if isinstance(e, ValueError) and ("broadcast" in str(e) or "shape" in str(e)):
+            raise SnapshotError(
+                "{} {} does not match this run (an array has another shape: {}): it was written by a run with "
+                "another network size or image size; load it with the configuration that wrote it".format(
+                    what, path, e)) from e
         raise SnapshotError(
             "{} {} is corrupted or unreadable ({}); delete it to fall back on the previous snapshot "
             "(if any), or start a new run in a fresh --out".format(what, path, one_line(e))) from e

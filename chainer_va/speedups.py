@@ -1,20 +1,14 @@
 """The speed-ups, chosen in one place: implementation choices that give the same numbers with less work.
 
-Each is a flag of ``chainer_va.train`` and a field of :class:`Speedups` (all on by default):
-
-* ``--layers fused``: each affine [+ BN] [+ activation] layer as one function node (:mod:`chainer_va.fused_layers`);
-* ``--losses fused``: each loss term that is a chain of elementwise functions as one node
-  (:mod:`chainer_va.fused_losses`);
-* ``--adam fused``: one whole-network Adam update per link (:mod:`chainer_va.fused_adam`);
-* ``--noise prefetch``: the next step's noise drawn in a background thread (:class:`chainer_va.latent.NoiseSource`);
-* ``--backprop needed``: each backward computes only the gradients of the network its optimizer updates.
+Each is a flag of ``chainer_va.train`` (:data:`FLAGS`, with its help text) and a field of :class:`Speedups`
+(all on by default): ``--layers`` (:mod:`chainer_va.fused_layers`), ``--losses`` (:mod:`chainer_va.fused_losses`),
+``--adam`` (:mod:`chainer_va.fused_adam`), ``--noise`` (:class:`chainer_va.latent.NoiseSource`), ``--backprop``.
 
 The layer and loss choices are Chainer configuration keys, ``chainer.config.fused_layers`` and
-``chainer.config.fused_losses``, read where a layer or a loss term is applied, the way Chainer chooses cuDNN
-(``chainer.config.use_cudnn``). So the networks, the loss terms and each updater's ``update_core`` are written
-once, as the equations, with no switch passed around: :meth:`chainer_va.updaters.GANUpdater.update` applies its
-run's :class:`Speedups` around each step (:meth:`Speedups.using`), and code outside a step (sampling, scoring)
-runs with the defaults. Adam and the noise source are chosen when the run is built (``chainer_va.train``).
+``chainer.config.fused_losses``, read where a layer or a loss term is applied (as ``chainer.config.use_cudnn``),
+so no switch is passed around: :meth:`chainer_va.updaters.GANUpdater.update` applies its run's :class:`Speedups`
+around each step, and code outside a step runs with the defaults. Adam and the noise source are chosen when
+the run is built (``chainer_va.train``).
 """
 from __future__ import annotations
 

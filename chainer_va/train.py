@@ -3,24 +3,8 @@
 Objectives (``--objective``) and annealing terms (``--anneal``) come from the registries in
 :mod:`chainer_va.updaters` and :mod:`chainer_va.annealing`; ``--plugin FILE_OR_MODULE`` imports user
 code that registers more (docs/extending.md). ``--config FILE`` (YAML or JSON) holds the same keys as
-the flags (``data_dir`` or ``data-dir``); flags given explicitly override it; unknown keys are errors.
-
-Outputs in ``--out``: ``config.json`` (full resolved configuration, seed, command, versions),
-``log`` (JSON, every ``--log-interval`` iterations), ``loss.png`` and ``lambda.png`` (PlotReport),
-``samples.png`` and ``samples/iter_N.png`` (fixed latents), ``snapshot_iter_N.npz`` (atomic; models,
-optimizers, iterator and all RNG states), and when the run ends: ``gen_final.npz`` (generator,
-``chainer.serializers.save_npz`` format, atomic) and ``result.json`` ``{"completed": true,
-"iterations": N, "seconds": ...}``. :func:`load_generator` rebuilds a trained generator.
-
-``--resume`` continues from the newest snapshot in ``--out`` with the run's saved configuration;
-the same seed gives the same losses as an uninterrupted run. Ctrl-C or SIGTERM (a cluster's
-pre-emption) ends the run after its current iteration with a snapshot of it (exit status 130 after SIGINT,
-143 after SIGTERM; a second signal stops at once). Errors print one line and exit with status 2 (bad
-settings, data or folder) or 1 (the run failed; :mod:`va_core.errors`). ``--resume`` on a finished run does nothing. A
-NaN/inf loss stops the run with an error naming the loss and the iteration;
-the last snapshot written before it is kept. A folder holding a run (snapshots, ``result.json``,
-``gen_final.npz``) is never overwritten without ``--resume``, and two jobs cannot write into one folder
-(``runinfo.exclusive_run_lock``).
+the flags; flags given explicitly override it. The outputs in ``--out``, ``--resume``, signals, exit
+statuses and the refusals that protect a run folder are described in docs/status/gan.md.
 """
 from __future__ import annotations
 
@@ -96,9 +80,7 @@ class Interrupted(RuntimeError):
         self.signal = int(getattr(signal, signal_name, signal.SIGINT))
 
 
-# ---------------------------------------------------------------------------------------------------
-# command line and configuration
-# ---------------------------------------------------------------------------------------------------
+# -- command line and configuration ------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
     parser = argparse.ArgumentParser(prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0])
@@ -367,10 +349,7 @@ def _check_annealing_weight(config: Dict[str, Any], given: bool) -> None:
 def unused_settings(config: Dict[str, Any], given: List[str]) -> List[str]:
     """Notes on settings in ``given`` (keys set by flag or --config file) that this run does not use.
 
-    An objective's own options (``--dfm-weight`` of jsd, ``--gp-weight``/``--n-critic`` of wgan) with
-    another objective; ``--dfm-weight`` with a term that drops DFM's term (lgan); ``--anneal-weight``
-    with a term that has no weight; ``--sigma`` when the run trains no denoiser. Not errors: one Table 1
-    grid passes the same extra flags to every objective.
+    Not errors: one Table 1 grid passes the same extra flags to every objective.
     """
     objective, term = config["objective"], annealing.get(config["anneal"])
     own = set(updaters.options(objective))
@@ -399,10 +378,9 @@ def unused_settings(config: Dict[str, Any], given: List[str]) -> List[str]:
 def config_differences(saved: Dict[str, Any], argv: List[str]) -> Dict[str, tuple]:
     """The settings of a new run with command line ``argv`` that differ from a run's saved configuration.
 
-    ``{key: (saved value, value argv gives)}``, ``argv`` resolved as a fresh run (defaults < ``--config``
-    < flags; ``--resume`` ignored). Not compared: what a resumed run may change (``RESUME_MUTABLE``), keys
-    the saved configuration lacks (runs made before the key existed) and values filled in from the data
-    (``None``: channels, image size). Used by the Table 1 grid before it reuses a finished run.
+    ``{key: (saved value, value argv gives)}``, ``argv`` resolved as a fresh run (``--resume`` ignored);
+    what a resumed run may change, keys the saved configuration lacks and values filled in from the data
+    (``None``) are not compared. Used by the Table 1 grid before it reuses a finished run.
     """
     wanted = resolve_config([arg for arg in argv if arg != "--resume"])
     compared = [key for key, value in wanted.items() if key in saved and value is not None]
@@ -490,9 +468,7 @@ def make_schedule(config: Dict[str, Any]) -> schedules.Schedule:
         raise ConfigError("schedule: {}{}".format(e, "".join("; " + h for h in hints))) from e
 
 
-# ---------------------------------------------------------------------------------------------------
-# building a run
-# ---------------------------------------------------------------------------------------------------
+# -- building a run ----------------------------------------------------------------------------------
 def load_dataset(config: Dict[str, Any]) -> numpy.ndarray:
     """The training images (N, C, S, S) float32 in [-1, 1]; fills in ``channels`` and ``image_size``."""
     name = config["dataset"]
@@ -676,8 +652,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     except DeviceError as e:
         raise ConfigError(str(e)) from e
     images = load_dataset(config)
-    with runinfo.exclusive_run_lock(out):  # creates out
-        return _train(config, out, snapshot, images, device)
+    with runinfo.exclusive_run_lock(out), GracefulStop(None) as stop_request:  # the lock creates out
+        return _run_trainer(config, out, snapshot, build_updater(config, images, device), stop_request)
 
 
 def _intact_zip(path: Path) -> bool:
@@ -697,12 +673,6 @@ def _read_result(out: Path) -> Optional[Dict[str, Any]]:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
-
-
-def _train(config: Dict[str, Any], out: Path, snapshot: Optional[Path], images: numpy.ndarray, device) -> Dict[str, Any]:
-    """Build the run (resuming from ``snapshot`` when given), train it and write its result record."""
-    with GracefulStop(None) as stop_request:
-        return _run_trainer(config, out, snapshot, build_updater(config, images, device), stop_request)
 
 
 def _run_trainer(config: Dict[str, Any], out: Path, snapshot: Optional[Path], updater: updaters.GANUpdater,

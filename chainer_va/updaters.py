@@ -1,8 +1,7 @@
 """GAN objectives as Chainer updaters: one base class, one small subclass per family (SPEC section 2).
 
-:class:`GANUpdater` owns what every objective shares: fetching real batches, latent sampling (an
-injected :class:`~chainer_va.latent.LatentSampler`), the noise source, the denoisers, the annealing
-term and its weight lambda_t = schedule(iteration), the finiteness check and the reporting. Each
+:class:`GANUpdater` owns what every objective shares (real batches, latents, noise, denoisers, the
+annealing term and its weight lambda_t = schedule(iteration), the finiteness check, reporting); each
 subclass's ``update_core`` reads like its equations:
 
 * ``jsd`` (:class:`JSDUpdater`, = DFM): L_D = mean softplus(-y_real) + mean softplus(y_fake);
@@ -11,20 +10,10 @@ subclass's ``update_core`` reads like its equations:
 * ``wgan`` (:class:`WGANGPUpdater`, WGAN-GP): L_D = mean(-y_real) + mean(y_fake) + 10 mean((||grad D(xhat)|| - 1)^2),
   5 critic steps per generator step, each on a fresh real batch; L_G = mean(-y_fake) + annealing term.
 
-Every step reports (``chainer.reporter``) the losses, ``lambda`` and the implied inverse temperature
-``beta``, and what the annealing term targets in feature space (``lambda_effective``, ``beta_effective``;
-:meth:`GANUpdater.report_anneal_strength`, which also measures the terms' gradient ratios). A non-finite loss raises :class:`NonFiniteLossError` before the update it would drive: in a
-one-step objective nothing of that step is updated; in WGAN-GP a non-finite critic loss stops before
-that critic update, and a non-finite generator loss after the step's critic updates (the run stops, its
-last snapshot is intact).
-Optimizers are named ``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake`` (snapshot keys).
-
-The speed-ups (fused layers and loss chains, ``--backprop needed``) give the same numbers and are chosen
-in one place, :mod:`chainer_va.speedups`: :meth:`GANUpdater.update` applies the run's :class:`Speedups`
-around each step, so nothing below passes a switch.
-
-Adding an objective: subclass :class:`GANUpdater`, write ``update_core`` with the helpers below and
-decorate it with ``@register("name")`` (docs/extending.md).
+A non-finite loss raises :class:`NonFiniteLossError` before the update it would drive (in WGAN-GP, a
+generator loss after the step's critic updates). Optimizers are named ``gen``, ``dis``, ``denoiser_data``,
+``denoiser_fake`` (snapshot keys). :meth:`GANUpdater.update` applies the run's :class:`Speedups`
+(:mod:`chainer_va.speedups`). Adding an objective: docs/extending.md.
 """
 from __future__ import annotations
 
@@ -120,20 +109,12 @@ class GANUpdater(StandardUpdater):
     """
 
     discriminator_class = nets.DFMDiscriminator
-    #: Run Chainer's per-node argument type checks (``chainer.config.type_check``) on every step. By
-    #: default they run on this process's first step only: shapes and dtypes never change after it, and
-    #: the checks cost about 6% of a step's host time (``benchmarks/profile_step.py``; the host time is
-    #: what bounds a GPU step). Set True for an objective whose shapes change during training. A
-    #: ``CHAINER_TYPE_CHECK=0`` environment is respected either way.
+    #: Run Chainer's type checks on every step, not only on this process's first (shapes and dtypes never change
+    #: after it; docs/status/gan.md, "Type checks on the first step only"). ``CHAINER_TYPE_CHECK=0`` is respected.
     check_types_every_step = False
     #: The speed-ups of this updater's steps (:mod:`chainer_va.speedups`; ``chainer_va.train`` sets the run's).
-    #: ``backprop_needed_only``: back-propagate each loss only to the parameters of the network its optimizer
-    #: updates (``chainer.grad`` over that link's parameters) instead of to every parameter it reaches
-    #: (``loss.backward()``, ``--backprop all``). The generator loss reaches D's weights through D(x_fake):
-    #: ``loss.backward()`` computes those gradients and the discriminator's update clears them unused; the
-    #: discriminator loss reaches x_fake, whose data gradient nothing reads (together 4.7% of a paper-width
-    #: DFM step's multiply-adds). Both ways give the same parameter gradients, bit for bit (tested): the same
-    #: nodes run in the same order and only the inputs no update reads get no gradient.
+    #: ``backprop_needed_only``: :meth:`optimize` back-propagates each loss only to its optimizer's link, with the
+    #: same gradients bit for bit (docs/status/gan.md, "Gradients only for the network being updated").
     speedups = Speedups()
     #: Measure the gradient ratios of :meth:`report_anneal_strength` every this many iterations (0: never).
     #: ``chainer_va.train`` sets it to ``--log-interval``; each measurement is one small backward per part.
@@ -206,11 +187,8 @@ class GANUpdater(StandardUpdater):
         return losses
 
     def check_finite(self, losses: Dict[str, chainer.Variable]) -> None:
-        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss.
-
-        The scalar losses are stacked and brought to the host once: on a GPU that is one
-        synchronisation per check instead of one per loss.
-        """
+        """Raise :class:`NonFiniteLossError` naming the first NaN/inf loss. The losses are stacked and brought
+        to the host once: on a GPU one synchronisation per check instead of one per loss."""
         names = list(losses)
         if not names:
             return
@@ -254,12 +232,9 @@ class GANUpdater(StandardUpdater):
     def report_anneal_strength(self, f_fake: chainer.Variable, parts: Dict[str, chainer.Variable], lam: float) -> None:
         """Report what the annealing term actually does (module ``annealing``, "Scale").
 
-        Every step: ``lambda_effective`` and ``beta_effective``, the weight and tempering exponent the term
-        targets in feature space (next to the nominal ``lambda`` and ``beta``). Every
-        ``diagnostics_every`` iterations: ``grad_ratio_<part>`` = ||d part / d f_fake|| / ||d loss_gen_adv /
-        d f_fake|| for each generator-loss part besides the adversarial one (``anneal``, JSD's ``dfm``),
-        measured on the same tensor, D's features of the fake batch. Must run before any update (the
-        adversarial gradient reads D's weights).
+        Every step ``lambda_effective`` and ``beta_effective`` (targeted in feature space); every
+        ``diagnostics_every`` iterations ``grad_ratio_<part>`` = ||d part / d f_fake|| / ||d loss_gen_adv /
+        d f_fake|| for each other generator-loss part. Must run before any update (it reads D's weights).
         """
         size = feature_size(f_fake)
         values = {"lambda_effective": self.annealing.effective_lambda(lam, size),

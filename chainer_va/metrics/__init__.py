@@ -1,14 +1,6 @@
 """Inception Score and FID (SPEC section 5): a Chainer port of TF's inception-2015-12-05 graph and the scores.
 
-Public API:
-
-- :func:`inception_score` ``(probs, splits) -> (mean, std)`` and :func:`fid_from_stats`
-  ``(mu1, sigma1, mu2, sigma2) -> float`` (scores.py);
-- :func:`inception_score_of_generator`, :func:`fid_of_generator`, :func:`evaluate_generator`,
-  :func:`reference_statistics` (evaluation.py): batched, CPU or GPU, with a progress bar;
-- :class:`Inception2015` (inception.py), :func:`inception_weights` (convert.py: download + conversion);
-- :class:`GANEvaluation` (extension.py): trainer extension reporting IS/FID every N iterations;
-- :class:`ClassifierExtractor` (classifier.py): the small MNIST classifier of ``--quick``.
+The public API is :data:`__all__` below, imported from the submodules (docs/status/metrics.md).
 """
 from chainer_va import compat  # noqa: F401  (first: makes Chainer 7.8.1 import on numpy 2)
 

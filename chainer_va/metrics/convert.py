@@ -195,11 +195,6 @@ def convert_graph_file(pb_path: str | os.PathLike, npz_path: str | os.PathLike) 
     return convert_graph_bytes(Path(pb_path).read_bytes(), npz_path)
 
 
-def convert_archive(tgz_path: str | os.PathLike, npz_path: str | os.PathLike) -> Path:
-    """Convert the graph inside ``inception-2015-12-05.tgz``."""
-    return convert_graph_bytes(read_graph_from_archive(tgz_path), npz_path)
-
-
 def inception_weights(cache: str | os.PathLike | None = None) -> Path:
     """Path of the converted weights, downloading, checking and converting the graph once if needed.
 

@@ -1,15 +1,9 @@
 """Batched IS / FID evaluation of generators and data sets, with cached reference statistics (SPEC section 5).
 
-Protocol (chainer-gan-lib / TTUR):
-
-- samples: z ~ U(-1, 1)^latent_dim from a seeded :class:`chainer_va.latent.LatentSampler`, generated in
-  test mode in batches, quantised to 8 bits like chainer-gan-lib (``uint8(clip(127.5 x + 127.5, 0, 255))``,
-  truncating), 1-channel images repeated to 3 channels for Inception;
-- Inception Score: 50,000 samples, 10 splits, softmax of the 1008 logits; images resized to 299 as
-  chainer-gan-lib did (``F.resize_images``: bilinear, aligned corners);
-- FID: pool3 features of 10,000 samples against the statistics of the 50,000 CIFAR-10 training images,
-  both resized by the graph's own ResizeBilinear (TTUR feeds raw images to the graph). The reference
-  statistics are computed once per (data set, extractor) and cached in the data cache.
+Protocol (chainer-gan-lib / TTUR; docs/status/metrics.md): seeded z ~ U(-1, 1), samples generated in test
+mode and quantised to 8 bits like chainer-gan-lib (truncating); IS over 50,000 samples in 10 splits, resized
+with aligned corners as chainer-gan-lib did; FID of 10,000 samples against the 50,000 CIFAR-10 training
+images, both resized by the graph's own ResizeBilinear (TTUR). Reference statistics are cached.
 
 An *extractor* maps pixel values in [0, 255] (N, C, H, W) to ``(features, probs)``: the Inception port
 (:class:`InceptionExtractor`) or the small MNIST classifier of ``--quick``

@@ -147,6 +147,11 @@ class Inception2015(chainer.Chain):
     def _unit(self, name: str, h):
         return F.relu(getattr(self, arch.link_name(name))(h))
 
+    def _tower(self, prefix: str, names: Tuple[str, ...], h):
+        for name in names:
+            h = self._unit(prefix + name, h)
+        return h
+
     def _avg_pool_same(self, h):
         if self.pool_padding == "tf":
             return F.average_pooling_nd(h, 3, 1, 1, pad_value=None)
@@ -159,35 +164,25 @@ class Inception2015(chainer.Chain):
     def _block_a(self, b: str, x):
         t0 = self._unit(b + "/conv", x)
         t1 = self._unit(b + "/tower/conv_1", self._unit(b + "/tower/conv", x))
-        t2 = x
-        for name in ("conv", "conv_1", "conv_2"):
-            t2 = self._unit(b + "/tower_1/" + name, t2)
+        t2 = self._tower(b + "/tower_1/", ("conv", "conv_1", "conv_2"), x)
         t3 = self._unit(b + "/tower_2/conv", self._avg_pool_same(x))
         return F.concat((t0, t1, t2, t3), axis=1)
 
     def _block_b(self, x):
         t0 = self._unit("mixed_3/conv", x)
-        t1 = x
-        for name in ("conv", "conv_1", "conv_2"):
-            t1 = self._unit("mixed_3/tower/" + name, t1)
+        t1 = self._tower("mixed_3/tower/", ("conv", "conv_1", "conv_2"), x)
         return F.concat((t0, t1, self._max_pool(x, 2, 0)), axis=1)
 
     def _block_c(self, b: str, x):
         t0 = self._unit(b + "/conv", x)
-        t1 = x
-        for name in ("conv", "conv_1", "conv_2"):
-            t1 = self._unit(b + "/tower/" + name, t1)
-        t2 = x
-        for name in ("conv", "conv_1", "conv_2", "conv_3", "conv_4"):
-            t2 = self._unit(b + "/tower_1/" + name, t2)
+        t1 = self._tower(b + "/tower/", ("conv", "conv_1", "conv_2"), x)
+        t2 = self._tower(b + "/tower_1/", ("conv", "conv_1", "conv_2", "conv_3", "conv_4"), x)
         t3 = self._unit(b + "/tower_2/conv", self._avg_pool_same(x))
         return F.concat((t0, t1, t2, t3), axis=1)
 
     def _block_d(self, x):
         t0 = self._unit("mixed_8/tower/conv_1", self._unit("mixed_8/tower/conv", x))
-        t1 = x
-        for name in ("conv", "conv_1", "conv_2", "conv_3"):
-            t1 = self._unit("mixed_8/tower_1/" + name, t1)
+        t1 = self._tower("mixed_8/tower_1/", ("conv", "conv_1", "conv_2", "conv_3"), x)
         return F.concat((t0, t1, self._max_pool(x, 2, 0)), axis=1)
 
     def _block_e(self, b: str, x, max_pool: bool):
@@ -202,9 +197,7 @@ class Inception2015(chainer.Chain):
 
     def forward(self, x) -> Tuple[chainer.Variable, Optional[chainer.Variable]]:
         """(pool3 (N, 2048), logits (N, 1008) or None) from the graph's ``Mul`` tensor (N, 3, 299, 299)."""
-        h = x
-        for name in ("conv", "conv_1", "conv_2"):
-            h = self._unit(name, h)
+        h = self._tower("", ("conv", "conv_1", "conv_2"), x)
         h = self._max_pool(h, 2, 0)                                   # pool
         h = self._unit("conv_4", self._unit("conv_3", h))
         h = self._max_pool(h, 2, 0)                                   # pool_1
