@@ -3,21 +3,13 @@
     python benchmarks/compare_torch.py --device -1 --width 0.25 --repeat 5     # CPU
     python benchmarks/compare_torch.py --device 0 --repeat 30                  # paper sizes on a GPU
 
-The Chainer step is ``chainer_va``'s ``jsd`` updater with ``--anneal none`` (discriminator, generator
-with DFM's denoiser term, denoiser) as shipped, and with each of its host-side speed-ups off (Chainer's
-per-parameter Adam; Chainer's nodes per affine + BN + activation layer; per loss chain; each loss
-back-propagated to every parameter it reaches; all of them, with type checks on every step). The PyTorch step is ``benchmarks/torch_reference.py``'s
-:class:`DFMStep`: the same networks (parameter counts equal at every width), the same data, host-side
-sampling and step structure (two discriminator forwards; G and D updated from one forward pass; one
-NaN check per step), full fp32 (TF32 off). A second PyTorch twin, ``pytorch (control)``, is timed as
-if it were another configuration: its ratio shows the run's noise.
-
-All are timed in rounds of one step each, in a fresh seeded random order every round, on the same clock
-(``step_time.time_interleaved``). Prints the medians, the ratio of each median to PyTorch's, and the
-median of the per-round paired ratios with a seeded bootstrap 90% interval; a SIGTERM prints the rows
-of the rounds finished so far. On a GPU it first prints the settings that decide PyTorch's arithmetic
-(matmul precision, TF32 for matmuls and cuDNN, cudnn.benchmark, the cuDNN version). Needs torch (``pip
-install -e .[crosscheck]``); the PyTorch side runs on ``cuda:N`` when ``--device N`` names a GPU.
+The Chainer step is ``chainer_va``'s ``jsd`` updater with ``--anneal none`` as shipped and with each of its
+host-side speed-ups off (then all of them); the PyTorch step is ``benchmarks/torch_reference.py``'s
+:class:`DFMStep` (the same networks, data, host-side sampling and step structure, full fp32), plus an
+identical ``pytorch (control)`` whose ratio shows the run's noise. All are timed interleaved on one clock
+(``step_time.time_interleaved``) and printed as ``step_time.py`` prints, as ratios to PyTorch; on a GPU
+the settings that decide PyTorch's arithmetic are printed first. Needs torch (``pip install -e
+.[crosscheck]``); the PyTorch side runs on ``cuda:N`` when ``--device N`` names a GPU.
 """
 from __future__ import annotations
 
@@ -106,7 +98,6 @@ def main(argv=None) -> int:
             steps["chainer, backprop all"] = step_time.build("jsd", "none", images, args, device, backprop="all")
             steps["chainer, no speed-ups"] = step_time.build_unoptimised("jsd", "none", images, args, device)
             state = "timing"
-            # one clock for both frameworks
             step_time.time_interleaved(steps, args.repeat, device, times, seed=args.seed)
         except step_time.Stopped:
             done = len(times.get(BASE, ()))

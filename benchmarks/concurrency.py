@@ -3,22 +3,14 @@
     python benchmarks/concurrency.py --device -1 --runs 1,2 --width 0.25 --steps 20      # CPU
     python benchmarks/concurrency.py --device 0 --runs 1,2,4,8 --steps 200               # one GPU
 
-For each N, N worker processes each build the same updater as ``step_time.py`` (``--objective``,
-``--anneal``), warm up, wait at a common start line, and run ``--steps`` steps, logging the time each
-step finished (after a device synchronisation; the updaters' NaN check synchronises every step anyway).
-The aggregate rate is measured over the common window in which every worker was running its timed
-steps: from the moment the last worker started them to the moment the first worker finished. Each
-worker's progress in the window (steps, interpolated linearly between its logged step ends) is summed
-and divided by the window's length, so a worker that runs on alone after the others have finished, or
-starts late, does not bias the rate. Times are wall time on every device. The table prints the window,
-the steps in it, the rate, its ratio to N = 1 (how many times more iterations per second the device
-delivers when it is shared, i.e. what ``reproduce/table1.sh --jobs-per-gpu N`` gains) and the window's
-share of the span from the first start to the last end.
-
-On the CPU each worker gets ``cores // N`` BLAS threads (at least one; ``--cores``, default all of this
-machine's), set explicitly for N = 1 too, so an ambient ``OPENBLAS_NUM_THREADS`` does not leak in. If a
-worker fails before the start line, the others are stopped (and stop by themselves once the start-line
-folder is gone or their parent has exited).
+For each N, N worker processes build ``step_time.py``'s updater, warm up, wait at a common start line and
+log the (synchronised, wall-clock) end of each of ``--steps`` steps. The rate is the workers' summed
+progress over the window in which all of them were stepping, divided by its length
+(:func:`common_window_rate`); its ratio to N = 1 is what ``reproduce/table1.sh --jobs-per-gpu N`` gains.
+On the CPU each worker gets ``cores // N`` BLAS threads (at least one; ``--cores``, default all), set for
+N = 1 too so that an ambient ``OPENBLAS_NUM_THREADS`` does not leak in. If a worker fails before the
+start line, the others are stopped (and stop by themselves once the start-line folder or their parent is
+gone).
 """
 from __future__ import annotations
 

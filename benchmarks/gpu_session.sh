@@ -7,16 +7,12 @@
 #
 #   bash benchmarks/gpu_session.sh [OUT_DIR]        (default: results/gpu_session)
 #
-# Each part has its own time cap so one slow part cannot eat the others' time; with the device check the
-# caps sum to 520 s, under the 590 s the session's command gets (each capped part may take 3 s more to
-# stop). A capped part gets SIGTERM: step_time and compare_torch then print the rounds measured so far,
-# profile_step has written its JSON after each term, concurrency stops its workers. Every output goes to
-# OUT_DIR/<part>.txt, plus OUT_DIR/profile.json: eight files, the most the device tool brings back. The
-# training run's folder (snapshots of 580 MB at width 1) goes to a mktemp -d folder that is removed at the
-# end, and the end of every part is printed again at the end so that the command's output tail holds the
-# numbers too. Needs Chainer, CuPy and torch: either the package installed with
-# pip install -e ".[gpu,crosscheck]", or, on the project's device machine (Python 3.12, CuPy 14, torch,
-# no Chainer), Chainer's wheel carried in .whl/ (built here with
+# Each part has its own time cap (SIGTERM; 520 s in all with the device check, under the command's 590 s)
+# so one slow part cannot eat the others' time. Outputs: OUT_DIR/<part>.txt and OUT_DIR/profile.json, eight
+# files, the most the device tool brings back; the end of every part is printed again at the end (the
+# output tail holds the numbers too); more in docs/status/gan.md. Needs Chainer, CuPy and torch: either
+# the package installed with pip install -e ".[gpu,crosscheck]", or, on the project's device machine
+# (Python 3.12, CuPy 14, torch, no Chainer), Chainer's wheel carried in .whl/ (built here with
 # `.venv/bin/python -m pip wheel --no-deps --no-build-isolation -w .whl chainer==7.8.1`; .whl/ is in
 # .git/info/exclude) and this command, with carry [".whl"] and timeout_s 590:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&

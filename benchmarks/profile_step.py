@@ -4,30 +4,14 @@
     python benchmarks/profile_step.py --device -1 --width 0.03125 --anneal none            # host floor
     python benchmarks/profile_step.py --device 0 --anneal none,ent --kernels               # GPU (+ torch)
 
-Issue 8's profile. A Chainer ``FunctionHook`` times every function node's forward and backward, and a
-``LinkHook`` on the step's top-level links (``gen``, ``dis``, ``denoiser_data``, ``denoiser_fake``)
-says which network created it; a node keeps that label for its backward (and for the nodes its backward
-creates: the gradient penalty's double backprop). Each optimizer's ``update`` is timed as that
-network's ``update`` phase. The host-side random draws (``LatentSampler``'s z, ``NoiseSource``'s
-denoiser noise and WGAN-GP's interpolation weights, numpy on the host) are the ``sampling`` row (with
-``--noise prefetch``, train's default, the noise is drawn in a background thread during the previous
-step and the row holds what the step still waits for; ``--noise inline`` shows the draws' full cost), and
-the real batch (the iterator, stacking, the copy to the device) the ``data`` row. Times are exclusive
-(a node's time excludes nodes run inside it) and on the host clock, so on the CPU they are compute time
-and on a GPU they are the host's dispatch time (the kernels run asynchronously). What no hook covers
-(copying the samples to the device, graph bookkeeping between nodes, reporting) is the ``other`` row.
-
-The function-node counts per step are a device-independent measure of dispatch work: on a GPU each
-node launches one or more kernels. With ``--kernels`` on a GPU, a few more steps run under
-``torch.profiler`` (CUPTI sees every kernel the process launches, CuPy's included): the number of
-kernels per step and the time the GPU was busy running them, against the traced steps' wall time and
-against the untraced median step time. A step whose busy time is far below its wall time is bounded by
-host dispatch, not by the device. A sanity line sets the kernels per step against the function-node
-calls per step (each node launches one or more kernels; optimizer updates and the NaN check launch some
-too) and says whether the kernel count was the same in every traced step.
-
-A width far below 1 (``--width 0.03125``) leaves almost no arithmetic: what remains is the host's
-per-node cost, the floor under any device's step time with this many nodes.
+Issue 8's profile. A ``FunctionHook`` times every function node's forward and backward, charged to the
+network (``gen``, ``dis``, ``denoiser_*``: a ``LinkHook``) that created the node; each optimizer update
+is its network's ``update`` phase, the host's random draws the ``sampling`` row (with ``--noise
+prefetch`` only what the step still waits for), the real batch the ``data`` row, and the rest ``other``.
+Times are exclusive and on the host clock: compute time on the CPU, dispatch time on a GPU. With
+``--kernels`` on a GPU, ``torch.profiler`` also counts the kernels per step and the GPU's busy time
+(:func:`trace_kernels`). A width far below 1 leaves only the host's per-node cost, the floor under any
+device's step time. Method and results: docs/status/gan.md, "Where a step's time goes".
 """
 from __future__ import annotations
 
@@ -163,11 +147,6 @@ class _NetworkLabel(chainer.LinkHook):
         self.profile._networks.pop()
 
 
-def named_links(updater) -> Dict[str, chainer.Link]:
-    """The step's top-level links under the names of their optimizers (``gen``, ``dis``, ``denoiser_*``)."""
-    return {name: optimizer.target for name, optimizer in updater.get_all_optimizers().items()}
-
-
 def _timed(profile: StepProfile, network: str, phase: str, function: str, call):
     def timed(*args, **kwargs):
         profile.push(network, phase, function)
@@ -181,19 +160,17 @@ def _timed(profile: StepProfile, network: str, phase: str, function: str, call):
 def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = None) -> StepProfile:
     """Run ``steps`` updates of ``updater`` under the hooks; the hooks and wrappers are removed afterwards."""
     profile = profile or StepProfile()
-    hooked, wrapped, patched = [], [], []
+    wrapped, patched = [], []
     try:
         for cls, method in SAMPLERS:  # on the class: ``z = self.latent(n)`` looks ``__call__`` up there
             original = cls.__dict__[method]
             setattr(cls, method, _timed(profile, SAMPLING, HOST, "{}.{}".format(cls.__name__, method), original))
             patched.append((cls, method, original))
         updater.real_batch = _timed(profile, DATA, HOST, "real_batch", updater.real_batch)
-        for name, link in named_links(updater).items():
-            link.add_hook(_NetworkLabel(profile, name))
-            hooked.append(link)
-        for name, optimizer in updater.get_all_optimizers().items():
-            optimizer.update = _timed(profile, name, "update", "optimizer", optimizer.update)  # an instance
-            # attribute over the class's method
+        for name, optimizer in updater.get_all_optimizers().items():  # the step's top-level links: gen, dis, ...
+            optimizer.target.add_hook(_NetworkLabel(profile, name))
+            # an instance attribute over the class's method
+            optimizer.update = _timed(profile, name, "update", "optimizer", optimizer.update)
             wrapped.append(optimizer)
         with _FunctionTimer(profile):
             for _ in range(steps):
@@ -202,9 +179,8 @@ def profile_steps(updater, steps: int, device, profile: Optional[StepProfile] = 
                 step_time._synchronize(device)
                 profile.step_seconds.append(profile.clock() - start)
     finally:
-        for link in hooked:
-            link.delete_hook(_NetworkLabel.name)
         for optimizer in wrapped:
+            optimizer.target.delete_hook(_NetworkLabel.name)
             del optimizer.update  # the class's method shows through again
         vars(updater).pop("real_batch", None)
         for cls, method, original in patched:
@@ -243,11 +219,8 @@ def step_windows(trace_events: Iterable[dict], name: str = STEP_ANNOTATION) -> L
 
 
 def kernel_summary(trace_events: Iterable[dict], windows: Optional[List[Tuple[float, float]]] = None) -> dict:
-    """Kernels, their summed and busy (union) microseconds, and memcpy/memset counts in a Chrome trace.
-
-    ``windows``: the steps' ``(start, end)`` on the trace's clock; with them, ``per_step`` lists the kernels
-    that started in each (the steps are synchronised at their end, so a step's kernels run inside it).
-    """
+    """Kernels, their summed and busy (union) microseconds, and memcpy/memset counts in a Chrome trace;
+    with the steps' ``windows`` (synchronised at their end), ``per_step`` counts the kernels started in each."""
     trace_events = list(trace_events)
     kernels = [e for e in trace_events if e.get("ph") == "X" and e.get("cat") == "kernel"]
     copies = [e for e in trace_events if e.get("ph") == "X" and e.get("cat") in ("gpu_memcpy", "gpu_memset")]
@@ -260,11 +233,8 @@ def kernel_summary(trace_events: Iterable[dict], windows: Optional[List[Tuple[fl
 
 
 def trace_kernels(updater, steps: int, device) -> dict:
-    """Kernels per step and GPU busy time vs wall time over ``steps`` updates, through torch.profiler.
-
-    Each step runs in a ``record_function`` range and is synchronised at its end (as the untimed steps
-    are), so the kernels can be counted per step.
-    """
+    """Kernels per step and GPU busy time vs wall time over ``steps`` updates, through torch.profiler (each
+    step in a ``record_function`` range, synchronised at its end, so that its kernels can be counted)."""
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 

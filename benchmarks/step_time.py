@@ -4,38 +4,16 @@
         python benchmarks/step_time.py --device -1 --width 0.5 --repeat 25 --objectives jsd   # CPU
     python benchmarks/step_time.py --device 0 --repeat 30            # paper sizes on a GPU
 
-For every objective the baseline (``--anneal none``), a second copy of it (``none (control)``: the
-same configuration, so its ratio shows the run's noise) and each annealing term are timed in the same
-process on the same random 32x32 data, in rounds of one step per configuration, each round in a fresh
-seeded random order (rotating one fixed order would keep every configuration's predecessor: a copy of
-a configuration always run right after it measured 4% faster on the CPU, warm caches). The annealing
-overhead is printed as a ratio to the baseline two ways: the ratio of the medians, and the median of
-the per-round paired ratios (step / the same round's baseline step) with a seeded bootstrap 90%
-interval over rounds. More rows give the before/after of
-six speed-ups: for every objective ``none`` with each affine + BN + activation layer as Chainer's
-nodes instead of one (``--layers chainer``; :mod:`chainer_va.fused_layers`) and ``none`` (and
-``ent``) with each loss chain as Chainer's nodes (``--losses chainer``; :mod:`chainer_va.fused_losses`);
-the first configuration that draws denoiser noise (``none`` for ``jsd``, else the first annealing
-term) with the noise drawn when the step asks for it (``--noise inline``) instead of prefetched in a
-background thread; for ``jsd`` also ``none`` with Chainer's per-parameter Adam instead of
-:class:`chainer_va.fused_adam.FusedAdam` and ``lik`` recomputing r_data(f_fake) for the annealing term
-instead of reusing DFM's; for every objective with ``ent`` that term with its second denoiser r_fake
-replaced by :class:`FreeDenoiser` (``ent (r_fake free)``: r(f) = f + b, two nodes; r_fake's loss, its
-backward and Adam step, the term and the noise draw all stay, so its ratio is about the least that any
-implementation of r_fake, one stacked with r_data for instance, could bring ent's overhead down to); for
-every objective ``none`` back-propagating each loss to every parameter
-(``--backprop all``: the generator's backward also computes D's weight gradients) instead of only to the
-updated network's; for every objective ``none`` with all of them off and Chainer's type checks on every
-step (the step before issue 8; the real batch's missing data gradient stays). A step is
-``updater.update()``: for ``wgan`` it includes the ``--n-critic`` critic steps.
-
-Every configuration is built with ``--seed 0``, so its networks start from the same weights as the
-baseline's: each network (per shape and position in the seeded initialisation order) is initialised
-once per process and copied into the other configurations (:class:`NetworkCache`; initialising a
-paper-size denoiser takes seconds, copying it a fraction of one). Each objective's rows are printed as
-soon as its rounds are done; a SIGTERM (``timeout``, as ``gpu_session.sh`` caps each part) prints the
-rows of the rounds finished so far and exits with status 143. On the CPU, the malloc settings above
-keep freed arrays in the heap; without them page faults move the medians by about 10%.
+Per objective the baseline (``--anneal none``), an identical copy of it (``none (control)``: its ratio
+shows the run's noise), each annealing term and the before/after rows of the speed-ups
+(:func:`configurations`) are timed in one process on the same random 32x32 data, from the same starting
+weights (:class:`NetworkCache`), in rounds of one step each in a fresh seeded random order
+(:func:`time_interleaved`). Each row gives the ratio of medians to the baseline and the median of the
+per-round paired ratios with a seeded bootstrap 90% interval. A step is ``updater.update()`` (for
+``wgan`` with its ``--n-critic`` critic steps). A SIGTERM (``timeout``, as ``gpu_session.sh`` caps each
+part) prints the rows of the rounds finished so far and exits with status 143. On the CPU the malloc
+settings above keep freed arrays in the heap; without them page faults move the medians by about 10%.
+Method and results: docs/status/gan.md, "Speed".
 """
 from __future__ import annotations
 
@@ -86,12 +64,10 @@ def stop_on_sigterm():
 class NetworkCache:
     """Networks initialised once per process and handed out as copies, with the same weights.
 
-    Patches ``train.make_generator``, ``make_discriminator`` and ``make_denoiser`` while
-    :meth:`active`. A network is identified by its role, its shape settings and the state of the
-    random state it draws its weights from (the ``rng`` that ``build_updater`` seeds and hands to each
-    ``make_*`` in turn), so a denoiser made second in one configuration (``ent``'s r_data after r_fake)
-    is not confused with one made first. A copy leaves that state as making the network would have left
-    it, and gets the configuration's ``--layers`` switch. So every configuration starts from exactly the weights
+    Patches ``train.make_generator``, ``make_discriminator`` and ``make_denoiser`` while :meth:`active`.
+    A network is keyed by its role, shape and the state of the seeded ``rng`` it draws its weights from
+    (so ``ent``'s r_data, made after r_fake, is not confused with a denoiser made first); a copy leaves
+    that state as making the network would have. So every configuration starts from exactly the weights
     an uncached ``train.build_updater`` would give it (a test compares them).
     """
 
@@ -181,10 +157,8 @@ def build(objective: str, anneal: str, images: numpy.ndarray, args, device, reus
           backprop: str = "needed", free_r_fake: bool = False, cache: Optional[NetworkCache] = NETWORKS):
     """An updater for ``objective`` x ``anneal`` at the benchmark's size, warmed up (``args.warmup`` steps).
 
-    ``reuse``, ``adam``, ``layers``, ``losses``, ``noise`` and ``backprop`` switch the speed-ups off for
-    before/after rows; ``free_r_fake`` puts a :class:`FreeDenoiser` in place of ent's r_fake.
-    ``cache``: where its networks come from (None: initialised afresh; same weights either way).
-    """
+    ``reuse`` ... ``backprop`` switch the speed-ups off; ``free_r_fake`` puts a :class:`FreeDenoiser` in place
+    of ent's r_fake; ``cache``: where its networks come from (None: initialised afresh, the same weights)."""
     flags = ["--objective", objective, "--anneal", anneal, "--width", str(args.width), "--batchsize",
              str(args.batchsize), "--iterations", "1000", "--n-critic", str(args.n_critic), "--seed", "0",
              "--adam", adam, "--layers", layers, "--losses", losses, "--noise", noise, "--backprop", backprop]
@@ -237,17 +211,15 @@ def round_orders(names: List[str], rounds: int, seed: int = 0) -> List[List[str]
 
 def time_interleaved(steps: dict, repeat: int, device, times: Optional[dict] = None,
                      sync=None, seed: int = 0, on_round=None) -> dict:
-    """Seconds per step of each entry of ``steps`` (an updater, or any object with ``update()``),
-    ``repeat`` rounds of one step each on :func:`clock_for`'s clock; returns ``{name: [seconds per round]}``.
+    """Seconds per step of each entry of ``steps`` (anything with ``update()``), ``repeat`` rounds of one
+    step each on :func:`clock_for`'s clock; returns (and fills ``times`` with) ``{name: [seconds per round]}``.
 
-    Interleaving spreads drift in machine load over every configuration alike, and a fresh random order
-    each round (:func:`round_orders`, seeded by ``seed``) keeps the cost of a position in the round, or
-    of following a particular configuration (warm caches after the same code ran), from landing on one
-    configuration. ``times``: a dict to fill (it holds the finished rounds if the caller is interrupted,
-    e.g. by :class:`Stopped`); every list has one entry per finished round. ``sync``: called after each
-    step (default: the device's synchronize). On the CPU each step also waits for the noise it prefetches
-    (:func:`finish_prefetch`); on a GPU (wall clock) the prefetch overlaps what follows, as in training.
-    ``on_round``: called with the number of finished rounds after each round.
+    Interleaving spreads drift in machine load over every configuration alike; a fresh random order each
+    round (:func:`round_orders`) keeps the cost of a position, or of following a particular configuration
+    (warm caches: a copy run right after its original measured 4% faster on the CPU), off any one of them.
+    Only complete rounds are kept, so ``times`` is usable after an interrupt (:class:`Stopped`). ``sync``
+    runs after each step (default: the device's synchronize); on the CPU each step also waits for the noise
+    it prefetched (:func:`finish_prefetch`). ``on_round`` gets the number of finished rounds.
     """
     clock, _ = clock_for(device)
     sync = sync or (lambda: _synchronize(device))
@@ -322,7 +294,7 @@ def configurations(objective: str, args) -> list:
     anneals = [a for a in args.anneal.split(",") if a and a != "none"]
     plan = [(BASE, dict(anneal="none")), (CONTROL, dict(anneal="none"))]
     plan += [(a, dict(anneal=a)) for a in anneals]
-    # each speed-up's before/after (the module docstring), then all of them off
+    # each speed-up's before/after, then all of them off
     if objective == "jsd":
         plan.append(("none (chainer Adam)", dict(anneal="none", adam="chainer")))
     plan.append(("none (chainer layers)", dict(anneal="none", layers="chainer")))

@@ -1,38 +1,16 @@
 """PyTorch twin of the DFM (JSD-GAN, ``--anneal none``) training step, for speed comparisons only (issue 8).
 
 The networks are ``chainer_va.nets``' at a given ``width`` (SPEC section 4, supplement Table S1), with
-Chainer's layer names and parameter counts: the DCGAN generator, the DFM discriminator returning
-(feature, logit), and the denoiser (9 x Linear ``scaled(2048, width)`` + BN + lReLU, Linear back to the
-feature size). BN has Chainer's eps (2e-5) and decay (momentum 0.1); weights start as Chainer's do
+Chainer's layer names, parameter counts, BN eps (2e-5) and decay (momentum 0.1) and starting weights
 (N(0, 0.02) for G and D, LeCun normal for the denoiser, zero biases); Adam has lr 1e-4, betas 0.5/0.9.
-
-:class:`DFMStep` is one step of ``chainer_va.updaters.JSDUpdater`` with ``--anneal none``, in the same
-structure and order:
-
-1. a real batch from the host (a shuffled epoch order), copied to the device; it asks for no gradient,
-   so D's first layer computes no data gradient for it (as Chainer's ``real_batch``);
-2. D on the real batch; z ~ U(-1, 1) drawn on the host by ``chainer_va.latent.LatentSampler`` and
-   copied; x_fake = G(z); D on xf = x_fake.detach().requires_grad_() (two D forwards per step, as
-   Chainer's);
-3. L_D, L_G = mean softplus(-y_fake) + 0.03 mean (f_fake - sg r(f_fake))^2 with r in inference mode
-   (BN running statistics), and the denoiser's training loss mean (r(sg f_real + eps) - sg f_real)^2
-   with eps ~ N(0, 1) from ``chainer_va.latent.NoiseSource`` (float64 draws cast to float32 on the
-   host, by default prefetched in a background thread during the previous step as train's ``--noise
-   prefetch`` does; ``noise_prefetch=False`` is ``--noise inline``), copied;
-4. every loss to the host in one transfer, checked for NaN/inf (Chainer's ``check_finite``);
-5. the denoiser's backward and Adam step; the G loss backward into xf only (through D's layers, but no
-   gradient for D's parameters, as Chainer's ``optimize`` computes only the updated network's),
-   x_fake.backward(xf.grad) into G, G's Adam step; the D loss backward on the same forward pass into
-   D's parameters only (not into xf), D's Adam step;
-6. the noise source is told the step is done (with prefetch it starts drawing the next step's noise).
-
-So G and D are both updated from one forward pass, as Chainer's ``OneStepUpdater`` does.
-``sampling="device"`` draws z and eps with torch on the device instead (PyTorch's usual way; Chainer's
-updaters draw on the host so that CPU and GPU runs see the same numbers).
+:class:`DFMStep` is one step of ``chainer_va.updaters.JSDUpdater`` with ``--anneal none`` in the same
+structure and order (two D forwards, G and D updated from one forward pass, the same host-drawn
+latents and denoiser noise, one NaN check per step; see the comments in :meth:`DFMStep.__call__`).
+``sampling="device"`` draws z and eps with torch on the device instead (PyTorch's usual way).
 
 Never imported by the package or by tests that run without torch; ``benchmarks/compare_torch.py`` uses
-it when torch is importable, so that the Chainer/PyTorch ratio is measured in one run on one device.
-It imports ``chainer_va.latent`` (and so Chainer) for the host-side random sources.
+it when torch is importable. It imports ``chainer_va.latent`` (and so Chainer) for the host-side random
+sources. How it mirrors the Chainer step: docs/status/gan.md, "Speed".
 """
 from __future__ import annotations
 
@@ -215,9 +193,8 @@ class NonFiniteLoss(FloatingPointError):
 class DFMStep:
     """One DFM step (``jsd`` + ``none``) as ``chainer_va.updaters.OneStepUpdater.update_core`` runs it.
 
-    ``images``: the host data set (N, 3, 32, 32) float32 in [-1, 1], as the Chainer updaters get it
-    (default: ``4 * batchsize`` uniform random images). ``real_batch``, ``latent`` and ``noise`` are
-    attributes so that a test can feed the Chainer step's own inputs.
+    ``images``: the host data set (N, 3, 32, 32) float32 in [-1, 1] (default: ``4 * batchsize`` uniform random
+    images). ``real_batch``, ``latent`` and ``noise`` are attributes so that a test can feed Chainer's inputs.
     """
 
     def __init__(self, width: float = 1.0, batchsize: int = 64, device: str = "cpu", images=None,
@@ -270,10 +247,10 @@ class DFMStep:
         return self.dis(x)
 
     def __call__(self) -> dict:
-        x_real = self._send(self.real_batch())
+        x_real = self._send(self.real_batch())  # no gradient asked: D's first layer skips its data gradient
         f_real, y_real = self._dis(x_real)
         x_fake = self.gen(self._latent(len(x_real)))
-        xf = x_fake.detach().requires_grad_()
+        xf = x_fake.detach().requires_grad_()  # the G loss reaches G through xf.grad, as Chainer's does
         f_fake, y_fake = self._dis(xf)
 
         loss_dis = F.softplus(-y_real).mean() + F.softplus(y_fake).mean()
@@ -298,12 +275,13 @@ class DFMStep:
         loss_den.backward()
         self.opt_den.step()
         self.opt_gen.zero_grad(set_to_none=True)
-        loss_gen.backward(inputs=[xf], retain_graph=True)  # D's graph on xf is needed again by the D loss
+        # into xf only (no gradient for D's parameters, as Chainer's optimize); D's graph is needed again
+        loss_gen.backward(inputs=[xf], retain_graph=True)
         x_fake.backward(xf.grad)
         self.opt_gen.step()
         self.opt_dis.zero_grad(set_to_none=True)
         loss_dis.backward(inputs=list(self.dis.parameters()))
         self.opt_dis.step()
-        self.noise.step_done()
+        self.noise.step_done()  # with prefetch, it starts drawing the next step's noise
         self.losses = dict(zip(losses, values))
         return self.losses

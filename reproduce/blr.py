@@ -139,11 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """Parse the command line: fill --quick's or the full run's defaults, the output folder (results/blr, or
-    results/blr_quick with --quick, unless --out is given) and put NUTS first among the samplers.
-
-    Bad values (non-positive counts, a learning rate <= 0, --ugan-options that is not a JSON object, ...)
-    end the program with an argparse error that names the option and what it needs."""
+    """Parse the command line, filling in --quick's or the full run's defaults and --out, NUTS first among the
+    samplers; a bad value ends the program with an argparse error naming the option and what it needs."""
     p = build_parser()
     args = p.parse_args(argv)
     base = QUICK if args.quick else FULL
@@ -231,13 +228,6 @@ def split_identity(dataset: str, split_seed: int, args) -> dict:
     return data
 
 
-def ugan_variant(name: str, args) -> tuple[str, str, float]:
-    """(annealing form, schedule, lambda0) of the U-GAN variant ``name`` under ``args``."""
-    anneal, schedule = UGAN_VARIANTS[name]
-    anneal = args.ugan_anneal if anneal is None else anneal
-    return anneal, schedule, 0.0 if anneal == "none" else float(args.ugan_lambda0)
-
-
 def sampler_settings(name: str, args, dataset: str, split_seed: int, attempt: int = 0) -> dict:
     """Every setting that determines the result of sampler ``name`` on one split: its cache identity.
 
@@ -254,18 +244,18 @@ def sampler_settings(name: str, args, dataset: str, split_seed: int, attempt: in
                        dtype=args.nuts_dtype)
     elif attempt:
         raise ValueError("only NUTS has retry attempts, not {!r}".format(name))
-    elif name == "svgd":
-        options = dict(particles=int(args.svgd_particles), steps=int(args.svgd_steps),
-                       step_size=float(args.svgd_step_size), start=args.svgd_start, batch=int(args.svgd_batch),
-                       seed=seed)
-    elif name == "svgd_collapsed":
+    elif name in ("svgd", "svgd_collapsed"):
         options = dict(particles=int(args.svgd_particles), steps=int(args.svgd_steps),
                        step_size=float(args.svgd_step_size), seed=seed)
+        if name == "svgd":  # the collapsed sampler has its own start and uses every training point
+            options.update(start=args.svgd_start, batch=int(args.svgd_batch))
     elif name == "direct_vi":
         options = dict(steps=int(args.vi_steps), lr=float(args.vi_lr), batch=int(args.ugan_batch),
                        flow_options=args.ugan_options, n_samples=int(args.n_samples), seed=seed)
     elif name in UGAN_VARIANTS:
-        anneal, schedule, lambda0 = ugan_variant(name, args)
+        anneal, schedule = UGAN_VARIANTS[name]
+        anneal = args.ugan_anneal if anneal is None else anneal
+        lambda0 = 0.0 if anneal == "none" else float(args.ugan_lambda0)
         options = dict(anneal=anneal, schedule=schedule, lambda0=lambda0, steps=int(args.ugan_steps),
                        lr=float(args.ugan_lr), batch=int(args.ugan_batch), flow_options=args.ugan_options,
                        n_samples=int(args.n_samples), seed=seed)
@@ -422,11 +412,9 @@ def obtain(cache: Path, settings: dict, split: uci.Split, attempt: int = 0,
 
 
 def nuts_reference(cache: Path, split: uci.Split, args, seed: int) -> blr_cache.CachedResult | None:
-    """NUTS on one split, re-run while its max split R-hat is not below --rhat-target.
-
-    Each retry doubles burn-in and draws (up to --nuts-retries times, new chain seeds; each attempt cached
-    on its own); the attempt with the lowest R-hat is used and every attempt is recorded in the info
-    ("attempts"). None with --report-only when not even the first attempt is cached."""
+    """NUTS on one split, re-run (burn-in and draws doubled, new chain seeds, up to --nuts-retries times) while
+    its max split R-hat is not below --rhat-target; the attempt with the lowest R-hat is used, every attempt
+    recorded in its info. None with --report-only when not even the first attempt is cached."""
     attempts = []
     for k in range(args.nuts_retries + 1):
         settings = sampler_settings("nuts", args, split.name, seed, attempt=k)
@@ -459,17 +447,13 @@ FIELDS = ["dataset", "seed", "sampler", "test_accuracy", "test_loglik", "prob_ma
           "w_std_err_vs_nuts", "w_std_ratio_vs_nuts", "seconds", "max_rhat", "min_ess", "divergences"]
 
 
-def _pm(values) -> str:
-    """``mean ± sample std`` of ``values``; the std is "n/a" for a single value (as in the RL tables)."""
-    std = "{:.3f}".format(np.std(values, ddof=1)) if len(values) > 1 else "n/a"
-    return "{:.3f} ± {}".format(np.mean(values), std)
-
-
 def _ms(values) -> str:
+    """``mean ± sample std`` of the finite ``values``; the std is "n/a" for a single value (as in the RL tables)."""
     v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if len(v) == 0:
         return "n/a"
-    return _pm(v)
+    std = "{:.3f}".format(np.std(v, ddof=1)) if len(v) > 1 else "n/a"
+    return "{:.3f} ± {}".format(np.mean(v), std)
 
 
 #: (result key, label, higher is better) of the paired U-GAN comparisons
@@ -478,11 +462,9 @@ COMPARED = (("test_accuracy", "accuracy", True), ("test_loglik", "test LL", True
 
 
 def _comparison(rows, datasets, samplers) -> list[str]:
-    """Per data set, each U-GAN variant vs SVGD and direct VI, per metric of :data:`COMPARED`: the mean paired
-    difference over the common seeds (U-GAN minus baseline) with its 95% t interval, the paired t-test's p
-    Holm-corrected over all comparisons of that metric in the table, and the verdict
-    (:mod:`va_core.paired_stats`: "no detectable difference" where the interval covers 0). Pairs with fewer
-    than 2 common seeds are left out."""
+    """Table lines: per data set, each U-GAN variant vs SVGD and direct VI, paired over the common seeds
+    (U-GAN minus baseline) per metric of :data:`COMPARED`, Holm-corrected over the table's comparisons of that
+    metric (:mod:`va_core.paired_stats`). Pairs with fewer than 2 common seeds are left out."""
     pairs, found = [], {key: [] for key, _, _ in COMPARED}
     for ds in datasets:
         by = {(r["sampler"], r["seed"]): r for r in rows if r["dataset"] == ds}
@@ -590,9 +572,7 @@ def plot(path: Path, rows: list[dict], args) -> None:
 # ---------------------------------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     """Run (or with --report-only, tabulate) the experiment; everything printed also goes to OUT/run.log.
-
-    Settings, data and the output folder are checked before anything is written or run: a problem is one
-    line on stderr and status 2 (argparse errors: 2 as well)."""
+    Settings, data and the output folder are checked first: a problem is one line on stderr and status 2."""
     args = parse_args(argv)
     out = Path(args.out)
     try:

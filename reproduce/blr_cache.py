@@ -73,11 +73,8 @@ _DAMAGED = (zipfile.BadZipFile, OSError, EOFError, ValueError, KeyError)
 
 
 def load_cached(path: Path, settings: dict, dim: int, report_only: bool = False) -> CachedResult | None:
-    """The result cached in ``path`` if it holds exactly ``settings`` with samples of the expected shape.
-
-    None if there is no file. A file that cannot be read, holds other settings (or none) or samples of
-    another shape gives a :class:`CacheWarning` naming it and None: the caller recomputes the result and
-    replaces the file (with ``report_only`` nothing is recomputed, and the warning says so)."""
+    """The result cached in ``path`` if it holds exactly ``settings`` with samples of the expected shape, else
+    None; a file that is damaged or holds anything else also gives a :class:`CacheWarning` naming it."""
     if not path.exists():
         return None
     action = ("not used (run without --report-only to recompute it)" if report_only

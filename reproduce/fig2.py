@@ -7,12 +7,9 @@ score estimate, measured against exact samples (energy distance, MMD^2).
                                                                  # figure and table into docs/images/
 
 Writes, all under ``--out``: ``fig2.png`` (exact | exact-score Langevin | DAE-score | DAE-residual),
-``table.md``, ``metrics.json``, ``config.json`` and the trained denoiser ``dae.npz``, which records the
-settings it was trained with (seed, sigma, hidden sizes, steps, batch, learning rate, number of data
-points and a SHA-256 of the training data). ``--resume`` reuses ``dae.npz`` only when those equal the
-ones asked for; otherwise it refuses with a one-line error naming the differences (drop ``--resume``
-to retrain it, which overwrites it). Nothing is written outside ``--out`` unless ``--publish-docs`` is
-given. User errors print one line and exit with status 2.
+``table.md``, ``metrics.json``, ``config.json`` and the trained denoiser ``dae.npz`` with the settings and
+training data's SHA-256 it was trained with (``--resume`` reuses it only when those are the ones asked for).
+User errors print one line and exit with status 2.
 """
 from __future__ import annotations
 
@@ -119,8 +116,7 @@ def load_dae(path, link, settings: dict) -> None:
                     if recorded.get(k, "(absent)") != v}
             if diff:
                 raise Fig2Error("{} was trained with other settings (recorded -> now): {}; pass the recorded flags, "
-                                "or {}".format(path, ", ".join("{}: {!r} -> {!r}".format(k, a, b)
-                                                             for k, (a, b) in diff.items()), retrain))
+                                "or {}".format(path, runinfo.format_differences(diff), retrain))
             chainer.serializers.NpzDeserializer(npz, strict=True).load(link)
     except Fig2Error:
         raise
@@ -152,8 +148,7 @@ def _check_args(args) -> None:
         if diff:
             raise Fig2Error("--publish-docs copies the figure into docs/images/, which shows the documented default "
                             "settings; these differ (default -> given): {}; drop --publish-docs (the results stay "
-                            "in {})".format(", ".join("{}: {!r} -> {!r}".format(k, a, b) for k, (a, b) in diff.items()),
-                                            args.out))
+                            "in {})".format(runinfo.format_differences(diff), args.out))
 
 
 def main(argv=None) -> int:
@@ -247,8 +242,6 @@ def _main(args) -> int:
 
 
 def _plot(results, metrics, path):
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

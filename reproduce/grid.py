@@ -1,16 +1,10 @@
 """The Table 1 grid of runs and its runners: in-process, a local process pool over GPUs, or submitit.
 
 A *run* is one training (``python -m chainer_va.train``) followed by one evaluation
-(:func:`chainer_va.evaluate.evaluate_run`). :func:`run_one` is resumable and idempotent:
-
-- a run in the folder whose saved configuration differs from the spec's -> an error, nothing reused;
-- ``result.json`` with ``"completed": true`` -> training is skipped;
-- snapshots present -> training continues with ``--resume``;
-- ``metrics.json`` with the same evaluation settings -> evaluation is skipped.
-
-Runners: :func:`run_local` (``--gpus 0,1 --jobs-per-gpu N``: a pool of N x len(gpus) worker threads,
-each launching its run in a subprocess on its own device) and :func:`run_submitit` (``slurm`` through
-submitit's AutoExecutor, ``local`` through its LocalExecutor). Nothing else is scheduled here.
+(:func:`chainer_va.evaluate.evaluate_run`). :func:`run_one` is resumable and idempotent: a run folder made
+with other settings is an error, a completed run is not trained again, an unfinished one resumes from its
+snapshots, and metrics with the same evaluation settings are not recomputed. Runners: :func:`run_local`
+(``--gpus 0,1 --jobs-per-gpu N``: each run in a subprocess on its own device) and :func:`run_submitit`.
 """
 from __future__ import annotations
 
@@ -65,9 +59,6 @@ class RunSpec:
         suffix = "" if self.schedule == base_schedule else "/" + self.schedule
         return "{}/{}{}".format(self.objective, self.variant, suffix)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 def build_grid(out_root: str, objectives: Sequence[str] = OBJECTIVES, variants: Sequence[str] = tuple(VARIANTS),
                seeds: Sequence[int] = (0, 1, 2), schedules: Sequence[str] = ("linear",),
@@ -113,10 +104,8 @@ def run_state(run_dir) -> str:
 def settings_mismatch(spec: RunSpec) -> Optional[str]:
     """Why the run already in ``spec.run_dir`` (finished or not) cannot count as this spec's run, or None.
 
-    The folder name holds only the cell and seed; the run's saved ``config.json`` is compared with the
-    spec's command line (:func:`chainer_va.train.config_differences`), so a run made with other
-    iterations, width, batch size, learning rate or extra flags is never reused or reported as this one.
-    """
+    The folder name holds only the cell and seed, so the run's saved ``config.json`` is compared with the
+    spec's command line (:func:`chainer_va.train.config_differences`)."""
     from chainer_va import train
     from va_core import runinfo
 
@@ -130,20 +119,12 @@ def settings_mismatch(spec: RunSpec) -> Optional[str]:
                                 for key, (old, new) in sorted(differences.items())))
 
 
-def train_command(spec: RunSpec, device: str = "-1", resume: bool = False) -> List[str]:
-    """The training command line of a run."""
-    cmd = [sys.executable, "-m", "chainer_va.train"] + list(spec.train_args) + ["--device", str(device)]
-    return cmd + (["--resume"] if resume else [])
-
-
 def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
             runner: Callable[[List[str]], int] = None, concurrent_cpu_runs: int = 1) -> dict:
     """Train (skipping finished runs, resuming unfinished ones) and score one run. Returns a summary.
 
-    ``runner`` executes a command line and returns its exit status (default: a subprocess whose
-    output goes to ``run_dir/train.out``; with ``concurrent_cpu_runs`` > 1 it gets its share of the
-    cores' BLAS threads, :func:`chainer_va.device.cpu_thread_env`).
-    """
+    ``runner`` executes a command line and returns its exit status (default: a subprocess logging to
+    ``run_dir/train.out``, with its share of the cores' BLAS threads when ``concurrent_cpu_runs`` > 1)."""
     if isinstance(spec, dict):
         spec = RunSpec(**spec)
     state = run_state(spec.run_dir)
@@ -153,7 +134,8 @@ def run_one(spec: RunSpec | dict, device: str = "-1", evaluate: bool = True,
         summary["error"] = mismatch
         return summary
     if state != "done":
-        cmd = train_command(spec, device, resume=(state == "partial"))
+        cmd = [sys.executable, "-m", "chainer_va.train"] + list(spec.train_args) + ["--device", str(device)]
+        cmd += ["--resume"] if state == "partial" else []
         Path(spec.run_dir).mkdir(parents=True, exist_ok=True)
         status = (runner or _subprocess_runner(Path(spec.run_dir) / "train.out", concurrent_cpu_runs))(cmd)
         if status != 0 or run_state(spec.run_dir) != "done":
@@ -188,15 +170,21 @@ def _subprocess_runner(log_path: Path, concurrent_cpu_runs: int = 1) -> Callable
     return run
 
 
+def report_failures(summaries: Sequence[dict]) -> List[dict]:
+    """The summaries of the runs that failed, each named on stderr."""
+    failed = [s for s in summaries if "error" in s]
+    for s in failed:
+        print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
+    return failed
+
+
 def run_local(specs: Sequence[RunSpec], gpus: Sequence[str] = ("-1",), jobs_per_gpu: int = 1,
               evaluate: bool = True, log: Callable[[str], None] = print,
               on_done: Optional[Callable[[RunSpec, dict], None]] = None) -> List[dict]:
     """Run the grid with ``jobs_per_gpu`` concurrent runs on each device of ``gpus`` ("-1" = CPU).
 
-    Concurrent CPU runs share the cores: each gets ``cores // runs`` BLAS threads
-    (:func:`chainer_va.device.cpu_threads_per_run`). ``on_done(spec, summary)`` is called as each run ends
-    (a study's ledger records it then, so that an interrupted grid keeps every finished run).
-    """
+    Concurrent CPU runs share the cores' BLAS threads. ``on_done(spec, summary)`` is called as each run ends
+    (a study's ledger records it then, so that an interrupted grid keeps every finished run)."""
     if jobs_per_gpu < 1:
         raise ValueError("--jobs-per-gpu must be >= 1, got {}".format(jobs_per_gpu))
     slots: "queue.Queue[str]" = queue.Queue()
@@ -240,5 +228,5 @@ def run_submitit(specs: Sequence[RunSpec], cluster: str, folder: str, device: st
         executor.update_parameters(**params)
     else:
         raise ValueError("--submitit must be slurm or local, got {!r}".format(cluster))
-    jobs = [executor.submit(run_one, spec.to_dict(), device, evaluate) for spec in specs]
+    jobs = [executor.submit(run_one, asdict(spec), device, evaluate) for spec in specs]
     return [job.result() for job in jobs]

@@ -1,18 +1,10 @@
 """The CPU study of Table 1: does variational annealing change a GAN? (``bash reproduce/table1.sh --study``)
 
-For each of jsd, rkl and wgan it trains the cells of :data:`STUDY_CELLS` over the same seeds on
-MNIST-5k's train split, scores every generator with the quick classifier (IS over 10 chunks of 500
-samples, FID as the mean of the chunks' FIDs, so that both match the 500 held-out real images of the
-real-data row), and compares every annealed cell with its objective's ``none`` cell seed by seed:
-the mean paired difference, its 95% t interval, a paired t-test with a Holm correction over the
-table's comparisons of one metric, and the Wilcoxon signed-rank p as a check
-(:mod:`va_core.paired_stats`). Where the interval covers 0 the table says "no detectable
-difference".
-
-Every finished run leaves a small record (``<results>/runs/<cell>-l<lambda0>/seed<k>.json``: its
-settings, scores, measured gradient ratio and time). The records are the study's ledger: a run whose
-record holds the same settings is never run again, so a study committed half way (``--results
-docs/table1_study``) continues in a fresh clone where it stopped.
+For each of jsd, rkl and wgan it trains the cells of :data:`STUDY_CELLS` over the same seeds on MNIST-5k,
+scores every generator with the quick classifier as the 500 held-out real digits are scored, and compares
+every annealed cell with its objective's ``none`` cell seed by seed (:mod:`va_core.paired_stats`). Every
+finished run leaves a record under ``<results>/runs/``: the study's ledger, so a run whose record holds the
+same settings is never run again. Settings and how they were chosen: docs/table1_study/README.md.
 """
 from __future__ import annotations
 
@@ -43,16 +35,8 @@ STUDY = dict(dataset="mnist5k", channels=1, width=0.125, batchsize=64, lr=4e-4,
 STUDY_CELLS = (("none", 0.0), ("lik", 1.0), ("lik-cal", 0.1), ("lik-cal", 1.0))
 #: How the table names each ``--arch``.
 NETWORKS = {"dcgan": "Table S1 networks", "mlp": "the fully connected networks of `--arch mlp` (not the paper's)"}
-#: The issue's quality bar: a baseline cell's IS at least this fraction of the real-data IS.
-QUALITY_BAR = {"jsd": 0.75, "rkl": 0.75, "wgan": 0.6}
 MIN_SEEDS = 5  # the evidence standard's least number of paired seeds
 METRICS = (("IS", True), ("FID", False))  # (metric, higher is better)
-
-
-def eval_settings(preset: dict) -> dict:
-    """The keyword arguments of :func:`chainer_va.evaluate.evaluate_run` for the study's runs."""
-    return {"scorer": preset["scorer"], "n_is": preset["n_is"], "n_fid": preset["n_fid"],
-            "splits": preset["splits"], "fid_chunk": preset["fid_chunk"], "progress": False}
 
 
 def build_specs(runs_dir: str, objectives: Sequence[str], seeds: Sequence[int], preset: dict,
@@ -60,6 +44,8 @@ def build_specs(runs_dir: str, objectives: Sequence[str], seeds: Sequence[int], 
     """Every run of the study: each objective x :data:`STUDY_CELLS` x seed, with the same seeds everywhere."""
     common = ["--dataset", preset["dataset"], "--channels", str(preset["channels"]), "--batchsize",
               str(preset["batchsize"]), "--width", repr(preset["width"]), "--lr", repr(preset["lr"])]
+    evaluation = {k: preset[k] for k in ("scorer", "n_is", "n_fid", "splits", "fid_chunk")}
+    evaluation["progress"] = False
     specs = []
     for objective in objectives:
         n, arch = preset["iterations"][objective], arch_of(preset, objective)
@@ -68,7 +54,7 @@ def build_specs(runs_dir: str, objectives: Sequence[str], seeds: Sequence[int], 
         flags = intervals + common + (["--arch", arch] if arch != "dcgan" else []) + list(extra_args)
         for variant, lambda0 in STUDY_CELLS:
             specs += grid.build_grid(str(Path(runs_dir) / run_group(preset["dataset"], arch)), [objective], [variant], seeds,
-                                     ("linear",), (lambda0,), flags, eval_settings(preset))
+                                     ("linear",), (lambda0,), flags, evaluation)
     return specs
 
 
@@ -134,26 +120,22 @@ def diverged_at(run_dir: Path) -> Optional[int]:
 
 
 def write_record(results: Path, spec: "grid.RunSpec", summary: dict) -> Optional[Path]:
-    """Record a finished run in the ledger (atomically); its seed-0 samples go beside it.
-
-    A scored run records IS and FID. A run that diverged (a NaN/inf loss) is an outcome, not a failure:
-    it is recorded with ``diverged_at`` and no scores, and never run again. Other failures are not recorded.
-    """
+    """Record a finished run in the ledger (atomically), its seed-0 samples beside it. A run that diverged
+    (a NaN/inf loss) is an outcome, recorded with ``diverged_at`` and no scores; other failures are not."""
     run_dir = Path(spec.run_dir)
     diverged = diverged_at(run_dir)
     if "error" in summary and diverged is None:
         return None
+    first, median = grad_ratios(run_dir)
+    record = dict(_settings(spec), cell=spec.cell, objective=spec.objective, variant=spec.variant,
+                  lambda0=spec.lambda0, seed=spec.seed, grad_ratio_first=first)
     if diverged is not None:
-        return runinfo.atomic_write_json(record_path(results, spec), dict(
-            _settings(spec), cell=spec.cell, objective=spec.objective, variant=spec.variant, lambda0=spec.lambda0,
-            seed=spec.seed, IS=None, FID=None, diverged_at=diverged, grad_ratio_first=grad_ratios(run_dir)[0]))
+        return runinfo.atomic_write_json(record_path(results, spec), dict(record, IS=None, FID=None,
+                                                                          diverged_at=diverged))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     result = json.loads((run_dir / "result.json").read_text())
-    first, median = grad_ratios(run_dir)
     environment = runinfo.read_run_config(run_dir)["environment"]
-    record = dict(_settings(spec), cell=spec.cell, objective=spec.objective, variant=spec.variant,
-                  lambda0=spec.lambda0, seed=spec.seed, IS=metrics["IS"], FID=metrics["FID"],
-                  grad_ratio_first=first, grad_ratio_median=median, train_seconds=result.get("seconds"),
+    record.update(IS=metrics["IS"], FID=metrics["FID"], grad_ratio_median=median, train_seconds=result.get("seconds"),
                   git_commit=environment.get("git_commit"), git_modified=environment.get("git_modified"))
     path = runinfo.atomic_write_json(record_path(results, spec), record)
     samples = run_dir / "samples.png"
@@ -188,7 +170,7 @@ def cell_rows(specs: Sequence["grid.RunSpec"], found: Dict[tuple, Dict[int, dict
         runs = found.get(key, {})
         row = {"cell": spec.cell, "objective": spec.objective, "variant": spec.variant, "lambda0": spec.lambda0,
                "scale": "calibrated" if spec.variant in grid.CALIBRATED else ("-" if spec.variant == "none" else "faithful"),
-               "planned": planned, "runs": runs}
+               "planned": planned, "runs": runs, "folder": Path(spec.run_dir).parent.name}
         row["diverged"] = sorted(seed for seed, r in runs.items() if r.get("diverged_at") is not None)
         for metric, _ in METRICS:
             scored = [r[metric] for r in runs.values() if r.get(metric) is not None]
@@ -248,7 +230,7 @@ def markdown(rows: List[dict], real: dict, info: dict) -> str:
              "iterations {iterations}; seeds {seeds} in every cell (paired). Scorer: the quick CNN classifier "
              "(held-out accuracy {accuracy:.4f} on the 500-digit test split); IS over 10 chunks of 500 samples, FID "
              "the mean of the chunks' FIDs against the train split's statistics, so that both are scored as the "
-             "500 held-out real digits are.".format(accuracy=real["accuracy"], **dict(dict(networks=NETWORKS["dcgan"]), **info)), "",
+             "500 held-out real digits are.".format(accuracy=real["accuracy"], **{"networks": NETWORKS["dcgan"], **info}), "",
              "Δ = cell minus its objective's `none` cell, seed by seed (mean and 95% t interval); p: paired t-test, "
              "then Holm-corrected over the table's {} comparisons of that metric; Wilcoxon signed-rank p as a "
              "check (with 5 seeds it cannot go below 0.0625). Grad ratio: median over seeds of ||∇_f anneal|| / "
@@ -341,7 +323,7 @@ def write_figure(rows: List[dict], real: dict, results: Path) -> Optional[Path]:
         for j, row in enumerate(r for r in rows if r["objective"] == objective):
             ax = fig.add_subplot(grid_spec[1 + i, j])
             ax.axis("off")
-            image = results / "runs" / _run_name(row) / "seed0_samples.png"
+            image = results / "runs" / row["folder"] / "seed0_samples.png"
             if image.is_file():
                 ax.imshow(mpimg.imread(str(image)), cmap="gray")
             ax.set_title("{} λ0={:g}, seed 0".format(row["cell"], row["lambda0"]), fontsize=7)
@@ -352,12 +334,6 @@ def write_figure(rows: List[dict], real: dict, results: Path) -> Optional[Path]:
     plt.close(fig)
     tmp.replace(path)
     return path
-
-
-def _run_name(row: dict) -> str:
-    """The folder name :func:`grid.build_grid` gives the runs of a row (and the ledger its records)."""
-    schedule = grid.ALL_VARIANTS[row["variant"]][1]
-    return "{}-{}-{}-l{:g}".format(row["objective"], row["variant"], schedule, row["lambda0"])
 
 
 def preset_from(args) -> dict:
@@ -371,23 +347,8 @@ def preset_from(args) -> dict:
     return preset
 
 
-def check_seeds(seeds: Sequence[int]) -> None:
-    """Paired comparisons need at least two distinct seeds; fewer than five is below the evidence standard."""
-    if len(set(seeds)) != len(seeds):
-        errors.exit_with(errors.UsageError("--seeds {} repeats a seed: every cell runs each seed once (give distinct "
-                                           "seeds, e.g. --seeds 5)".format(",".join(map(str, seeds)))), "table1")
-    if len(seeds) < 2:
-        errors.exit_with(errors.UsageError("--study needs at least 2 seeds per cell for a paired comparison (the "
-                                           "study's default is {}); give --seeds {}".format(MIN_SEEDS, MIN_SEEDS)),
-                         "table1")
-    if len(seeds) < MIN_SEEDS:
-        print("warning: {} seeds per cell: below the evidence standard's {} (the table is a trial)".format(
-            len(seeds), MIN_SEEDS), file=sys.stderr)
-
-
 def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_training=lambda: None) -> int:
     """Run (or continue) the study and write its table, CSV and figure under ``<results>/table1_study``."""
-    check_seeds(seeds)
     preset = preset_from(args)
     results = Path(args.results) / "table1_study" if not args.results.rstrip("/").endswith("table1_study") \
         else Path(args.results)
@@ -402,9 +363,7 @@ def main(args, seeds: List[int], objectives: List[str], validate, start_scorer_t
         gpus = args.gpus.split(",") if args.gpus else ["-1"]
         jobs = args.jobs_per_gpu or (preset["jobs"] if not args.gpus else 1)
         summaries = grid.run_local(todo, gpus, jobs, on_done=lambda spec, summary: write_record(results, spec, summary))
-        failed = [s for s in summaries if "error" in s]
-        for s in failed:
-            print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
+        failed = grid.report_failures(summaries)
     from chainer_va.metrics import real_data
 
     real = real_data.classifier_real_row(chunk=preset["fid_chunk"])

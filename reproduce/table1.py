@@ -1,23 +1,17 @@
 """Driver of the paper's Table 1 (JSD-, RKL-, W-GAN without / with variational annealing) on CIFAR-10.
 
-Full run (GPU; the paper's 150k iterations, batch 64, 3 seeds, IS/FID with the Inception port):
-
-    bash reproduce/table1.sh --gpus 0 --jobs-per-gpu 4
-    bash reproduce/table1.sh --only rkl --seeds 1 --iterations 20000     # a subset
-    bash reproduce/table1.sh --dataset celeba --data-dir DIR              # 128x128 CelebA + sample grids
-
-CPU smoke version (MNIST-5k, reduced width/iterations, classifier-based scores NOT comparable):
-
-    bash reproduce/table1.sh --quick
+    bash reproduce/table1.sh --gpus 0 --jobs-per-gpu 4    # the paper's 150k iterations, batch 64, 3 seeds
+    bash reproduce/table1.sh --quick                      # CPU smoke version on MNIST-5k (scores NOT comparable)
 
 Runs live in ``<runs-dir>/<dataset>/<objective>-<variant>-<schedule>-l<lambda0>/seed<k>``; finished runs
-are not re-run, unfinished ones resume from their snapshot. Writes ``<results>/table1[_quick].md`` and
-``.csv`` (IS and FID, mean ± std over seeds, next to ``reproduce/reference_numbers.csv``).
+are not re-run, unfinished ones resume. Writes ``<results>/table1[_quick].md`` and ``.csv`` (IS and FID,
+mean ± std over seeds, next to ``reproduce/reference_numbers.csv``). More commands: README.md.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
@@ -36,14 +30,10 @@ try:
 except ImportError:  # python -m reproduce.table1
     from reproduce import grid
 
-HERE = Path(__file__).resolve().parent
-REFERENCE_CSV = HERE / "reference_numbers.csv"
-#: --quick: the README's first command, sized for a fresh clone on a 2-core CPU in 15 minutes (measured
-#: in docs/table1_quick.md): jsd and rkl without and with (faithful) likelihood annealing, one seed, the
-#: study's settings (reproduce/study.py, chosen by measurement in docs/table1_study/README.md) but half its
-#: iterations: width 0.125, batch 64, lr 4e-4, 1000 iterations, scored in chunks of 500 samples as the 500 held-out real
-#: digits of the real-data row are. ``--only wgan`` adds WGAN-GP at 100 iterations (5 critic steps with
-#: double backprop each: about 12 DFM iterations of CPU time; too short to learn, see the study).
+REFERENCE_CSV = Path(__file__).resolve().parent / "reference_numbers.csv"
+#: --quick: the README's first command, 15 minutes on a 2-core CPU (docs/table1_quick.md): the study's
+#: settings (reproduce/study.py) at half its iterations, scored in chunks of 500 samples as the 500 held-out
+#: real digits are. ``--only wgan`` adds WGAN-GP at 100 iterations (about 12 DFM iterations of CPU time).
 QUICK = dict(dataset="mnist5k", channels=1, width=0.125, iterations={"jsd": 1000, "rkl": 1000, "wgan": 100},
              objectives=("jsd", "rkl"), batchsize=64, seeds=1, variants=("none", "lik"), n_is=5000, n_fid=5000,
              scorer="classifier", lr=4e-4, jobs=2, chunk=500)
@@ -207,11 +197,9 @@ def make_specs(args) -> tuple:
 def untempered_runs_left_out(specs: Sequence["grid.RunSpec"], search: bool = True) -> tuple:
     """Check every run's settings before any run starts; leave out the search points that cannot run.
 
-    An oscillating schedule (sinusoidal, stepwise) swings lambda_t to about -lambda0, so the lambda0 = 10
-    point of the search has no tempered target with the likelihood or entropy form (Corollary 2.2;
-    :func:`va_core.tempering.check_tempered`): those runs are left out and named. Without the search
-    (``search=False``) such a lambda0 was chosen by ``--lambda0``, and stops the grid with train's message,
-    as any other bad setting (e.g. in ``--extra-train-args``) does.
+    An oscillating schedule swings lambda_t to about -lambda0, so the search's lambda0 = 10 has no tempered
+    target with the likelihood or entropy form (Corollary 2.2): those runs are left out and named. Without
+    the search (``search=False``) that lambda0 came from ``--lambda0`` and stops the grid with train's message.
     """
     from chainer_va import train
 
@@ -251,11 +239,8 @@ def describe_iterations(iterations) -> str:
     if not isinstance(iterations, dict):
         return str(iterations)
     values = sorted(set(iterations.values()), key=list(iterations.values()).count, reverse=True)
-    if len(values) == 1:
-        return str(values[0])
-    common = values[0]
-    others = ", ".join("{}: {}".format(o, n) for o, n in iterations.items() if n != common)
-    return "{} ({})".format(common, others)
+    others = ", ".join("{}: {}".format(o, n) for o, n in iterations.items() if n != values[0])
+    return "{} ({})".format(values[0], others) if others else str(values[0])
 
 
 def read_references(path) -> Dict[tuple, dict]:
@@ -281,10 +266,8 @@ SCORING_KEYS = ("scorer", "n_is", "n_fid", "splits", "reference", "fid_chunk")
 
 
 def scoring_mismatch(spec: "grid.RunSpec", metrics: dict) -> Optional[str]:
-    """Why ``metrics`` (a run's metrics.json) was scored with other settings than the table asks for, or None.
-
-    A key the table does not set (or an older file does not record) is not compared.
-    """
+    """Why ``metrics`` (a run's metrics.json) was scored with other settings than the table asks for, or None
+    (a key the table does not set, or an older file does not record, is not compared)."""
     differ = ["{} {} there, {} now".format(k, metrics[k], spec.eval_kwargs[k]) for k in SCORING_KEYS
               if k in spec.eval_kwargs and k in metrics and metrics[k] != spec.eval_kwargs[k]]
     if not differ:
@@ -295,10 +278,8 @@ def scoring_mismatch(spec: "grid.RunSpec", metrics: dict) -> Optional[str]:
 
 
 def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -> List[dict]:
-    """One row per table cell: mean ± std (sample std, n-1) of IS and FID over the seeds that finished.
-
-    With several lambda0 per cell the one with the highest mean IS is reported (the paper's search).
-    """
+    """One row per table cell: mean ± std (sample std, n-1) of IS and FID over the seeds that finished; with
+    several lambda0 per cell, the one with the highest mean IS (the paper's search)."""
     per_setting: Dict[tuple, List[dict]] = defaultdict(list)
     for spec in specs:
         metrics_path = Path(spec.run_dir) / "metrics.json"
@@ -315,21 +296,18 @@ def aggregate(specs: Sequence["grid.RunSpec"], dataset: str, comparable: bool) -
             per_setting[(spec.cell, spec.lambda0)].append(metrics)
     cells: Dict[str, dict] = {}
     for spec in specs:
-        cells.setdefault(spec.cell, {"cell": spec.cell, "objective": spec.objective, "variant": spec.variant,
-                                     "schedule": spec.schedule, "seeds_planned": 0})
-    for cell in cells.values():
-        cell["seeds_planned"] = len({s.seed for s in specs if s.cell == cell["cell"]})
+        if spec.cell not in cells:
+            planned = len({s.seed for s in specs if s.cell == spec.cell})
+            cells[spec.cell] = {"cell": spec.cell, "objective": spec.objective, "variant": spec.variant,
+                                "schedule": spec.schedule, "seeds_planned": planned, "dataset": dataset,
+                                "comparable_with_paper": comparable}
     for (cell_key, lam), runs in per_setting.items():
         is_mean, is_std = _mean_std([r["IS"] for r in runs])
         fid_mean, fid_std = _mean_std([r["FID"] for r in runs])
         cell = cells[cell_key]
         if "IS" not in cell or is_mean > cell["IS"]:
             cell.update(IS=is_mean, IS_std=is_std, FID=fid_mean, FID_std=fid_std, lambda0=lam, seeds_done=len(runs))
-    rows = list(cells.values())
-    for row in rows:
-        row["dataset"] = dataset
-        row["comparable_with_paper"] = comparable
-    return rows
+    return list(cells.values())
 
 
 def _fmt(mean, std, digits=2) -> str:
@@ -387,8 +365,6 @@ def write_table(rows: List[dict], info: dict, results_dir, name: str, real: Opti
     fields = ["cell", "objective", "variant", "schedule", "lambda0", "seeds_done", "seeds_planned", "IS", "IS_std",
               "FID", "FID_std", "paper_IS", "diff_IS", "paper_FID", "diff_FID", "chainer_gan_lib_IS",
               "chainer_gan_lib_FID", "dataset", "comparable_with_paper"]
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
     writer.writeheader()
@@ -494,6 +470,7 @@ def main(argv=None) -> int:
     start = time.time()
     print("Table 1 grid: {} runs ({} already finished) in {}".format(
         len(specs), sum(grid.run_state(s.run_dir) == "done" for s in specs), args.runs_dir), flush=True)
+    failed = []
     if not args.table_only:
         if args.submitit:
             summaries = grid.run_submitit(specs, args.submitit, str(Path(args.runs_dir) / "submitit"),
@@ -505,11 +482,7 @@ def main(argv=None) -> int:
             gpus = args.gpus.split(",") if args.gpus else ["-1"]
             jobs = _given(args.jobs_per_gpu, QUICK["jobs"] if info["quick"] and not args.gpus else 1)
             summaries = grid.run_local(specs, gpus, jobs)
-        failed = [s for s in summaries if "error" in s]
-        for s in failed:
-            print("FAILED {} seed {}: {}".format(s["cell"], s["seed"], s["error"]), file=sys.stderr)
-    else:
-        failed = []
+        failed = grid.report_failures(summaries)
     rows = aggregate(specs, info["dataset"], comparable=info["comparable"])
     attach_references(rows, read_references(args.reference))
     name = "table1_quick" if info["quick"] else ("table1" if info["dataset"] == "cifar10" else "table1_" + info["dataset"])
@@ -548,6 +521,15 @@ def run_study(args) -> int:
     check_numbers(args)
     seeds = parse_seeds(args.seeds, study.STUDY["seeds"])
     objectives = names(args.only, "--only", "objective", grid.OBJECTIVES, grid.OBJECTIVES)
+    if len(set(seeds)) != len(seeds):
+        fail("--seeds {} repeats a seed: every cell runs each seed once (give distinct seeds, e.g. --seeds 5)"
+             .format(",".join(map(str, seeds))))
+    if len(seeds) < 2:
+        fail("--study needs at least 2 seeds per cell for a paired comparison (the study's default is {}); give "
+             "--seeds {}".format(study.MIN_SEEDS, study.MIN_SEEDS))
+    if len(seeds) < study.MIN_SEEDS:
+        print("warning: {} seeds per cell: below the evidence standard's {} (the table is a trial)".format(
+            len(seeds), study.MIN_SEEDS), file=sys.stderr)
     return study.main(args, seeds, objectives, validate=lambda specs: untempered_runs_left_out(specs, search=False),
                       start_scorer_training=start_scorer_training)
 
