@@ -25,7 +25,8 @@ import numpy as np
 if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a file: this folder would shadow the rl package
 import rl  # noqa: E402,F401  (project package first)
-from va_core import cli_checks, errors, runinfo
+from reproduce import rl_compare  # noqa: E402
+from va_core import cli_checks, errors, runinfo  # noqa: E402
 from va_core.errors import RunError, RunFailedError, UsageError
 
 AGENTS: Dict[str, List[str]] = {
@@ -37,15 +38,25 @@ LABELS = {"maf_anneal": "SQL + MAF proposal, annealed (ent, linear, lambda0=1)",
           "maf_no_anneal": "SQL + MAF proposal, no annealing",
           "svgd": "SQL + amortised SVGD (original)"}
 # Sizes. "paper": J.3 / SPEC section 8 (0.5M steps, MAF 2x512; days per run on this 2-core CPU).
+# "efficiency" and "gamma999": issue 20's comparison (reproduce/rl_compare.py), 5 paired seeds, the reduced
+# MAF, evaluation every 250 steps; at discount 0.99 the first 5k steps (sample efficiency before the
+# plateau), at 0.999 (a higher plateau) as many steps as the 2-core budget allows.
 PRESETS = {
     "paper": dict(steps=500_000, seeds=3, start_steps=10_000, eval_every=10_000, eval_episodes=5,
-                  maf_hidden=512, checkpoint_every=10_000),
+                  maf_hidden=512, checkpoint_every=10_000, discount=0.99),
     "local": dict(steps=6000, seeds=3, start_steps=1000, eval_every=1500, eval_episodes=3,
-                  maf_hidden=64, checkpoint_every=3000),
+                  maf_hidden=64, checkpoint_every=3000, discount=0.99),
     "quick": dict(steps=2000, seeds=1, start_steps=500, eval_every=500, eval_episodes=2,
-                  maf_hidden=64, checkpoint_every=1000),
+                  maf_hidden=64, checkpoint_every=1000, discount=0.99),
+    "efficiency": dict(steps=5000, seeds=5, start_steps=500, eval_every=250, eval_episodes=2,
+                       maf_hidden=64, checkpoint_every=1000, discount=0.99),
+    "gamma999": dict(steps=8000, seeds=5, start_steps=500, eval_every=500, eval_episodes=2,
+                     maf_hidden=64, checkpoint_every=1000, discount=0.999),
 }
 STD_NOTE = "sample std over seeds, ddof=1"
+#: rl.train flags that the sweep sets itself (from the preset, or per agent); --start-steps may be overridden.
+SWEEP_SET_FLAGS = ("--seed", "--eval-every", "--eval-episodes", "--maf-hidden", "--checkpoint-every", "--discount",
+                   "--progress-every", "--agent", "--anneal", "--schedule", "--lambda0")
 #: With --steps at or below a preset's start steps, the sweep starts training after this share of --steps.
 SHORT_RUN_START_SHARE = 0.25
 
@@ -76,7 +87,7 @@ def train_flags(name: str, seed: int, p: dict, env: str, extra: Sequence[str]) -
     return (["--env", env, "--seed", str(seed), "--steps", str(p["steps"]), "--start-steps", str(p["start_steps"]),
              "--eval-every", str(p["eval_every"]), "--eval-episodes", str(p["eval_episodes"]),
              "--maf-hidden", str(p["maf_hidden"]), "--checkpoint-every", str(p["checkpoint_every"]),
-             "--progress-every", str(p["eval_every"])] + AGENTS[name] + list(extra))
+             "--discount", str(p["discount"]), "--progress-every", str(p["eval_every"])] + AGENTS[name] + list(extra))
 
 
 def expected_config(flags: Sequence[str]) -> dict:
@@ -226,6 +237,16 @@ def summarize(curves: Dict[str, List[np.ndarray]], random_returns: List[float]) 
     return agents, random, "\n".join(lines) + "\n"
 
 
+def compare_agents(by_seed: Dict[str, Dict[int, "rl_compare.Curve"]]) -> Optional[tuple]:
+    """rl_compare's (plateau, per-run metrics, paired comparisons) over the seeds every agent has finished,
+    or None with fewer than 2 such seeds (no paired interval) or fewer than 2 evaluations per run."""
+    common = sorted(set.intersection(*(set(runs) for runs in by_seed.values())))
+    if len(common) < 2 or any(c.steps.size < 2 for runs in by_seed.values() for c in runs.values()):
+        return None
+    level, metrics = rl_compare.run_metrics({n: {s: runs[s] for s in common} for n, runs in by_seed.items()})
+    return level, metrics, rl_compare.comparisons(metrics)
+
+
 def parse_args(argv=None):
     """(parsed flags, flags left for rl.train, preset name, sizes dict, output folder) of the command line."""
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
@@ -258,10 +279,26 @@ def parse_args(argv=None):
               "--start-steps {} (a quarter of --steps; pass --start-steps to choose)".format(
                   p["steps"], preset, p["start_steps"], lowered), file=sys.stderr, flush=True)
         p["start_steps"] = lowered
+    check_extra(extra, preset, p)
     if args.random_episodes < 2:
         ap.error("--random-episodes must be >= 2 (a mean and a sample std), got {}".format(args.random_episodes))
     out = Path(args.out) if args.out is not None else default_out(preset)
     return args, extra, preset, p, out
+
+
+def check_extra(extra: Sequence[str], preset: str, p: dict) -> None:
+    """Refuse (one line) a flag for rl.train that the sweep sets itself: the preset's or an agent's."""
+    for token in extra:
+        name = token.split("=")[0]
+        clash = [f for f in SWEEP_SET_FLAGS if len(name) > 2 and f.startswith(name)]  # argparse takes prefixes
+        if not clash:
+            continue
+        flag = clash[0]
+        key = flag[2:].replace("-", "_")
+        if key in p:
+            raise SweepError("{} is set by the {} preset ({}): drop it, or choose another --preset".format(
+                token, preset, p[key]))
+        raise SweepError("{} is set by the sweep for each agent (--agents chooses them): drop it".format(token))
 
 
 def main(argv=None) -> int:
@@ -289,6 +326,7 @@ def _sweep(args, extra, preset, p, out) -> int:
         runinfo.write_run_config(out, dict(preset=preset, env=args.env, agents=args.agents, extra=extra, **p))
     started = time.time()
     curves: Dict[str, List[np.ndarray]] = {}
+    by_seed: Dict[str, Dict[int, rl_compare.Curve]] = {}
     for name, seed, run_dir, flags, step in plan:
         if step is not None and step >= p["steps"]:
             print("[rl] {} seed {}: finished earlier (same settings), kept".format(name, seed), flush=True)
@@ -298,16 +336,21 @@ def _sweep(args, extra, preset, p, out) -> int:
         else:
             run_one(run_dir, flags)
         curves.setdefault(name, []).append(read_eval(run_dir))
+        by_seed.setdefault(name, {})[seed] = rl_compare.Curve(curves[name][-1][:, 0], curves[name][-1][:, 1])
     if not curves:
         raise SweepError("no finished runs under {} for these settings".format(out))
     random_returns = random_baseline(args.env, args.random_episodes, extra)
     title = "{} ({} preset): {} steps, MAF hidden {}".format(args.env, preset, p["steps"], p["maf_hidden"])
     agents, random, table = summarize(curves, random_returns)
+    compared = compare_agents(by_seed)
+    if compared is not None:
+        table += "\n" + rl_compare.markdown(*compared, LABELS)
     plot(curves, random["mean"], out / "curves.png", title)
     if args.png:
         plot(curves, random["mean"], Path(args.png), title)
     summary = {"preset": preset, "env": args.env, "settings": p, "extra_flags": extra, "std": STD_NOTE,
-               "random_policy": random, "agents": agents, "sweep_wall_seconds": time.time() - started}
+               "random_policy": random, "agents": agents, "sweep_wall_seconds": time.time() - started,
+               "comparison": None if compared is None else rl_compare.as_json(*compared)}
     runinfo.atomic_write_json(out / "summary.json", summary)
     runinfo.atomic_write_text(out / "summary.md", table)
     print(table, flush=True)
