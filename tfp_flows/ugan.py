@@ -17,6 +17,15 @@ Up to a positive factor each objective is KL(q || p^beta / Z), so q -> p^beta. N
 allowed where the theory allows it: likelihood form needs beta = 1 + lambda > 0, entropy form
 lambda > -1; every value the schedule takes is checked before training.
 
+Scale [departure: the supplement states neither the generator's form nor an initial scale]. Both
+samplers work in standardised coordinates y = x / sigma0 on the target u_0(y) = u(sigma0 y), where sigma0
+is the reverse-KL fit of an isotropic N(0, sigma0^2 I) to u (:func:`fit_scale`, a grid search before
+training). The objective is unchanged (a change of variables adds dim log sigma0 to log q, a constant):
+logged entropies, losses and nu's densities are those of x. The U-GAN generator is residual,
+y = z + MLP(z), so it starts as N(0, I) in y, i.e. at the target's scale. Without both, the paper-size
+MAF over-contracted onto the narrow initial generator and runs diverged on N(0, 4I), and small targets
+(std 0.1, dim 10) missed their variance (docs/status/ugan.md, issue 20). ``scale=1.0`` keeps x = y.
+
 ``train_direct_flow`` is the baseline of J.2: a MAF trained on KL(nu || mu) alone, with
 reparameterised samples of nu (same annealing options, default none).
 
@@ -79,7 +88,9 @@ ADAM_BETA2 = 0.999
 
 
 class Generator(tf.Module):
-    """Free-form MLP sampler x = G(z), z ~ N(0, I_noise_dim) (supplement H: no density needed)."""
+    """Free-form sampler y = G(z) = z + MLP(z), z ~ N(0, I_noise_dim) (supplement H: no density needed).
+
+    Residual [inferred; see the module docstring]: z is cut or zero-padded to ``dim``."""
 
     def __init__(self, dim: int, noise_dim: int, hidden_units: Sequence[int] = DEFAULT_GENERATOR_HIDDEN,
                  activation: str = "relu", seed: int = 0, name: Optional[str] = None):
@@ -109,7 +120,24 @@ class Generator(tf.Module):
             h = tf.matmul(h, w) + b
             if i < len(self.weights) - 1:
                 h = self.activation(h)
-        return h
+        skip = z[:, :self.dim] if self.noise_dim >= self.dim else tf.pad(z, [[0, 0], [0, self.dim - self.noise_dim]])
+        return skip + h
+
+
+#: fit_scale's grid of sigma (log-spaced) and its Monte Carlo draws (fixed: the fit is part of the settings).
+SCALE_GRID = np.exp(np.linspace(np.log(1e-3), np.log(1e3), 121))
+SCALE_DRAWS = 1024
+
+
+def fit_scale(log_density: Callable, dim: int) -> float:
+    """sigma0 = argmax_sigma E_z[log u(sigma z)] + dim log sigma, z ~ N(0, I): the isotropic Gaussian
+    N(0, sigma^2 I) closest to u in reverse KL, on :data:`SCALE_GRID` (non-finite values skipped; 1.0 if
+    none is finite). Fixed draws, so the same target always gives the same sigma0."""
+    z = tf.constant(np.random.default_rng(0).standard_normal((SCALE_DRAWS, dim)), tf.float32)
+    values = np.array([float(tf.reduce_mean(log_density(float(sigma) * z))) + dim * math.log(sigma)
+                       for sigma in SCALE_GRID])
+    values[~np.isfinite(values)] = -np.inf
+    return float(SCALE_GRID[int(np.argmax(values))]) if np.isfinite(values).any() else 1.0
 
 
 class SamplerResult:
@@ -117,6 +145,7 @@ class SamplerResult:
 
     def __init__(self, kind: str, dim: int, flow: MAF, generator: Optional[Generator], history: List[dict],
                  snapshots: Dict[int, np.ndarray], config: dict, out: Optional[Path]):
+        self.scale = float(config.get("scale", 1.0))  # x = scale * y: the networks work in y
         self.kind = kind
         self.dim = dim
         self.flow = flow
@@ -138,11 +167,13 @@ class SamplerResult:
                 out.append(self.generator(tf.constant(z)).numpy())
             else:
                 out.append(self.flow.sample(m, seed=int(rng.integers(0, 2**31 - 1))).numpy())
-        return np.concatenate(out, 0) if out else np.zeros((0, self.dim), np.float32)
+        y = np.concatenate(out, 0) if out else np.zeros((0, self.dim), np.float32)
+        return y if self.scale == 1.0 else (self.scale * y).astype(np.float32)
 
     def log_density_estimate(self, x) -> np.ndarray:
-        """log nu(x): the MAF's density estimate of the sampler's density."""
-        return self.flow.log_prob(np.asarray(x, np.float32)).numpy()
+        """log nu(x): the MAF's density estimate of the sampler's density (of x, not of y = x / scale)."""
+        y = np.asarray(x, np.float32) / np.float32(self.scale)
+        return self.flow.log_prob(y).numpy() - self.dim * math.log(self.scale)
 
 
 def _check_log_density(log_density: Callable, dim: int):
@@ -218,6 +249,7 @@ class SamplerSettings:
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
     snapshot_steps: Sequence[int] = ()
     snapshot_size: int = 5000
+    scale: Optional[float] = None  # sigma0 of x = sigma0 y; None: fit_scale
 
 
 @dataclasses.dataclass
@@ -249,6 +281,8 @@ def _checked(s: SamplerSettings, run: RunOptions) -> SamplerSettings:
         _positive_int(name, getattr(s, name), least)
     if not s.lr > 0 or (s.flow_lr is not None and not s.flow_lr > 0):
         raise SettingsError("learning rates must be positive, got lr={} flow_lr={}".format(s.lr, s.flow_lr))
+    if s.scale is not None and not (math.isfinite(s.scale) and s.scale > 0):
+        raise SettingsError("scale must be a positive number (or None to fit it), got {!r}".format(s.scale))
     if not 0.0 < s.lr_final_fraction <= 1.0:
         raise SettingsError("lr_final_fraction must be in (0, 1] (1 = constant learning rate), got {}".format(
             s.lr_final_fraction))
@@ -268,14 +302,17 @@ def _checked(s: SamplerSettings, run: RunOptions) -> SamplerSettings:
 
 
 def _lambdas(s: SamplerSettings, log_density: Callable):
-    """The schedule and its lambda_t table (t = 0 .. steps-1); the log-density is checked on the way."""
+    """The schedule, its lambda_t table (t = 0 .. steps-1) and ``s`` with its scale fitted if not given;
+    the log-density is checked on the way."""
     try:
         sched = cli_checks.make_schedule(s.schedule, s.lambda0, s.steps, s.schedule_options)
         lams = _lambda_table(s.anneal, sched, s.steps)
         _check_log_density(log_density, s.dim)
     except (ValueError, TypeError) as e:
         raise SettingsError(str(e)) from None
-    return sched, lams
+    if s.scale is None:
+        s = dataclasses.replace(s, scale=fit_scale(log_density, s.dim))
+    return sched, lams, s
 
 
 def _run_config(s: SamplerSettings, sched: schedules.Schedule, log_density: Callable,
@@ -293,6 +330,7 @@ def _run_config(s: SamplerSettings, sched: schedules.Schedule, log_density: Call
         "log_every": int(s.log_every), "checkpoint_every": int(s.checkpoint_every),
         "snapshot_steps": sorted({int(t) for t in s.snapshot_steps}), "snapshot_size": int(s.snapshot_size),
         "adam_betas": [ADAM_BETA1, ADAM_BETA2], "log_density": getattr(log_density, "__name__", repr(log_density)),
+        "scale": float(s.scale), "generator": "residual" if ugan else None,
     }
     config.update(extra_config or {})
     return config
@@ -337,6 +375,10 @@ def _train_chunk(s: SamplerSettings, log_density: Callable, flow, generator, flo
     step on L with log q read from nu. Direct: one step of nu on L with its own reparameterised samples."""
     clip, flow_vars = DEFAULT_GRAD_CLIP, flow.trainable_variables
     gen_vars = generator.trainable_variables if generator is not None else None
+    log_det = s.dim * math.log(s.scale)  # log q(x) = log q_y(y) - log_det for x = scale * y
+
+    def log_u(y):
+        return log_density(s.scale * y)
 
     def flow_fit(x):
         with tf.GradientTape() as tape:
@@ -349,30 +391,30 @@ def _train_chunk(s: SamplerSettings, log_density: Callable, flow, generator, flo
     def ugan_step(a, b):
         nll = tf.constant(0.0)
         for _ in range(s.flow_steps):
-            x_fit = tf.stop_gradient(generator(rng.normal([s.batch_size, s.noise_dim])))
-            nll = flow_fit(x_fit)
+            y_fit = tf.stop_gradient(generator(rng.normal([s.batch_size, s.noise_dim])))
+            nll = flow_fit(y_fit)
         z = rng.normal([s.batch_size, s.noise_dim])
         with tf.GradientTape() as tape:
-            x = generator(z)
-            log_q = flow.log_prob(x)
-            log_u = log_density(x)
-            loss = tf.reduce_mean(a * log_q - b * log_u)
+            y = generator(z)
+            log_q = flow.log_prob(y) - log_det
+            log_p = log_u(y)
+            loss = tf.reduce_mean(a * log_q - b * log_p)
         grads = tape.gradient(loss, gen_vars)
         grads, _ = tf.clip_by_global_norm(grads, clip)
         gen_opt.apply_gradients(zip(grads, gen_vars))
-        return loss, nll, -tf.reduce_mean(log_q), tf.reduce_mean(log_u)
+        return loss, nll + log_det, -tf.reduce_mean(log_q), tf.reduce_mean(log_p)
 
     def direct_step(a, b):
         with tf.GradientTape() as tape:
             z = rng.normal([s.batch_size, s.dim])
-            x = flow.bijector.forward(z)
-            log_q = flow.base.log_prob(z) - flow.bijector.forward_log_det_jacobian(z, event_ndims=1)
-            log_u = log_density(x)
-            loss = tf.reduce_mean(a * log_q - b * log_u)
+            y = flow.bijector.forward(z)
+            log_q = flow.base.log_prob(z) - flow.bijector.forward_log_det_jacobian(z, event_ndims=1) - log_det
+            log_p = log_u(y)
+            loss = tf.reduce_mean(a * log_q - b * log_p)
         grads = tape.gradient(loss, flow_vars)
         grads, _ = tf.clip_by_global_norm(grads, clip)
         flow_opt.apply_gradients(zip(grads, flow_vars))
-        return loss, -tf.reduce_mean(log_q), -tf.reduce_mean(log_q), tf.reduce_mean(log_u)
+        return loss, -tf.reduce_mean(log_q), -tf.reduce_mean(log_q), tf.reduce_mean(log_p)
 
     one_step = ugan_step if s.kind == "ugan" else direct_step
 
@@ -390,7 +432,7 @@ def _train_chunk(s: SamplerSettings, log_density: Callable, flow, generator, flo
 def _train(s: SamplerSettings, log_density: Callable, run: RunOptions) -> Optional[SamplerResult]:
     """Check, build, restore and train one run (:func:`train_sampler`, :func:`train_direct_flow`)."""
     s = _checked(s, run)
-    sched, lams = _lambdas(s, log_density)
+    sched, lams, s = _lambdas(s, log_density)
     config = _run_config(s, sched, log_density, run.extra_config)
     flow, generator = _networks(s)
     out_path = Path(run.out) if run.out is not None else None
@@ -509,7 +551,7 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
                   snapshot_steps: Sequence[int] = (), snapshot_size: int = 5000, progress: bool = False,
                   extra_config: Optional[dict] = None,
                   callback: Optional[Callable[[dict], None]] = None,
-                  check_only: bool = False) -> Optional[SamplerResult]:
+                  check_only: bool = False, scale: Optional[float] = None) -> Optional[SamplerResult]:
     """Train a U-GAN generator to sample u ∝ exp(log_density) under the annealed objective (SPEC §1, §7).
 
     ``anneal``: none | lik (KL - lambda E_q[log p], beta = 1 + lambda) | ent (KL - lambda H(q),
@@ -526,6 +568,8 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
     called with each logged row (after that step's checkpoint, if any). ``check_only=True`` runs every
     check above (settings, the out folder, restoring its checkpoint and reading its files) and returns
     None without training or writing anything. A non-finite loss raises :class:`DivergedError`.
+    ``scale``: sigma0 of the standardised coordinates x = sigma0 y (module docstring); None fits it
+    (:func:`fit_scale`), 1.0 trains on x itself.
     Returns a :class:`SamplerResult` with ``.sample(n)`` and ``.history``.
     """
     settings = SamplerSettings(
@@ -534,7 +578,8 @@ def train_sampler(log_density: Callable, dim: int, anneal: str = "none", schedul
         flow_steps=flow_steps, generator_hidden=generator_hidden, noise_dim=noise_dim,
         generator_activation=generator_activation, max_log_scale=max_log_scale, lr_final_fraction=lr_final_fraction,
         schedule_options=schedule_options, log_every=log_every, checkpoint_every=checkpoint_every,
-        snapshot_steps=snapshot_steps, snapshot_size=snapshot_size)
+        snapshot_steps=snapshot_steps, snapshot_size=snapshot_size,
+        scale=scale)
     return _train(settings, log_density, RunOptions(out=out, resume=resume, progress=progress, extra_config=extra_config,
                                                     callback=callback, check_only=check_only))
 
@@ -549,7 +594,7 @@ def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEP
                       snapshot_size: int = 5000, progress: bool = False,
                       extra_config: Optional[dict] = None,
                       callback: Optional[Callable[[dict], None]] = None,
-                      check_only: bool = False) -> Optional[SamplerResult]:
+                      check_only: bool = False, scale: Optional[float] = None) -> Optional[SamplerResult]:
     """The direct baseline of J.2: a MAF nu trained on KL(nu || mu) = E_nu[log nu - log u] alone
     (reparameterised forward samples); same return type, run records, resume rules, errors and
     ``check_only`` as :func:`train_sampler`."""
@@ -558,7 +603,8 @@ def train_direct_flow(log_density: Callable, dim: int, steps: int = DEFAULT_STEP
         batch_size=batch_size, hidden_units=hidden_units, flow_blocks=flow_blocks, lr=lr, flow_lr=None, flow_steps=0,
         generator_hidden=(), noise_dim=None, generator_activation="relu", max_log_scale=max_log_scale,
         lr_final_fraction=lr_final_fraction, schedule_options=schedule_options, log_every=log_every,
-        checkpoint_every=checkpoint_every, snapshot_steps=snapshot_steps, snapshot_size=snapshot_size)
+        checkpoint_every=checkpoint_every, snapshot_steps=snapshot_steps, snapshot_size=snapshot_size,
+        scale=scale)
     return _train(settings, log_density, RunOptions(out=out, resume=resume, progress=progress, extra_config=extra_config,
                                                     callback=callback, check_only=check_only))
 
@@ -571,7 +617,7 @@ def _parse_ints(text: str) -> List[int]:
 _RECORDED = {"target": "target", "method": "kind", "anneal": "anneal", "schedule": "schedule", "lambda0": "lambda0",
              "steps": "steps", "seed": "seed", "batch_size": "batch_size", "hidden_units": "hidden_units",
              "flow_blocks": "flow_blocks", "generator_hidden": "generator_hidden", "lr": "lr",
-             "max_log_scale": "max_log_scale", "snapshot_steps": "snapshot_steps"}
+             "max_log_scale": "max_log_scale", "snapshot_steps": "snapshot_steps", "scale": "scale"}
 
 
 def _resume_settings(args, given: set) -> None:
@@ -622,6 +668,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
     p.add_argument("--max-log-scale", type=float, default=DEFAULT_MAX_LOG_SCALE,
                    help="bound c on nu's log-scales, c tanh(raw/c) (smaller: steadier, less expressive)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="sigma0 of x = sigma0 y, the coordinates the networks work in (default: fitted, fit_scale)")
     p.add_argument("--snapshot-steps", type=_parse_ints, default=[])
     p.add_argument("--eval-samples", type=int, default=2000, help="samples for the energy distance / MMD")
     p.add_argument("--out", required=True)
@@ -646,7 +694,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   flow_blocks=args.flow_blocks, lr=args.lr, out=args.out, resume=args.resume,
                   anneal=args.anneal, schedule=args.schedule, lambda0=args.lambda0,
                   schedule_options={"knot_interval": args.knot_interval},
-                  max_log_scale=args.max_log_scale, snapshot_steps=args.snapshot_steps, progress=True,
+                  max_log_scale=args.max_log_scale, snapshot_steps=args.snapshot_steps, progress=True, scale=args.scale,
                   extra_config={"target": args.target})
     try:
         with runinfo.exclusive_run_lock(args.out):  # one job per folder
