@@ -34,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
-import tfp_flows  # noqa: F401  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
-from va_core import cli_checks, errors, runinfo, sample_distance, schedules, tempering
-from va_core.errors import RunError, UsageError
-from va_core.seeding import seed_everything
+if __name__ == "__main__" and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a file: import this checkout's packages
+import tfp_flows  # noqa: F401,E402  (project package first: TF_USE_LEGACY_KERAS before TensorFlow loads)
+from va_core import cli_checks, errors, runinfo, sample_distance, schedules, tempering  # noqa: E402
+from va_core.errors import RunError, UsageError  # noqa: E402
+from va_core.seeding import seed_everything  # noqa: E402
 
 #: Offsets from --seed of the evaluation's random streams (the training runs use --seed itself): the
 #: sampler's evaluation samples, the exact samples every sampler is compared with, and the second exact
@@ -65,10 +67,20 @@ def _ints(text):
     return [int(v) for v in text.split(",") if v.strip()]
 
 
-def parse_args(argv=None):
+#: Named presets: a study made of figS1 runs (reproduce/kidney_coverage.py), and its default output folder.
+PRESETS = {"kidney-coverage": "results/kidney_coverage"}
+#: Flags a preset sets itself (it runs the kidney over seeds 0 .. --seeds - 1 into its own folders).
+PRESET_SETS = ("seed", "targets", "resume", "publish_docs", "snapshots", "no_direct")
+
+
+def build_parser() -> argparse.ArgumentParser:
     """The command line (``--help`` lists every option)."""
     p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
-    p.add_argument("--out", default="results/figS1")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="kidney-coverage: the kidney comparison over --seeds seeds, lobe coverage and tests "
+                        "(default --out {})".format(PRESETS["kidney-coverage"]))
+    p.add_argument("--seeds", type=int, default=None, help="with --preset kidney-coverage: seeds 0..N-1 (default 20)")
+    p.add_argument("--out", default=None, help="output folder (default results/figS1, or the preset's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default="banana,kidney")
     p.add_argument("--steps", type=int, default=3000)
@@ -96,7 +108,15 @@ def parse_args(argv=None):
     p.add_argument("--publish-docs", action="store_true",
                    help="also copy figS1.png, figS1_final.png and table.md (as figS1_table.md) into docs/images/; "
                         "only at the default settings (--out, --threads and --resume aside)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    """The parsed command line, ``--out`` filled in."""
+    args = build_parser().parse_args(argv)
+    if args.out is None:
+        args.out = PRESETS.get(args.preset, "results/figS1")
+    return args
 
 
 def _plan_runs(args):
@@ -132,7 +152,8 @@ def _check_out_folder(args, out: Path) -> None:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise FigS1Error("{} is damaged ({}), so the settings cannot be checked; put the record back, or "
                          "choose another --out".format(record, runinfo.one_line(e))) from None
-    recorded.setdefault("knot_interval", None)  # a record from before --knot-interval existed
+    for key in ("knot_interval", "preset", "seeds"):  # a record from before these flags existed
+        recorded.setdefault(key, None)
     problem = runinfo.resume_problem(recorded, vars(args), RESUME_MAY_CHANGE, out)
     if problem:
         raise FigS1Error(problem)
@@ -181,10 +202,37 @@ def main(argv=None) -> int:
     2 after a one-line error."""
     args = parse_args(argv)
     try:
+        if args.preset is not None or args.seeds is not None:
+            return _run_preset(args, argv)
         with cli_checks.output_folder(args.out):
             return _main(args)
     except RunError as e:  # also ugan's: settings, run folders (2), damaged files, divergence (1)
         return errors.report(e)
+
+
+def _run_preset(args, argv) -> int:
+    """--preset kidney-coverage: figS1's flags other than the preset's own go to every seed's run."""
+    from reproduce import kidney_coverage
+
+    parser = build_parser()
+    given = cli_checks.given_options(parser, sys.argv[1:] if argv is None else argv)
+    if args.preset is None:
+        raise FigS1Error("--seeds needs --preset kidney-coverage (a single figS1 run takes --seed)")
+    clash = sorted(given & set(PRESET_SETS))
+    if clash:
+        raise FigS1Error("--{} cannot be combined with --preset {}: it sets that itself (seeds 0..N-1, the kidney, "
+                         "resuming finished seeds); drop it".format(clash[0].replace("_", "-"), args.preset))
+    seeds = kidney_coverage.SEEDS if args.seeds is None else args.seeds
+    if seeds < 2:
+        raise FigS1Error("--seeds must be >= 2 (a coverage rate over seeds), got {}".format(seeds))
+    flags = []
+    for action in parser._actions:
+        if action.dest in given and action.dest not in ("preset", "seeds", "out"):
+            value = getattr(args, action.dest)
+            flags += [action.option_strings[0]] if value is True else [
+                action.option_strings[0], ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    with cli_checks.output_folder(args.out):
+        return kidney_coverage.run(Path(args.out), seeds, flags)
 
 
 @dataclasses.dataclass
