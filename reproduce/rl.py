@@ -8,7 +8,9 @@ stops before training anything and names the folder and the differences (move it
 another ``--out``). Then the uniform random policy is evaluated on the same fixed-seed evaluation
 episodes, and ``<out>/curves.png`` (mean ± sample std over seeds of the evaluation return vs
 environment steps), ``<out>/summary.md`` and ``<out>/summary.json`` (final returns, wall times) are
-written. "std" in the tables is the sample standard deviation (ddof = 1), as for BLR and Table 1.
+written. "std" in the tables is the sample standard deviation (ddof = 1), as for BLR and Table 1. Where
+every agent has finished two or more seeds, both also hold :mod:`reproduce.rl_compare`'s paired comparison
+of the curves (AUC, steps to 90% of the plateau, final return; the ``efficiency`` and ``gamma999`` presets).
 """
 from __future__ import annotations
 
