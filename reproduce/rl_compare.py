@@ -128,9 +128,10 @@ def markdown(plateau_level: float, metrics: Dict[str, Dict[int, dict]], rows: Li
     for row in rows:
         c = row["comparison"]
         digits = 0 if row["metric"] == "steps_to_90" else 2
-        out.append("| {} | {} − {} | {} | {:+.{d}f} [{:+.{d}f}, {:+.{d}f}] | {:.3f} | {:.3f} | {:.3f} | {} |".format(
-            METRICS[row["metric"]][0], row["variant"], row["baseline"], c.n, c.mean_diff, c.ci_low, c.ci_high,
-            c.p_t, c.p_adjusted, c.p_wilcoxon, c.verdict(), d=digits))
+        diff = "{:+.{d}f} [{:+.{d}f}, {:+.{d}f}]".format(c.mean_diff, c.ci_low, c.ci_high, d=digits)
+        cells = [METRICS[row["metric"]][0], "{} − {}".format(row["variant"], row["baseline"]), str(c.n), diff]
+        cells += ["{:.3f}".format(p) for p in (c.p_t, c.p_adjusted, c.p_wilcoxon)] + [c.verdict()]
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
