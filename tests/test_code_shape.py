@@ -21,3 +21,13 @@ def test_every_source_file_is_outside_tests():
     files = code_shape.source_files()
     assert files and all("tests" not in f.parts for f in files)
     assert any(f.name == "train.py" and f.parent.name == "chainer_va" for f in files)
+
+
+def test_the_repository_keeps_the_limits():
+    """No non-test function over 80 lines, no call with more than 8 positional arguments (issue 19)."""
+    found = []
+    for path in code_shape.source_files():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        found += ["{}:{} {} ({} lines)".format(path, *hit) for hit in code_shape.long_functions(tree, 80)]
+        found += ["{}:{} {} ({} positional)".format(path, *hit) for hit in code_shape.wide_calls(tree, 8)]
+    assert found == []
