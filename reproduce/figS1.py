@@ -220,8 +220,9 @@ def _run_preset(args, argv) -> int:
         raise FigS1Error("--seeds needs --preset kidney-coverage (a single figS1 run takes --seed)")
     clash = sorted(given & set(PRESET_SETS))
     if clash:
-        raise FigS1Error("--{} cannot be combined with --preset {}: it sets that itself (seeds 0..N-1, the kidney, "
-                         "resuming finished seeds); drop it".format(clash[0].replace("_", "-"), args.preset))
+        raise FigS1Error("--{} cannot be combined with --preset {}: the preset runs the kidney with all three samplers "
+                         "over seeds 0..N-1 (--seeds N) into its own folders and resumes them itself; drop it".format(
+                             clash[0].replace("_", "-"), args.preset))
     seeds = kidney_coverage.SEEDS if args.seeds is None else args.seeds
     if seeds < 2:
         raise FigS1Error("--seeds must be >= 2 (a coverage rate over seeds), got {}".format(seeds))

@@ -75,7 +75,7 @@ def seed_rows(out: Path, seeds: Sequence[int]) -> Dict[str, Dict[int, dict]]:
         for name in SAMPLERS:
             model = np.load(folder / name / "final_samples.npy", allow_pickle=False)
             quality = json.loads((folder / name / "quality.json").read_text())
-            rows[name][seed] = {"right_share": right_share(model), "exact_right_share": right_share(exact),
+            rows[name][seed] = {"samples": n, "right_share": right_share(model), "exact_right_share": right_share(exact),
                                 "kept": both_lobes(model, exact), "energy_distance": quality["energy_distance"]}
     return rows
 
@@ -83,8 +83,8 @@ def seed_rows(out: Path, seeds: Sequence[int]) -> Dict[str, Dict[int, dict]]:
 def markdown(rows: Dict[str, Dict[int, dict]], tests: dict) -> str:
     """Coverage per sampler with its interval, the tests, and the per-seed right-lobe shares."""
     seeds = sorted(rows[PLAIN])
-    out = ["Both lobes kept: the right lobe's share (x1 > 0) of 2000 samples within {} of the exact "
-           "sampler's.".format(LOBE_TOLERANCE), "",
+    out = ["Both lobes kept: the right lobe's share (x1 > 0) of {} samples within {} of the exact "
+           "sampler's.".format(rows[PLAIN][seeds[0]]["samples"], LOBE_TOLERANCE), "",
            "| sampler | seeds | both lobes kept | coverage [95% Clopper-Pearson] |", "|---|---|---|---|"]
     for name, label in SAMPLERS.items():
         k = sum(r["kept"] for r in rows[name].values())
@@ -93,7 +93,8 @@ def markdown(rows: Dict[str, Dict[int, dict]], tests: dict) -> str:
     out += ["", "U-GAN annealed vs not: Fisher's exact test p = {:.3f}; paired by seed, kept by only the annealed "
             "one on {}, only the plain one on {} (exact McNemar p = {:.3f}).".format(
                 tests["fisher_p"], tests["only_annealed_kept"], tests["only_plain_kept"], tests["mcnemar_exact_p"]),
-            "", "| seed | exact | " + " | ".join(SAMPLERS) + " |", "|---|---|" + "---|" * len(SAMPLERS)]
+            "", "Right-lobe share per seed:", "",
+            "| seed | exact | " + " | ".join(SAMPLERS) + " |", "|---|---|" + "---|" * len(SAMPLERS)]
     for seed in seeds:
         cells = ["{:.3f}{}".format(rows[n][seed]["right_share"], "" if rows[n][seed]["kept"] else " (lost)")
                  for n in SAMPLERS]
@@ -107,10 +108,7 @@ def run(out: Path, seeds: int, figs1_flags: List[str]) -> int:
 
     started = time.time()
     for seed in range(seeds):
-        folder = out / "seed{}".format(seed)
-        if (folder / "table.md").exists():
-            print("[kidney] seed {}: finished earlier, kept".format(seed), flush=True)
-            continue
+        folder = out / "seed{}".format(seed)  # an existing one is resumed: figS1 checks its settings first
         flags = ["--out", str(folder), "--seed", str(seed), "--targets", "kidney"] + figs1_flags
         status = figS1.main(flags + (["--resume"] if folder.exists() else []))
         if status != 0:

@@ -251,8 +251,13 @@ def compare_agents(by_seed: Dict[str, Dict[int, "rl_compare.Curve"]]) -> Optiona
 
 def parse_args(argv=None):
     """(parsed flags, flags left for rl.train, preset name, sizes dict, output folder) of the command line."""
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
-    ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="sizes (default: local)")
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),  # first paragraph
+                                 epilog="Flags not listed here go to every python -m rl.train run.",
+                                 allow_abbrev=False)  # --seed must not pass for --seeds
+    ap.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                    help="sizes (default: local): quick (1 seed, 2k steps), local (3 seeds, 6k), paper (0.5M steps, "
+                         "MAF 2x512), efficiency (5 paired seeds, 5k steps, discount 0.99, evaluation every 250) and "
+                         "gamma999 (5 paired seeds, 8k steps, discount 0.999); the last two add paired comparisons")
     ap.add_argument("--quick", action="store_true", help="same as --preset quick (a CPU run of minutes)")
     ap.add_argument("--out", default=None, help="output folder (default: runs/rl_<preset>)")
     ap.add_argument("--env", default="Swimmer-v5")
@@ -297,6 +302,8 @@ def check_extra(extra: Sequence[str], preset: str, p: dict) -> None:
             continue
         flag = clash[0]
         key = flag[2:].replace("-", "_")
+        if key == "seed":
+            raise SweepError("{} is set by the sweep (seeds 0..N-1): use --seeds N".format(token))
         if key in p:
             raise SweepError("{} is set by the {} preset ({}): drop it, or choose another --preset".format(
                 token, preset, p[key]))

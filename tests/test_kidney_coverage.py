@@ -40,8 +40,8 @@ def test_fisher_and_mcnemar_on_paired_seeds():
 
 @pytest.mark.parametrize("flags, message", [
     (["--preset", "kidney-coverage", "--seed", "3"],
-     "error: --seed cannot be combined with --preset kidney-coverage: it sets that itself (seeds 0..N-1, the "
-     "kidney, resuming finished seeds); drop it"),
+     "error: --seed cannot be combined with --preset kidney-coverage: the preset runs the kidney with all three "
+     "samplers over seeds 0..N-1 (--seeds N) into its own folders and resumes them itself; drop it"),
     (["--preset", "kidney-coverage", "--targets", "banana"], "error: --targets cannot be combined with --preset"),
     (["--seeds", "20"], "error: --seeds needs --preset kidney-coverage (a single figS1 run takes --seed)"),
     (["--preset", "kidney-coverage", "--seeds", "1"], "error: --seeds must be >= 2 (a coverage rate over seeds), "

@@ -125,6 +125,7 @@ def test_the_efficiency_preset_tabulates_paired_curve_metrics(tmp_path, monkeypa
      "error: --discount is set by the gamma999 preset (0.999): drop it, or choose another --preset"),
     (["--preset", "efficiency", "--eval-ev=100"],
      "error: --eval-ev=100 is set by the efficiency preset (250): drop it, or choose another --preset"),
+    (["--preset", "efficiency", "--seed", "3"], "error: --seed is set by the sweep (seeds 0..N-1): use --seeds N"),
     (["--quick", "--lambda0", "2"], "error: --lambda0 is set by the sweep for each agent (--agents chooses them): "
                                     "drop it"),
 ])
