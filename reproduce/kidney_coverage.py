@@ -10,6 +10,7 @@ are paired, the exact McNemar test on the seeds where they disagree. Resumable: 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -71,7 +72,7 @@ def seed_rows(out: Path, seeds: Sequence[int]) -> Dict[str, Dict[int, dict]]:
     for seed in seeds:
         folder = out / "seed{}".format(seed)
         n = json.loads((folder / "quality.json").read_text())[PLAIN]["n"]
-        exact = kidney.sample(n, np.random.default_rng(seed + figS1.EXACT_SAMPLES_SEED_OFFSET))  # the table's
+        exact = figS1.exact_samples(kidney, argparse.Namespace(seed=seed, eval_samples=n))  # the seed's table's
         for name in SAMPLERS:
             model = np.load(folder / name / "final_samples.npy", allow_pickle=False)
             quality = json.loads((folder / name / "quality.json").read_text())
