@@ -21,7 +21,7 @@ from typing import List, Optional
 from chainer_va import compat  # noqa: F401  (must precede chainer)
 
 from chainer_va.device import add_device_argument, get_device
-from va_core import errors
+from va_core import cli_checks, errors
 from chainer_va.metrics import evaluation, scores
 
 METRICS_FILE = "metrics.json"
@@ -30,7 +30,7 @@ SCORERS = ("inception", "classifier")
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m chainer_va.evaluate RUN_DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m chainer_va.evaluate", description=__doc__.splitlines()[0])
+    parser = cli_checks.OneLineParser(prog="python -m chainer_va.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("--scorer", choices=SCORERS, default="inception")
     parser.add_argument("--n-is", type=int, default=evaluation.IS_SAMPLES, help="IS samples (50000)")

@@ -83,7 +83,7 @@ class Interrupted(RuntimeError):
 # -- command line and configuration ------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser."""
-    parser = argparse.ArgumentParser(prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0])
+    parser = cli_checks.OneLineParser(prog="python -m chainer_va.train", description=__doc__.split("\n\n")[0])
     for title, add_flags in (("objective and annealing", _objective_flags), ("optimisation", _optimisation_flags),
                              ("data and networks", _data_flags), ("run", _run_flags)):
         add_flags(parser.add_argument_group(title))

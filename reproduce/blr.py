@@ -85,7 +85,8 @@ REPORT_MAY_CHANGE = ("out", "report_only", "data_dir")
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, before :func:`parse_args` fills in the defaults of --quick or the full run."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli_checks.OneLineParser(
+        prog="reproduce/blr.sh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None, help="output folder (default {}; {} with --quick)".format(
         DEFAULT_OUT, DEFAULT_QUICK_OUT))
     p.add_argument("--quick", action="store_true", help="minutes-long version: 2 seeds, short runs")

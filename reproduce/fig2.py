@@ -13,7 +13,6 @@ User errors print one line and exit with status 2.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -55,7 +54,8 @@ class Fig2Error(UsageError):
 
 def parse_args(argv=None):
     """The command line (``--help`` lists every option)."""
-    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
+    p = cli_checks.OneLineParser(
+        prog="reproduce/fig2.sh", description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--out", default="results/fig2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sigma", type=float, default=score_toy.SIGMA, help="DAE noise level (supplement G: 0.2)")

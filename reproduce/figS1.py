@@ -75,7 +75,8 @@ PRESET_SETS = ("seed", "targets", "resume", "publish_docs", "snapshots", "no_dir
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (``--help`` lists every option)."""
-    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
+    p = cli_checks.OneLineParser(
+        prog="reproduce/figS1.sh", description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="kidney-coverage: the kidney comparison over --seeds seeds, lobe coverage and tests "
                         "(default --out {})".format(PRESETS["kidney-coverage"]))

@@ -251,9 +251,10 @@ def compare_agents(by_seed: Dict[str, Dict[int, "rl_compare.Curve"]]) -> Optiona
 
 def parse_args(argv=None):
     """(parsed flags, flags left for rl.train, preset name, sizes dict, output folder) of the command line."""
-    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()),  # first paragraph
-                                 epilog="Flags not listed here go to every python -m rl.train run.",
-                                 allow_abbrev=False)  # --seed must not pass for --seeds
+    ap = cli_checks.OneLineParser(
+        prog="reproduce/rl.sh", description=" ".join(__doc__.split("\n\n")[0].split()),  # first paragraph
+        epilog="Flags not listed here go to every python -m rl.train run.",
+        allow_abbrev=False)  # --seed must not pass for --seeds
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None,
                     help="sizes (default: local): quick (1 seed, 2k steps), local (3 seeds, 6k), paper (0.5M steps, "
                          "MAF 2x512), efficiency (5 paired seeds, 5k steps, discount 0.99, evaluation every 250) and "

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, NoReturn, Optional, Sequence
 
 import chainer_va  # noqa: F401  (compat layer before chainer)
-from va_core import errors, runinfo, schedules
+from va_core import cli_checks, errors, runinfo, schedules
 from chainer_va.metrics import scores
 from chainer_va.metrics.evaluation import FID_SAMPLES, IS_SAMPLES
 
@@ -49,9 +49,10 @@ CHAINER_GAN_LIB_EQUIVALENT = {"jsd/none": "chainer-gan-lib/dfm", "wgan/none": "c
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Reproduce Table 1 (IS/FID of annealed GANs).",
-                                epilog="bash reproduce/table1.sh runs this with .venv/bin/python (else python); "
-                                       "PYTHON=/path/to/python bash reproduce/table1.sh picks another interpreter.")
+    p = cli_checks.OneLineParser(
+        prog="reproduce/table1.sh", description="Reproduce Table 1 (IS/FID of annealed GANs).",
+        epilog="bash reproduce/table1.sh runs this with .venv/bin/python (else python); "
+               "PYTHON=/path/to/python bash reproduce/table1.sh picks another interpreter.")
     p.add_argument("--quick", action="store_true", help="CPU version on MNIST-5k (classifier scores), ~15 min")
     p.add_argument("--study", action="store_true",
                    help="the CPU study: jsd/rkl/wgan x (none, lik, lik calibrated at lambda0 0.1 and 1) x 5 paired seeds "

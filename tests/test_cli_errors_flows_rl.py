@@ -295,3 +295,30 @@ def test_the_sweep_runs_as_a_file_too(tmp_path):
                           env={**os.environ, "PYTHONPATH": "", "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("error: the flags for python -m rl.train are invalid")
+
+
+# ------------------------------------------------------------------- argparse's errors are one line too
+@pytest.mark.parametrize("stem,argv,problem", [
+    ("rl", ["--seeds", "two"], "argument --seeds: invalid int value: 'two'"),  # (rl.py hands unknown flags on)
+    ("figS1", ["--preset", "bogus"], "argument --preset: invalid choice: 'bogus' (choose from 'kidney-coverage')"),
+    ("fig2", ["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    ("blr", ["--no-such-flag"], "unrecognized arguments: --no-such-flag")])
+def test_reproduce_scripts_report_a_bad_flag_in_one_line_without_the_usage_block(capsys, stem, argv, problem):
+    with pytest.raises(SystemExit) as e:
+        _load(stem).parse_args(argv)
+    assert e.value.code == 2
+    prog = "reproduce/{}.sh".format(stem)
+    assert capsys.readouterr().err == "{}: error: {} (see {} --help)\n".format(prog, problem, prog)
+
+
+def test_one_line_parser_names_the_bad_choice_and_keeps_help(capsys):
+    p = cli_checks.OneLineParser(prog="tool")
+    p.add_argument("--preset", choices=("a", "b"))
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--preset", "c"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("tool: error: argument --preset: invalid choice: 'c' (choose from 'a', 'b') "
+                                       "(see tool --help)\n")
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--help"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("usage: tool [-h] [--preset {a,b}]")

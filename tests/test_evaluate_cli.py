@@ -113,7 +113,10 @@ def _convert_error(capsys, source, tmp_path):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
     assert not (tmp_path / "out.npz").exists()
-    return err.splitlines()[-1]
+    assert len(err.splitlines()) == 1
+    line, see = err.strip().rsplit(" (see ", 1)
+    assert see == "python -m chainer_va.metrics.convert --help)"
+    return line
 
 
 def test_convert_reports_a_bad_source_in_one_line_with_exit_status_2(tmp_path, capsys):

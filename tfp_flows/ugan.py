@@ -649,7 +649,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from va_core import sample_distance
     from tfp_flows import targets
 
-    p = argparse.ArgumentParser(prog="python -m tfp_flows.ugan",
+    p = cli_checks.OneLineParser(prog="python -m tfp_flows.ugan",
                                 description=" ".join(__doc__.split("\n\n")[0].split()))  # first paragraph
     p.add_argument("--target", default="banana", choices=targets.NAMES)
     p.add_argument("--method", default="ugan", choices=("ugan", "direct"))

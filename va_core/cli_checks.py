@@ -10,10 +10,18 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from va_core import runinfo, schedules
-from va_core.errors import UsageError
+from va_core.errors import UsageError, exit_with
 
-__all__ = ["out_folder_problem", "check_out_folder", "output_folder", "make_schedule", "positive_sizes",
+__all__ = ["OneLineParser", "out_folder_problem", "check_out_folder", "output_folder", "make_schedule", "positive_sizes",
            "given_options"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose command-line errors are one line, ``prog: error: <problem> (see prog --help)``,
+    without argparse's usage block; the exit status stays 2 (:mod:`va_core.errors`)."""
+
+    def error(self, message: str):  # noqa: D102  (argparse API)
+        exit_with(UsageError("{} (see {} --help)".format(message, self.prog)), self.prog)
 
 
 def out_folder_problem(out: str | os.PathLike, flag: str = "--out") -> Optional[str]:

@@ -21,7 +21,7 @@ from typing import Dict, Mapping, Optional
 
 import numpy as np
 
-from va_core import download
+from va_core import cli_checks, download
 from chainer_va.metrics import architecture as arch
 from va_core.runinfo import atomic_write_bytes
 
@@ -273,9 +273,8 @@ def main(argv=None) -> int:
 
     A SOURCE that is missing or not one of these is a usage error (one line, exit status 2, as argparse's).
     """
-    import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m chainer_va.metrics.convert", description=main.__doc__)
+    parser = cli_checks.OneLineParser(prog="python -m chainer_va.metrics.convert", description=main.__doc__)
     parser.add_argument("source")
     parser.add_argument("out")
     args = parser.parse_args(argv)
