@@ -1,7 +1,7 @@
 """Learning curves of soft Q-learning on Swimmer-v5: MAF agent with/without annealing vs amortised SVGD (supplement J.3).
 
 Runs ``python -m rl.train`` once per (agent, seed) into ``<out>/<agent>/seed<k>`` (``--out`` defaults to
-``runs/rl_<preset>``, one folder per preset). Each run is started with --resume, so an interrupted
+``runs/rl_<preset>``, one folder per preset), one at a time or ``--jobs N`` side by side. Each run is started with --resume, so an interrupted
 sweep continues where it stopped, and finished runs are kept. A run folder whose recorded settings
 (its config.json) differ from the ones this sweep asks for is never reused nor tabulated: the sweep
 stops before training anything and names the folder and the differences (move it away or choose
@@ -15,9 +15,11 @@ of the curves (AUC, steps to 90% of the plateau, final return; the ``efficiency`
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -139,15 +141,46 @@ def run_state(run_dir: Path, expected: dict) -> Optional[int]:
     return rl_train.latest_step(run_dir)
 
 
-def run_one(run_dir: Path, flags: Sequence[str]) -> None:
-    """Train (or resume) one run with ``python -m rl.train``; raises :class:`SweepRunFailed` if it fails."""
+def run_one(run_dir: Path, flags: Sequence[str], quiet: bool = False) -> None:
+    """Train (or resume) one run with ``python -m rl.train``; raises :class:`SweepRunFailed` if it fails.
+    ``quiet``: its progress goes only to its own log.txt (for runs trained side by side)."""
     cmd = [sys.executable, "-m", "rl.train"] + list(flags) + ["--out", str(run_dir), "--resume"]
     print("[rl] " + " ".join(cmd), flush=True)
-    status = subprocess.run(cmd).returncode
+    started = time.time()
+    status = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None).returncode
     if status != 0:
         raise SweepRunFailed("python -m rl.train --out {} exited with status {} (its message is above); fix that and "
                          "run the sweep again: finished runs are kept, interrupted ones resume".format(
                              run_dir, status))
+    if quiet:
+        print("[rl] {} done ({:.0f} s)".format(run_dir, time.time() - started), flush=True)
+
+
+def train_runs(todo: Sequence[tuple], jobs: int = 1) -> None:
+    """Train (or resume) each (run folder, rl.train flags) of ``todo``, up to ``jobs`` at once. After a failure
+    no run is started; the running ones finish, then the failure is raised (the next sweep resumes the rest)."""
+    if jobs == 1:
+        for run_dir, flags in todo:
+            run_one(run_dir, flags)
+        return
+    failed = threading.Event()
+
+    def run_unless_failed(run_dir, flags):
+        if not failed.is_set():
+            try:
+                run_one(run_dir, flags, quiet=True)
+            except BaseException:
+                failed.set()
+                raise
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            futures = [pool.submit(run_unless_failed, run_dir, flags) for run_dir, flags in todo]
+    finally:
+        failed.set()  # (Ctrl-C: queued runs are not started)
+    errors_seen = [f.exception() for f in futures if f.exception() is not None]
+    if errors_seen:
+        raise errors_seen[0]
 
 
 def read_eval(run_dir: Path) -> np.ndarray:
@@ -267,6 +300,10 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", type=int, default=None, help="override the preset's number of seeds")
     ap.add_argument("--steps", type=int, default=None, help="override the preset's environment steps")
     ap.add_argument("--png", default=None, help="also write the curves to this path (e.g. docs/images/rl_curves.png)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="runs trained at once (each python -m rl.train uses one thread unless --threads says "
+                         "otherwise: --jobs 2 on 2 cores); with more than one, a run's progress goes only to its "
+                         "log.txt")
     ap.add_argument("--random-episodes", type=int, default=10)
     ap.add_argument("--aggregate-only", action="store_true",
                     help="train nothing: plot and tabulate the finished runs under --out")
@@ -275,11 +312,11 @@ def parse_args(argv=None):
         ap.error("--quick contradicts --preset {}; give one of them".format(args.preset))
     preset = "quick" if args.quick else (args.preset or "local")
     p = dict(PRESETS[preset])
-    for key in ("seeds", "steps"):
+    for key in ("seeds", "steps", "jobs"):
         value = getattr(args, key)
-        if value is not None:
-            if value < 1:
-                ap.error("--{} must be >= 1, got {}".format(key, value))
+        if value is not None and value < 1:
+            ap.error("--{} must be >= 1, got {}".format(key, value))
+        if value is not None and key in p:
             p[key] = value
     if p["start_steps"] >= p["steps"] and not any(a.split("=")[0] == "--start-steps" for a in extra):
         lowered = int(p["steps"] * SHORT_RUN_START_SHARE)
@@ -337,6 +374,7 @@ def _sweep(args, extra, preset, p, out) -> int:
     started = time.time()
     curves: Dict[str, List[np.ndarray]] = {}
     by_seed: Dict[str, Dict[int, rl_compare.Curve]] = {}
+    tabulated, todo = [], []
     for name, seed, run_dir, flags, step in plan:
         if step is not None and step >= p["steps"]:
             print("[rl] {} seed {}: finished earlier (same settings), kept".format(name, seed), flush=True)
@@ -344,7 +382,10 @@ def _sweep(args, extra, preset, p, out) -> int:
             print("[rl] {} seed {}: not finished, left out".format(name, seed), flush=True)
             continue
         else:
-            run_one(run_dir, flags)
+            todo.append((run_dir, flags))
+        tabulated.append((name, seed, run_dir))
+    train_runs(todo, args.jobs)
+    for name, seed, run_dir in tabulated:
         curves.setdefault(name, []).append(read_eval(run_dir))
         by_seed.setdefault(name, {})[seed] = rl_compare.Curve(curves[name][-1][:, 0], curves[name][-1][:, 1])
     if not curves:

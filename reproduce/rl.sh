@@ -11,7 +11,7 @@
 # Each preset has its own default output folder (--out overrides it). Runs already there are continued
 # (or kept, if finished) only if they were made with the same settings; otherwise the sweep stops and
 # names them (move them away or choose another --out).
-# Further flags go to reproduce/rl.py (--out, --seeds, --steps, --png, --agents, --aggregate-only) or,
+# Further flags go to reproduce/rl.py (--out, --seeds, --steps, --jobs, --png, --agents, --aggregate-only) or,
 # if unknown there, to every `python -m rl.train` run (e.g. --reward-scale 100).
 set -euo pipefail
 cd "$(dirname "$0")/.."

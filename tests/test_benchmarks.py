@@ -620,3 +620,21 @@ def test_gpu_session_caps_fit_the_lease_and_its_files_fit_the_device_tool():
     code = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
     assert '--out "$OUT/profile.json"' in script and not any("/tmp/" in line for line in code)  # mktemp -d
     assert "--progress-interval 1000" in script
+
+
+# -- RL sweep side by side ----------------------------------------------------------------------------------
+
+def test_rl_sweep_jobs_runs_the_same_sweep_twice_and_prints_the_ratio(capsys, monkeypatch):
+    """The two sweeps differ only in --jobs and their folders; the ratio is one-at-a-time over side-by-side."""
+    bench = _load("rl_sweep_jobs")
+    commands, clock = [], iter([0.0, 90.0, 100.0, 150.0])
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: commands.append(cmd))
+    monkeypatch.setattr(bench.time, "time", lambda: next(clock))
+    assert bench.main(["--seeds", "3", "--steps", "400"]) == 0
+    first, second = commands
+    differ = [(a, b) for a, b in zip(first, second) if a != b]
+    assert len(first) == len(second) and [d[0].rsplit("/", 1)[-1] for d in differ] == ["jobs1", "1"]
+    assert [d[1].rsplit("/", 1)[-1] for d in differ] == ["jobs2", "2"]
+    assert first[first.index("--start-steps") + 1] == "100" and first[first.index("--seeds") + 1] == "3"
+    assert capsys.readouterr().out.strip() == (
+        "6 runs of 400 steps: one at a time 90 s, --jobs 2 50 s; ratio 1.80")

@@ -282,3 +282,27 @@ def test_summary_reports_the_sample_std_over_seeds(tmp_path, monkeypatch):
     assert summary["random_policy"]["std"] == pytest.approx(4.0)
     table = (out / "summary.md").read_text()
     assert "sample std over seeds, ddof=1" in table and "45.00 ± 5.57" in table and "1.00 ± 4.00" in table
+
+
+def test_sweep_trains_runs_side_by_side_and_stops_starting_after_a_failure(monkeypatch):
+    """--jobs 2: two runs are in training at once (a barrier both must reach); after one fails, no queued run
+    starts, and the failure is raised once the running ones end."""
+    import threading
+
+    m = _sweep_module()
+    both_running, started = threading.Barrier(2, timeout=60), []
+
+    def fake_run_one(run_dir, flags, quiet=False):
+        started.append(run_dir)
+        assert quiet
+        if run_dir in ("a", "b"):
+            both_running.wait()  # raises BrokenBarrierError unless a and b overlap
+        if run_dir == "b":
+            raise m.SweepRunFailed("b failed")
+
+    monkeypatch.setattr(m, "run_one", fake_run_one)
+    with pytest.raises(m.SweepRunFailed, match="b failed"):
+        m.train_runs([("a", []), ("b", []), ("c", []), ("d", [])], jobs=2)
+    assert sorted(started[:2]) == ["a", "b"] and "d" not in started  # (c may start in a's slot before b fails)
+    with pytest.raises(SystemExit):
+        m.parse_args(["--jobs", "0"])
