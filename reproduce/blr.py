@@ -4,8 +4,9 @@ For every data set x split seed: a NUTS reference posterior (non-centred by defa
 then each sampler on the same split; metrics are the posterior predictive's test accuracy and test
 log-likelihood, and the distance of each sampler to the NUTS reference (predictive probabilities, mean
 and std of w). Writes OUT/blr.csv (one row per data set, seed, sampler), OUT/blr.md (mean ± std over
-seeds and a comparison of U-GAN with SVGD and direct VI), OUT/blr.png and OUT/config.json, and appends
-everything it prints to OUT/run.log. OUT is results/blr, or results/blr_quick with --quick (--out wins).
+seeds, paired comparisons of U-GAN with SVGD and direct VI and of annealed U-GAN with plain U-GAN),
+OUT/blr.png and OUT/config.json, and appends everything it prints to OUT/run.log. OUT is results/blr, or
+results/blr_quick with --quick (--out wins).
 
 Every finished (data set, seed, sampler) is cached under OUT/cache/, so a killed run resumes. A cache
 file is identified by *every* setting that determines that sampler's result (see
@@ -462,36 +463,47 @@ COMPARED = (("test_accuracy", "accuracy", True), ("test_loglik", "test LL", True
             ("prob_mae_vs_nuts", "|p - p_NUTS|", False))
 
 
-def _comparison(rows, datasets, samplers) -> list[str]:
-    """Table lines: per data set, each U-GAN variant vs SVGD and direct VI, paired over the common seeds
-    (U-GAN minus baseline) per metric of :data:`COMPARED`, Holm-corrected over the table's comparisons of that
-    metric (:mod:`va_core.paired_stats`). Pairs with fewer than 2 common seeds are left out."""
-    pairs, found = [], {key: [] for key, _, _ in COMPARED}
+def contrasts(samplers) -> dict[str, list[tuple[str, str]]]:
+    """The two families of paired comparisons, each Holm-corrected on its own: every U-GAN variant against the
+    baselines (SVGD, SVGD on w, direct VI), and each annealed U-GAN against the U-GAN without annealing."""
+    ugans = [s for s in samplers if s.startswith("ugan")]
+    bases = [b for b in ("svgd", "svgd_collapsed", "direct_vi") if b in samplers]
+    return {"U-GAN vs SVGD and direct VI (paired over seeds: U-GAN minus baseline)":
+            [(u, b) for u in ugans for b in bases],
+            "Annealing: U-GAN with VA vs without (paired over seeds: annealed minus not annealed)":
+            [(u, "ugan") for u in ugans if u != "ugan"] if "ugan" in samplers else []}
+
+
+def _comparison(rows, datasets, pairs) -> list[str]:
+    """Table lines: per data set, each (variant, baseline) of ``pairs``, paired over the common seeds (variant
+    minus baseline) per metric of :data:`COMPARED`, Holm-corrected over these comparisons of that metric
+    (:mod:`va_core.paired_stats`). Pairs with fewer than 2 common seeds are left out."""
+    found, kept = {key: [] for key, _, _ in COMPARED}, []
     for ds in datasets:
         by = {(r["sampler"], r["seed"]): r for r in rows if r["dataset"] == ds}
-        for u in [s for s in samplers if s.startswith("ugan")]:
-            for base in [b for b in ("svgd", "svgd_collapsed", "direct_vi") if b in samplers]:
-                seeds = sorted({s for (n, s) in by if n == u} & {s for (n, s) in by if n == base})
-                if len(seeds) < 2:
-                    continue
-                pairs.append((ds, u, base))
-                for key, _, higher in COMPARED:
-                    found[key].append(paired_stats.paired_difference(
-                        [by[(base, s)][key] for s in seeds], [by[(u, s)][key] for s in seeds], higher_is_better=higher))
+        for variant, base in pairs:
+            seeds = sorted({s for (n, s) in by if n == variant} & {s for (n, s) in by if n == base})
+            if len(seeds) < 2:
+                continue
+            kept.append((ds, variant, base))
+            for key, _, higher in COMPARED:
+                found[key].append(paired_stats.paired_difference(
+                    [by[(base, s)][key] for s in seeds], [by[(variant, s)][key] for s in seeds],
+                    higher_is_better=higher))
     adjusted = {key: paired_stats.adjust(found[key]) for key, _, _ in COMPARED}
     out = []
-    for i, (ds, u, base) in enumerate(pairs):
+    for i, (ds, variant, base) in enumerate(kept):
         parts = ["{} {:+.3f} [{:+.3f}, {:+.3f}], p {:.3f}: {}".format(
             label, c.mean_diff, c.ci_low, c.ci_high, c.p_adjusted, c.verdict())
             for (key, label, _), c in ((m, adjusted[m[0]][i]) for m in COMPARED)]
-        out.append("| {} | {} vs {} ({} seeds) | {} |".format(ds, LABELS[u], LABELS[base], adjusted[COMPARED[0][0]][i].n,
-                                                              " | ".join(parts)))
+        out.append("| {} | {} vs {} ({} seeds) | {} |".format(
+            ds, LABELS[variant], LABELS[base], adjusted[COMPARED[0][0]][i].n, " | ".join(parts)))
     return out
 
 
 def write_reports(out: Path, rows: list[dict], args) -> None:
     """Write OUT/blr.csv (one row per data set, seed, sampler), OUT/blr.md (mean ± std over seeds, NUTS
-    convergence, paired U-GAN comparisons) and OUT/blr.png, each atomically."""
+    convergence, the paired comparisons of :func:`contrasts`) and OUT/blr.png, each atomically."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
@@ -527,14 +539,15 @@ def write_reports(out: Path, rows: list[dict], args) -> None:
         lines.append("| {} | {} | {:.4f} | {:.0f} | {} | {} |".format(
             r["dataset"], r["seed"], r["max_rhat"], r["min_ess"], r["divergences"],
             ", ".join("{:.4f}".format(a["max_rhat"]) for a in att) or "1"))
-    comp = _comparison(rows, args.datasets, args.samplers)
-    if comp:
-        lines += ["", "## U-GAN vs SVGD and direct VI (paired over seeds: U-GAN minus baseline)", "",
-                  "Mean paired difference over seeds [95% t interval], paired t-test p Holm-corrected over the "
-                  "table's comparisons of that metric; 'no detectable difference' where the interval covers 0 "
-                  "(va_core.paired_stats).", "",
-                  "| data set | comparison | accuracy | test LL | mean abs p - p_NUTS (lower is better) |",
-                  "|---|---|---|---|---|"] + comp
+    for title, pairs in contrasts(args.samplers).items():
+        comp = _comparison(rows, args.datasets, pairs)
+        if comp:
+            lines += ["", "## " + title, "",
+                      "Mean paired difference over seeds [95% t interval], paired t-test p Holm-corrected over this "
+                      "table's comparisons of that metric; 'no detectable difference' where the interval covers 0 "
+                      "(va_core.paired_stats).", "",
+                      "| data set | comparison | accuracy | test LL | mean abs p - p_NUTS (lower is better) |",
+                      "|---|---|---|---|---|"] + comp
     atomic_write_text(out / "blr.md", "\n".join(lines) + "\n")
     plot(out / "blr.png", rows, args)
 

@@ -450,7 +450,7 @@ def test_ugan_comparisons_are_paired_intervals_with_holm_over_each_metric(bs):
     accuracy["ugan"] = accuracy["direct_vi"] + np.array([0.001, -0.002, 0.0, 0.002, -0.001])
     rows = [dict(dataset="heart", seed=seed, sampler=name, test_accuracy=a, test_loglik=-0.4, prob_mae_vs_nuts=0.02)
             for name, values in accuracy.items() for seed, a in enumerate(values)]
-    lines = bs._comparison(rows, ["heart"], ["svgd", "direct_vi", "ugan"])
+    lines = bs._comparison(rows, ["heart"], [("ugan", "svgd"), ("ugan", "direct_vi")])
     assert len(lines) == 2 and all("(5 seeds)" in line for line in lines)
     p, interval = {}, {}
     for name in ("svgd", "direct_vi"):
@@ -467,3 +467,12 @@ def test_ugan_comparisons_are_paired_intervals_with_holm_over_each_metric(bs):
         *interval["direct_vi"], holm["direct_vi"])
     # the same test LL on every seed: a zero difference, no detectable difference
     assert svgd[3] == "test LL +0.000 [+0.000, +0.000], p 1.000: no detectable difference"
+
+
+def test_annealing_is_its_own_family_of_paired_comparisons(bs):
+    """Each annealed U-GAN against the plain one (Holm over that family only); the baselines' family unchanged."""
+    families = list(bs.contrasts(bs.SAMPLERS).values())
+    assert families[0] == [(u, b) for u in ("ugan", "ugan_linear", "ugan_sinusoidal")
+                           for b in ("svgd", "svgd_collapsed", "direct_vi")]
+    assert families[1] == [("ugan_linear", "ugan"), ("ugan_sinusoidal", "ugan")]
+    assert list(bs.contrasts(("nuts", "svgd", "ugan_linear")).values()) == [[("ugan_linear", "svgd")], []]
