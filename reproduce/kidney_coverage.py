@@ -29,6 +29,8 @@ LOBE_TOLERANCE = 0.1
 SAMPLERS = {"kidney_ugan_lik": "U-GAN, annealed (lik, linear, lambda0 = -0.5)",
             "kidney_ugan_none": "U-GAN, no annealing", "kidney_direct_none": "direct MAF"}
 ANNEALED, PLAIN = "kidney_ugan_lik", "kidney_ugan_none"
+#: Short column titles of the per-seed table.
+COLUMNS = {"kidney_ugan_lik": "U-GAN annealed", "kidney_ugan_none": "U-GAN plain", "kidney_direct_none": "direct MAF"}
 
 
 def right_share(x: np.ndarray) -> float:
@@ -63,7 +65,8 @@ def coverage_tests(kept: Dict[str, Dict[int, bool]]) -> dict:
 
 
 def seed_rows(out: Path, seeds: Sequence[int]) -> Dict[str, Dict[int, dict]]:
-    """sampler -> seed -> {right_share, exact_right_share, kept, energy_distance} from the finished seeds."""
+    """sampler -> seed -> {right_share, exact_right_share, kept, energy_distance, log_u_gap, log_u_gap_se} from
+    the finished seeds (the gap: the samples' mean log u minus the exact samples', with its standard error)."""
     from reproduce import figS1
     from tfp_flows import targets
 
@@ -77,7 +80,8 @@ def seed_rows(out: Path, seeds: Sequence[int]) -> Dict[str, Dict[int, dict]]:
             model = np.load(folder / name / "final_samples.npy", allow_pickle=False)
             quality = json.loads((folder / name / "quality.json").read_text())
             rows[name][seed] = {"samples": n, "right_share": right_share(model), "exact_right_share": right_share(exact),
-                                "kept": both_lobes(model, exact), "energy_distance": quality["energy_distance"]}
+                                "kept": both_lobes(model, exact), "energy_distance": quality["energy_distance"],
+                                "log_u_gap": quality["log_u_gap"], "log_u_gap_se": quality["log_u_gap_se"]}
     return rows
 
 
@@ -94,13 +98,26 @@ def markdown(rows: Dict[str, Dict[int, dict]], tests: dict) -> str:
     out += ["", "U-GAN annealed vs not: Fisher's exact test p = {:.3f}; paired by seed, kept by only the annealed "
             "one on {}, only the plain one on {} (exact McNemar p = {:.3f}).".format(
                 tests["fisher_p"], tests["only_annealed_kept"], tests["only_plain_kept"], tests["mcnemar_exact_p"]),
-            "", "Right-lobe share per seed:", "",
-            "| seed | exact | " + " | ".join(SAMPLERS) + " |", "|---|---|" + "---|" * len(SAMPLERS)]
+            ""] + log_u_lines(rows) + ["", "Right-lobe share per seed:", "",
+            "| seed | exact | " + " | ".join(COLUMNS[n] for n in SAMPLERS) + " |", "|---|---|" + "---|" * len(SAMPLERS)]
     for seed in seeds:
         cells = ["{:.3f}{}".format(rows[n][seed]["right_share"], "" if rows[n][seed]["kept"] else " (lost)")
                  for n in SAMPLERS]
         out.append("| {} | {:.3f} | {} |".format(seed, rows[PLAIN][seed]["exact_right_share"], " | ".join(cells)))
     return "\n".join(out) + "\n"
+
+
+def log_u_lines(rows: Dict[str, Dict[int, dict]]) -> List[str]:
+    """How far below the exact samples' mean log u each sampler's sits: median over seeds [range], in nats and
+    in standard errors (a sampler spread too wide, or off the mass, sits below)."""
+    out = ["Mean log u minus the exact samples' (per seed; 0 for a perfect sampler, below 0 when too spread):", "",
+           "| sampler | median gap [min, max] (nats) | median gap / its standard error |", "|---|---|---|"]
+    for name, label in SAMPLERS.items():
+        gaps = np.array([r["log_u_gap"] for r in rows[name].values()])
+        z = np.array([r["log_u_gap"] / r["log_u_gap_se"] for r in rows[name].values()])
+        out.append("| {} | {:+.3f} [{:+.3f}, {:+.3f}] | {:+.1f} |".format(
+            label, np.median(gaps), gaps.min(), gaps.max(), np.median(z)))
+    return out
 
 
 def run(out: Path, seeds: int, figs1_flags: List[str]) -> int:

@@ -67,3 +67,10 @@ def test_figs1_preset_passes_its_other_flags_to_every_seed(tmp_path, monkeypatch
     assert calls == [(tmp_path / "k", 3, ["--steps", "40", "--hidden-units", "8,8", "--lr", "0.01"])]
     assert figS1.parse_args(["--preset", "kidney-coverage"]).out == "results/kidney_coverage"
     assert figS1.parse_args([]).out == "results/figS1"
+
+
+def test_log_u_summary_is_the_median_gap_over_seeds_in_nats_and_standard_errors():
+    rows = {name: {s: {"log_u_gap": -0.1 * (s + 1), "log_u_gap_se": 0.05} for s in range(3)} for name in kc.SAMPLERS}
+    lines = kc.log_u_lines(rows)
+    assert lines[4] == "| {} | -0.200 [-0.300, -0.100] | -4.0 |".format(kc.SAMPLERS[kc.ANNEALED])
+    assert len(lines) == 4 + len(kc.SAMPLERS)
