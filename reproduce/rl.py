@@ -400,8 +400,8 @@ def _sweep(args, extra, preset, p, out) -> int:
     if args.png:
         plot(curves, random["mean"], Path(args.png), title)
     summary = {"preset": preset, "env": args.env, "settings": p, "extra_flags": extra, "std": STD_NOTE,
-               "random_policy": random, "agents": agents, "sweep_wall_seconds": time.time() - started,
-               "comparison": None if compared is None else rl_compare.as_json(*compared)}
+               "random_policy": random, "agents": agents, "comparison": None if compared is None else
+               rl_compare.as_json(*compared), "wall_seconds_this_invocation": time.time() - started}
     runinfo.atomic_write_json(out / "summary.json", summary)
     runinfo.atomic_write_text(out / "summary.md", table)
     print(table, flush=True)
