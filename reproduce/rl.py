@@ -1,16 +1,16 @@
 """Learning curves of soft Q-learning on Swimmer-v5: MAF agent with/without annealing vs amortised SVGD (supplement J.3).
 
 Runs ``python -m rl.train`` once per (agent, seed) into ``<out>/<agent>/seed<k>`` (``--out`` defaults to
-``runs/rl_<preset>``, one folder per preset), one at a time or ``--jobs N`` side by side. Each run is
-started with --resume, so an interrupted sweep continues where it stopped, and finished runs are kept. A run folder whose recorded settings
-(its config.json) differ from the ones this sweep asks for is never reused nor tabulated: the sweep
-stops before training anything and names the folder and the differences (move it away or choose
-another ``--out``). Then the uniform random policy is evaluated on the same fixed-seed evaluation
-episodes, and ``<out>/curves.png`` (mean ± sample std over seeds of the evaluation return vs
-environment steps), ``<out>/summary.md`` and ``<out>/summary.json`` (final returns, wall times) are
-written. "std" in the tables is the sample standard deviation (ddof = 1), as for BLR and Table 1. Where
-every agent has finished two or more seeds, both also hold :mod:`reproduce.rl_compare`'s paired comparison
-of the curves (AUC, steps to 90% of the plateau, final return; the ``efficiency`` and ``gamma999`` presets).
+``runs/rl_<preset>``, one folder per preset), one at a time or ``--jobs N`` side by side. Each run is started
+with --resume, so an interrupted sweep continues where it stopped, and finished runs are kept. A run folder
+whose recorded settings (its config.json) differ from the ones this sweep asks for is never reused nor
+tabulated: the sweep stops before training anything and names the folder and the differences (move it away or
+choose another ``--out``). Then the uniform random policy is evaluated on the same fixed-seed evaluation
+episodes, and ``<out>/curves.png`` (mean ± sample std over seeds of the evaluation return vs environment
+steps), ``<out>/summary.md`` and ``<out>/summary.json`` (final returns, wall times) are written. "std" in the
+tables is the sample standard deviation (ddof = 1), as for BLR and Table 1. Where every agent has finished two
+or more seeds, both also hold :mod:`reproduce.rl_compare`'s paired comparison of the curves (AUC, steps to 90%
+of the plateau, final return; the ``efficiency`` and ``gamma999`` presets).
 """
 from __future__ import annotations
 
