@@ -163,6 +163,8 @@ def train_runs(todo: Sequence[tuple], jobs: int = 1) -> None:
         for run_dir, flags in todo:
             run_one(run_dir, flags)
         return
+    print("[rl] {} runs, {} at a time; each run's progress goes to its own log.txt".format(len(todo), jobs),
+          flush=True)
     failed = threading.Event()
 
     def run_unless_failed(run_dir, flags):
@@ -216,7 +218,7 @@ def plot(curves: Dict[str, List[np.ndarray]], random_mean: float, path: Path, ti
     for name, runs in curves.items():
         steps, returns = runs[0][:, 0], np.stack([r[:, 1] for r in runs])
         mean = returns.mean(0)
-        ax.plot(steps, mean, label="{} ({} seeds)".format(LABELS[name], len(runs)))
+        ax.plot(steps, mean, label="{} ({} seed{})".format(LABELS[name], len(runs), "s" if len(runs) > 1 else ""))
         if len(runs) > 1:
             std = sample_std(returns, 0)
             ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
@@ -343,8 +345,10 @@ def check_extra(extra: Sequence[str], preset: str, p: dict) -> None:
         if key == "seed":
             raise SweepError("{} is set by the sweep (seeds 0..N-1): use --seeds N".format(token))
         if key in p:
-            raise SweepError("{} is set by the {} preset ({}): drop it, or choose another --preset".format(
-                token, preset, p[key]))
+            values = ", ".join("{} {}".format(name, sizes[key]) for name, sizes in sorted(PRESETS.items()))
+            raise SweepError("{} is set by the {} preset ({}): drop it, or choose the preset with the value you need "
+                             "({}); for another value run python -m rl.train {} directly".format(
+                                 token, preset, p[key], values, flag))
         raise SweepError("{} is set by the sweep for each agent (--agents chooses them): drop it".format(token))
 
 

@@ -633,8 +633,11 @@ def test_rl_sweep_jobs_runs_the_same_sweep_twice_and_prints_the_ratio(capsys, mo
     assert bench.main(["--seeds", "3", "--steps", "400"]) == 0
     first, second = commands
     differ = [(a, b) for a, b in zip(first, second) if a != b]
-    assert len(first) == len(second) and [d[0].rsplit("/", 1)[-1] for d in differ] == ["jobs1", "1"]
-    assert [d[1].rsplit("/", 1)[-1] for d in differ] == ["jobs2", "2"]
+    assert len(first) == len(second) and [d[0].rsplit("/", 1)[-1] for d in differ] == ["one_at_a_time", "1"]
+    assert [d[1].rsplit("/", 1)[-1] for d in differ] == ["side_by_side", "2"]
     assert first[first.index("--start-steps") + 1] == "100" and first[first.index("--seeds") + 1] == "3"
     assert capsys.readouterr().out.strip() == (
         "6 runs of 400 steps: one at a time 90 s, --jobs 2 50 s; ratio 1.80")
+    with pytest.raises(SystemExit):
+        bench.main(["--jobs", "1"])
+    assert len(commands) == 2  # refused before any sweep

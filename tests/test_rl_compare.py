@@ -122,9 +122,13 @@ def test_the_efficiency_preset_tabulates_paired_curve_metrics(tmp_path, monkeypa
 
 @pytest.mark.parametrize("flags, message", [
     (["--preset", "gamma999", "--discount", "0.99"],
-     "error: --discount is set by the gamma999 preset (0.999): drop it, or choose another --preset"),
+     "error: --discount is set by the gamma999 preset (0.999): drop it, or choose the preset with the value you "
+     "need (efficiency 0.99, gamma999 0.999, local 0.99, paper 0.99, quick 0.99); for another value run python -m "
+     "rl.train --discount directly"),
     (["--preset", "efficiency", "--eval-ev=100"],
-     "error: --eval-ev=100 is set by the efficiency preset (250): drop it, or choose another --preset"),
+     "error: --eval-ev=100 is set by the efficiency preset (250): drop it, or choose the preset with the value "
+     "you need (efficiency 250, gamma999 500, local 1500, paper 10000, quick 500); for another value run python "
+     "-m rl.train --eval-every directly"),
     (["--preset", "efficiency", "--seed", "3"], "error: --seed is set by the sweep (seeds 0..N-1): use --seeds N"),
     (["--quick", "--lambda0", "2"], "error: --lambda0 is set by the sweep for each agent (--agents chooses them): "
                                     "drop it"),
