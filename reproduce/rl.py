@@ -43,8 +43,9 @@ LABELS = {"maf_anneal": "SQL + MAF proposal, annealed (ent, linear, lambda0=1)",
           "svgd": "SQL + amortised SVGD (original)"}
 # Sizes. "paper": J.3 / SPEC section 8 (0.5M steps, MAF 2x512; days per run on this 2-core CPU).
 # "efficiency" and "gamma999": issue 20's comparison (reproduce/rl_compare.py), 5 paired seeds, the reduced
-# MAF, evaluation every 250 steps; at discount 0.99 the first 5k steps (sample efficiency before the
-# plateau), at 0.999 (a higher plateau) as many steps as the 2-core budget allows.
+# MAF; at discount 0.99 the first 5k steps, evaluated every 250 (sample efficiency before the plateau); at
+# 0.999 8k steps, evaluated every 500 (the budget when the runs went one at a time on a shared machine; with
+# --jobs 2 on an idle one, --steps 20000 fits issue 20's 120 minutes: docs/rl_gamma999/README.md).
 PRESETS = {
     "paper": dict(steps=500_000, seeds=3, start_steps=10_000, eval_every=10_000, eval_episodes=5,
                   maf_hidden=512, checkpoint_every=10_000, discount=0.99),
