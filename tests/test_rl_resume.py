@@ -290,16 +290,24 @@ def test_sweep_trains_runs_side_by_side_and_stops_starting_after_a_failure(monke
     import threading
 
     m = _sweep_module()
-    both_running, started = threading.Barrier(2, timeout=60), []
+    both_running, started, stop_flags = threading.Barrier(2, timeout=60), [], []
+
+    class RecordedEvent(threading.Event):  # train_runs' stop flag, so that run a can wait for it
+        def __init__(self):
+            super().__init__()
+            stop_flags.append(self)
 
     def fake_run_one(run_dir, flags, quiet=False):
         started.append(run_dir)
         assert quiet
         if run_dir in ("a", "b"):
             both_running.wait()  # raises BrokenBarrierError unless a and b overlap
+        if run_dir == "a":  # end only once b's failure is recorded, however busy the machine (no race for d)
+            assert stop_flags[0].wait(60)
         if run_dir == "b":
             raise m.SweepRunFailed("b failed")
 
+    monkeypatch.setattr(m.threading, "Event", RecordedEvent)
     monkeypatch.setattr(m, "run_one", fake_run_one)
     with pytest.raises(m.SweepRunFailed, match="b failed"):
         m.train_runs([("a", []), ("b", []), ("c", []), ("d", [])], jobs=2)
